@@ -1,0 +1,58 @@
+//! The guest machine's physical memory map: QEMU virt's, so that guests written for QEMU virt
+//! run unchanged (see the README's design section).
+
+use crate::types::{GuestPhysAddr, IntId};
+
+/// Base of guest RAM.
+pub const RAM_BASE: GuestPhysAddr = GuestPhysAddr(0x4000_0000);
+
+/// GICv3 distributor frame.
+pub const GICD_BASE: GuestPhysAddr = GuestPhysAddr(0x0800_0000);
+/// Size of the distributor frame.
+pub const GICD_SIZE: u64 = 0x1_0000;
+
+/// First GICv3 redistributor (RD_base followed by SGI_base, 64 KiB each).
+pub const GICR_BASE: GuestPhysAddr = GuestPhysAddr(0x080A_0000);
+/// Size of one vCPU's redistributor (two 64 KiB frames).
+pub const GICR_STRIDE: u64 = 0x2_0000;
+/// Room QEMU virt leaves for redistributors below the UART; bounds the vCPU count.
+pub const GICR_REGION_SIZE: u64 = 0x00F6_0000;
+/// Largest vCPU count whose redistributors fit in [`GICR_REGION_SIZE`].
+pub const MAX_VCPUS: usize = (GICR_REGION_SIZE / GICR_STRIDE) as usize;
+
+/// PL011 UART.
+pub const PL011_BASE: GuestPhysAddr = GuestPhysAddr(0x0900_0000);
+/// Size of the PL011's frame.
+pub const PL011_SIZE: u64 = 0x1000;
+/// The PL011's interrupt (SPI 1).
+pub const PL011_INTID: IntId = IntId::spi(1);
+
+/// First virtio-mmio slot.
+pub const VIRTIO_MMIO_BASE: GuestPhysAddr = GuestPhysAddr(0x0A00_0000);
+/// Size of one virtio-mmio slot.
+pub const VIRTIO_MMIO_STRIDE: u64 = 0x200;
+/// SPI number of virtio-mmio slot 0; slot n uses SPI 16 + n.
+pub const VIRTIO_MMIO_SPI_BASE: u32 = 16;
+
+/// Number of SPIs the virtual distributor implements (INTIDs 32..32+NR_SPIS), as QEMU virt.
+pub const NR_SPIS: u32 = 256;
+
+/// Virtual timer PPI 11 (INTID 27) — the timer a guest at EL1 normally uses.
+pub const VTIMER_INTID: IntId = IntId::ppi(11);
+/// EL1 physical timer PPI 14 (INTID 30).
+pub const PTIMER_INTID: IntId = IntId::ppi(14);
+/// EL2 physical (hypervisor) timer PPI 10 (INTID 26).
+pub const HTIMER_INTID: IntId = IntId::ppi(10);
+/// Secure physical timer PPI 13 (INTID 29).
+pub const STIMER_INTID: IntId = IntId::ppi(13);
+/// GIC maintenance interrupt PPI 9 (INTID 25).
+pub const MAINTENANCE_INTID: IntId = IntId::ppi(9);
+
+/// The GICR frames of vCPU `index`, if that vCPU can exist.
+pub const fn gicr_base(index: usize) -> Option<GuestPhysAddr> {
+    if index < MAX_VCPUS {
+        Some(GuestPhysAddr(GICR_BASE.0 + GICR_STRIDE * index as u64))
+    } else {
+        None
+    }
+}

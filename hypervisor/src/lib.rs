@@ -1,0 +1,7 @@
+//! rhyve's EL2 core.
+//!
+//! The generic logic here (trap decoding, PSCI, the virtual GIC) is plain Rust that the host
+//! tests; `arch` holds what only runs at EL2 on an aarch64 CPU.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;

@@ -1,0 +1,5 @@
+//! rhyve's VMM: everything about a guest that does not need EL2.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
