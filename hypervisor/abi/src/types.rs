@@ -107,3 +107,47 @@ impl IntId {
         self.0 < Self::SPI_BASE
     }
 }
+
+/// Number of vCPUs per Aff1 cluster, as QEMU virt numbers CPUs for a GICv3 (whose SGI target
+/// lists reach 16 CPUs of one cluster).
+pub const VCPUS_PER_CLUSTER: u16 = 16;
+
+impl VcpuId {
+    /// The affinity value (Aff3.Aff2.Aff1.Aff0, as in MPIDR_EL1 bits [39:32] and [23:0]) of
+    /// this vCPU: Aff0 = index % 16, Aff1 = index / 16.
+    pub const fn mpidr_affinity(self) -> u64 {
+        ((self.0 / VCPUS_PER_CLUSTER) as u64) << 8 | (self.0 % VCPUS_PER_CLUSTER) as u64
+    }
+
+    /// The vCPU whose affinity is `aff` (MPIDR affinity fields, other bits ignored), if the
+    /// affinity is one [`Self::mpidr_affinity`] can give and the index is below `count`.
+    pub fn from_mpidr_affinity(aff: u64, count: usize) -> Option<Self> {
+        const AFF0: u64 = 0xff;
+        const AFF1_SHIFT: u64 = 8;
+        const AFF2_AFF3: u64 = 0xff_0000 | 0xff << 32;
+        let aff0 = aff & AFF0;
+        let aff1 = (aff >> AFF1_SHIFT) & AFF0;
+        if aff & AFF2_AFF3 != 0 || aff0 >= VCPUS_PER_CLUSTER as u64 {
+            return None;
+        }
+        let index = aff1 * VCPUS_PER_CLUSTER as u64 + aff0;
+        (index < count as u64).then_some(Self(index as u16))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mpidr_round_trips() {
+        for i in 0..40u16 {
+            let aff = VcpuId(i).mpidr_affinity();
+            assert_eq!(VcpuId::from_mpidr_affinity(aff, 40), Some(VcpuId(i)));
+        }
+        assert_eq!(VcpuId(17).mpidr_affinity(), 0x101);
+        assert_eq!(VcpuId::from_mpidr_affinity(0x10, 40), None, "aff0 16 is not a vCPU");
+        assert_eq!(VcpuId::from_mpidr_affinity(0x1_0000, 40), None, "aff2 unused");
+        assert_eq!(VcpuId::from_mpidr_affinity(3, 3), None, "beyond count");
+    }
+}
