@@ -7,3 +7,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod bundle;
+pub mod fdt;
+pub mod image;
+pub mod loader;
+pub mod memory;
+pub mod pl011;
