@@ -5,3 +5,8 @@
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
+
+pub mod exit;
+pub mod inject;
+pub mod psci;
+pub mod sysreg;
