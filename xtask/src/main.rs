@@ -1,2 +1,270 @@
-//! `cargo xtask`: build, run, test and benchmark rhyve.
-fn main() {}
+//! `cargo xtask`: build, run, test and benchmark rhyve. The one entry point for people and CI.
+//!
+//! Only std and the workspace's `vmm` (for the boot bundle): the system's apt, dpkg-deb and
+//! gzip do the fetching and unpacking; QEMU does the rest.
+
+mod args;
+mod bench;
+mod boot;
+mod cpio;
+mod error;
+mod guest;
+mod image;
+mod interrupts;
+mod qemu;
+mod scenarios;
+mod sys;
+mod toolchain;
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use args::Args;
+use boot::{GuestBoot, Host};
+use error::{Error, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  build          build the EL2 image (target/aarch64-unknown-none-softfloat/release/rhyve)
+                 and convert it to the flat target/rhyve.bin QEMU boots
+  fetch-guest    fetch Debian's arm64 kernel and busybox into build/guest/ (Image,
+                 initramfs.cpio); run/test/bench do this themselves
+  run            boot a guest under rhyve in QEMU, console on this terminal (Ctrl-A x quits)
+      --kernel PATH    guest kernel (default: build/guest/Image)
+      --initrd PATH    guest initrd, or `none` (default: build/guest/initramfs.cpio)
+      --cmdline STR    (default: console=ttyAMA0 earlycon=pl011,0x9000000)
+      --vcpus N        (default: 2)
+      --mem SIZE       guest RAM: 512M, 1G, 262144K; plain numbers are MiB (default: 512M)
+      --gdb            start halted with a gdb stub on :1234, and say how to attach
+  test           the whole test suite: host unit tests, then Linux guests under rhyve
+                 (scenarios linux-smp-1/2/4; console logs in build/logs/); ends with
+                 `N passed, N failed` and fails if any failed
+      --quick          host unit tests only (no image build, no guest download, no QEMU)
+    developer options (checking the checks without a working hypervisor):
+      --straight       boot the scenarios' guests straight under QEMU, without rhyve
+      --only NAME      run only the scenarios whose name contains NAME
+      --vcpus-override N  boot every guest with N vCPUs whatever the scenario expects
+                       (e.g. `--straight --only smp-4 --vcpus-override 2` must fail)
+      --timeout SECS   a scenario's time limit instead of its own (600 s for Linux)
+      --skip-unit      skip the host unit tests
+  bench          boot time, QEMU spawn to the guest's first init line, straight vs under rhyve
+      --runs N         boots of each (default: 5)
+      --straight-only  (developer) only the straight series, no hypervisor image
+  help           this text";
+
+/// The default guest command line of `run`.
+const DEFAULT_CMDLINE: &str = "console=ttyAMA0 earlycon=pl011,0x9000000";
+
+fn main() -> ExitCode {
+    match dispatch(Args::new(std::env::args().skip(1))) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(mut args: Args) -> Result<ExitCode> {
+    let cmd = args.command();
+    match cmd.as_deref() {
+        Some("build") => {
+            args.finish()?;
+            toolchain::build_image()?;
+        }
+        Some("fetch-guest") => {
+            args.finish()?;
+            guest::fetch()?;
+        }
+        Some("run") => run(args)?,
+        Some("test") => return test(args),
+        Some("bench") => {
+            let runs = args.number("--runs")?.unwrap_or(5);
+            let straight_only = args.flag("--straight-only");
+            args.finish()?;
+            if runs == 0 {
+                return Err(Error::Usage("--runs must be at least 1".into()));
+            }
+            let image = if straight_only {
+                None
+            } else {
+                Some(toolchain::build_image()?)
+            };
+            let guest = guest::fetch()?;
+            bench::bench(runs, image, &guest)?;
+        }
+        Some("help" | "--help" | "-h") => println!("{USAGE}"),
+        None => return Err(Error::Usage("no command given".into())),
+        Some(other) => return Err(Error::Usage(format!("unknown command `{other}`"))),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo xtask run`: builds, fetches what the defaults need, and replaces itself with QEMU.
+fn run(mut args: Args) -> Result<()> {
+    let kernel = args.value("--kernel")?.map(PathBuf::from);
+    let initrd = args.value("--initrd")?;
+    let cmdline = args
+        .value("--cmdline")?
+        .unwrap_or_else(|| DEFAULT_CMDLINE.into());
+    let vcpus = args.number("--vcpus")?.unwrap_or(2);
+    let mem_mib = args
+        .value("--mem")?
+        .map(|m| args::parse_mem_mib(&m))
+        .transpose()?
+        .unwrap_or(512);
+    let gdb = args.flag("--gdb");
+    args.finish()?;
+    if vcpus == 0 {
+        return Err(Error::Usage("--vcpus must be at least 1".into()));
+    }
+
+    let image = toolchain::build_image()?;
+    let guest = if kernel.is_none() || initrd.is_none() {
+        Some(guest::fetch()?)
+    } else {
+        None
+    };
+    let default = |f: fn(&guest::GuestFiles) -> PathBuf| {
+        f(guest.as_ref().expect("fetched when a default is used"))
+    };
+    let boot = GuestBoot {
+        kernel: kernel.unwrap_or_else(|| default(|g| g.kernel.clone())),
+        initrd: match initrd.as_deref() {
+            Some("none") => None,
+            Some(p) => Some(PathBuf::from(p)),
+            None => Some(default(|g| g.initrd.clone())),
+        },
+        cmdline,
+        vcpus,
+        mem_mib,
+    };
+    let machine = boot.machine(&Host::Rhyve { image }, &sys::build_dir().join("bundle.bin"))?;
+    let qemu = qemu::binary()?;
+    let mut cmd = machine.interactive_command(&qemu, gdb);
+    if gdb {
+        println!("xtask: QEMU waits for gdb on :1234; attach with:");
+        println!(
+            "  gdb-multiarch {} -ex 'target remote :1234'",
+            toolchain::elf_path()
+                .strip_prefix(sys::repo_root())
+                .unwrap_or(&toolchain::elf_path())
+                .display()
+        );
+    }
+    println!("xtask: {}", sys::render(&cmd));
+    println!("xtask: console follows; Ctrl-A x quits QEMU");
+    let e = cmd.exec();
+    Err(Error::Spawn {
+        program: cmd.get_program().to_string_lossy().into_owned(),
+        source: e,
+    })
+}
+
+/// `cargo xtask test`: prints `N passed, N failed` last, and fails if any failed.
+fn test(mut args: Args) -> Result<ExitCode> {
+    let quick = args.flag("--quick");
+    let straight = args.flag("--straight");
+    let skip_unit = args.flag("--skip-unit");
+    let only = args.value("--only")?;
+    let vcpus_override = args.number("--vcpus-override")?;
+    let timeout_override = args
+        .number("--timeout")?
+        .map(|s| Duration::from_secs(s.into()));
+    args.finish()?;
+
+    let mut outcomes = Vec::new();
+    if !skip_unit {
+        outcomes.push(unit_tests());
+    }
+    if !quick {
+        let selected: Vec<_> = scenarios::all()
+            .into_iter()
+            .filter(|s| only.as_deref().is_none_or(|o| s.name().contains(o)))
+            .collect();
+        if selected.is_empty() {
+            return Err(Error::Usage(format!(
+                "no scenario matches `{}`",
+                only.unwrap_or_default()
+            )));
+        }
+        let prepared = (|| -> Result<scenarios::Context> {
+            let host = if straight {
+                Host::Straight
+            } else {
+                Host::Rhyve {
+                    image: toolchain::build_image()?,
+                }
+            };
+            Ok(scenarios::Context {
+                host,
+                guest: guest::fetch()?,
+                vcpus_override,
+                timeout_override,
+            })
+        })();
+        match prepared {
+            Err(e) => {
+                for s in &selected {
+                    outcomes.push(scenarios::Outcome::not_run(
+                        s.name(),
+                        format!("not run: {e}"),
+                    ));
+                }
+            }
+            Ok(ctx) => {
+                if straight {
+                    println!("xtask: --straight: guests boot without rhyve (checking the checks)");
+                }
+                for s in &selected {
+                    println!("xtask: scenario {} ...", s.name());
+                    let t = Instant::now();
+                    let o = scenarios::run(s.as_ref(), &ctx);
+                    if o.failures.is_empty() {
+                        println!("PASS {} ({:.1} s)", o.name, t.elapsed().as_secs_f64());
+                    }
+                    outcomes.push(o);
+                }
+            }
+        }
+    }
+    let failed: Vec<_> = outcomes.iter().filter(|o| !o.failures.is_empty()).collect();
+    for o in &failed {
+        o.report();
+    }
+    println!(
+        "{} passed, {} failed",
+        outcomes.len() - failed.len(),
+        failed.len()
+    );
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `cargo test --workspace`, with the cargo that runs us.
+fn unit_tests() -> scenarios::Outcome {
+    let name = "host-unit-tests".to_string();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    println!("xtask: cargo test --workspace");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["test", "--workspace"])
+        .current_dir(sys::repo_root());
+    match sys::run(&mut cmd) {
+        Ok(()) => {
+            println!("PASS {name}");
+            scenarios::Outcome {
+                name,
+                failures: vec![],
+                console: None,
+            }
+        }
+        Err(e) => scenarios::Outcome::not_run(name, e.to_string()),
+    }
+}

@@ -1,0 +1,326 @@
+//! Launching QEMU: the machine rhyve runs on, a guest booted straight (for comparison), and a
+//! console capture with timestamps, a timeout and early stop on a marker.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, IoContext, Result};
+use crate::sys;
+
+const QEMU: &str = "qemu-system-aarch64";
+/// Memory QEMU gives the machine beyond the guest's: the hypervisor and the bundle.
+pub const HYPERVISOR_MEM_MIB: u64 = 256;
+/// The hypervisor pins vCPU i to CPU i and wants at least this many CPUs.
+const MIN_HOST_CPUS: u32 = 4;
+
+/// The QEMU binary, installed with apt if missing and allowed.
+pub fn binary() -> Result<PathBuf> {
+    if let Some(p) = sys::find_program(QEMU) {
+        return Ok(p);
+    }
+    if sys::can_apt_install() {
+        println!("xtask: {QEMU} not found; installing qemu-system-arm");
+        sys::apt_install(&["qemu-system-arm"])?;
+        return sys::find_program(QEMU).ok_or_else(|| {
+            Error::Failed(format!(
+                "installed qemu-system-arm but {QEMU} is still not on PATH"
+            ))
+        });
+    }
+    Err(Error::Failed(format!(
+        "{QEMU} not found: install QEMU (Debian/Ubuntu, as root: `apt-get install qemu-system-arm`; \
+         elsewhere your distribution's qemu-system-aarch64 package)"
+    )))
+}
+
+/// A QEMU virt machine to boot.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// EL2 available (`virtualization=on`): the machine rhyve runs on.
+    pub virtualization: bool,
+    /// Number of CPUs.
+    pub smp: u32,
+    /// RAM in MiB.
+    pub mem_mib: u64,
+    /// What `-kernel` loads.
+    pub kernel: PathBuf,
+    /// What `-initrd` loads.
+    pub initrd: Option<PathBuf>,
+    /// `-append`, for a kernel booted straight.
+    pub append: Option<String>,
+}
+
+impl Machine {
+    /// The machine that runs rhyve with `bundle` for a guest of `vcpus` and `guest_mem_mib`.
+    pub fn rhyve(image: &Path, bundle: &Path, vcpus: u32, guest_mem_mib: u64) -> Self {
+        Self {
+            virtualization: true,
+            smp: vcpus.max(MIN_HOST_CPUS),
+            mem_mib: guest_mem_mib + HYPERVISOR_MEM_MIB,
+            kernel: image.to_path_buf(),
+            initrd: Some(bundle.to_path_buf()),
+            append: None,
+        }
+    }
+
+    /// A guest booted straight by QEMU, no hypervisor.
+    pub fn straight(
+        kernel: &Path,
+        initrd: Option<&Path>,
+        cmdline: &str,
+        smp: u32,
+        mem_mib: u64,
+    ) -> Self {
+        Self {
+            virtualization: false,
+            smp,
+            mem_mib,
+            kernel: kernel.to_path_buf(),
+            initrd: initrd.map(Path::to_path_buf),
+            append: Some(cmdline.to_string()),
+        }
+    }
+
+    /// QEMU's arguments, without the console options.
+    pub fn args(&self) -> Vec<OsString> {
+        let machine = if self.virtualization {
+            "virt,virtualization=on,gic-version=3"
+        } else {
+            "virt,gic-version=3"
+        };
+        let mut a: Vec<OsString> = vec![
+            "-M".into(),
+            machine.into(),
+            // pauth-impdef: QARMA pointer authentication makes TCG several times slower.
+            "-cpu".into(),
+            "max,pauth-impdef=on".into(),
+            "-smp".into(),
+            self.smp.to_string().into(),
+            "-m".into(),
+            format!("{}M", self.mem_mib).into(),
+            "-kernel".into(),
+            self.kernel.clone().into(),
+        ];
+        if let Some(i) = &self.initrd {
+            a.extend(["-initrd".into(), i.clone().into()]);
+        }
+        if let Some(c) = &self.append {
+            a.extend(["-append".into(), c.into()]);
+        }
+        a
+    }
+
+    /// The command for an interactive run: the console on the terminal (`-nographic`).
+    pub fn interactive_command(&self, qemu: &Path, gdb: bool) -> Command {
+        let mut c = Command::new(qemu);
+        c.args(self.args()).arg("-nographic");
+        if gdb {
+            c.args(["-s", "-S"]);
+        }
+        c
+    }
+
+    /// The command for a captured run: the serial console on stdout, no monitor, no display,
+    /// and a guest reset ends QEMU instead of looping a crashing guest until the timeout.
+    fn captured_command(&self, qemu: &Path) -> Command {
+        let mut c = Command::new(qemu);
+        c.args(self.args())
+            .args([
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+}
+
+/// One console line and when it arrived (since QEMU was spawned).
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// Time since spawn.
+    pub at: Duration,
+    /// The text, without the line ending; QEMU's own stderr lines start with `qemu: `.
+    pub text: String,
+}
+
+/// How a captured run ended.
+#[derive(Debug, Clone)]
+pub enum End {
+    /// QEMU exited by itself.
+    Exited(ExitStatus),
+    /// Killed at the timeout.
+    TimedOut(Duration),
+    /// Killed after a stop marker appeared (and its grace period passed).
+    Stopped(String),
+}
+
+/// A marker that ends a captured run, `grace` after it appears (to catch what follows it).
+#[derive(Debug, Clone, Copy)]
+pub struct Stop {
+    /// Text that, contained in a console line, ends the run.
+    pub marker: &'static str,
+    /// How long to keep capturing after it.
+    pub grace: Duration,
+}
+
+/// The console of a finished run.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    /// Every line, in order.
+    pub lines: Vec<Line>,
+    /// How it ended.
+    pub end: End,
+    /// The log file the lines were written to.
+    pub log: PathBuf,
+}
+
+impl Capture {
+    /// The first line containing `marker`.
+    pub fn find(&self, marker: &str) -> Option<&Line> {
+        self.lines.iter().find(|l| l.text.contains(marker))
+    }
+
+    /// The last `n` lines, for a failure report.
+    pub fn tail(&self, n: usize) -> &[Line] {
+        &self.lines[self.lines.len().saturating_sub(n)..]
+    }
+
+    /// Whether QEMU exited with status 0 by itself.
+    pub fn exited_cleanly(&self) -> bool {
+        matches!(&self.end, End::Exited(s) if s.success())
+    }
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exited(s) => write!(f, "QEMU exited ({s})"),
+            Self::TimedOut(t) => write!(f, "timed out after {} s (QEMU killed)", t.as_secs()),
+            Self::Stopped(m) => write!(f, "stopped after `{m}` appeared (QEMU killed)"),
+        }
+    }
+}
+
+/// Forwards each line of `r` (prefixed) with its arrival time.
+fn pump(r: impl Read + Send + 'static, prefix: &'static str, tx: mpsc::Sender<(Instant, String)>) {
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(r);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&buf);
+                    let text = text.trim_end_matches(['\n', '\r']).replace('\r', "");
+                    if tx
+                        .send((Instant::now(), format!("{prefix}{text}")))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Kills `child` (it is ours) and reaps it.
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Boots `machine` with its console captured to `log` (one `[seconds] line` per line), until
+/// QEMU exits, `timeout` passes, or a `stops` marker appears.
+pub fn run_captured(
+    machine: &Machine,
+    log: &Path,
+    timeout: Duration,
+    stops: &[Stop],
+) -> Result<Capture> {
+    let qemu = binary()?;
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+    }
+    let mut log_file = File::create(log).ctx(|| format!("creating {}", log.display()))?;
+    let mut cmd = machine.captured_command(&qemu);
+    writeln!(log_file, "# {}", sys::render(&cmd)).ctx(|| format!("writing {}", log.display()))?;
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+        program: QEMU.into(),
+        source,
+    })?;
+    let (tx, rx) = mpsc::channel();
+    pump(child.stdout.take().expect("piped"), "", tx.clone());
+    pump(child.stderr.take().expect("piped"), "qemu: ", tx);
+
+    let mut lines = Vec::new();
+    let mut stop_at: Option<(Instant, &'static str)> = None;
+    let mut exited: Option<ExitStatus> = None;
+    let end = loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok((t, text)) => {
+                let at = t - start;
+                let _ = writeln!(log_file, "[{:9.3}] {text}", at.as_secs_f64());
+                if stop_at.is_none() {
+                    if let Some(s) = stops.iter().find(|s| text.contains(s.marker)) {
+                        stop_at = Some((t + s.grace, s.marker));
+                    }
+                }
+                lines.push(Line { at, text });
+            }
+            // Both pipes closed: QEMU is gone (or closed them); reap it.
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                if exited.is_none() {
+                    exited = Some(child.wait().ctx(|| "waiting for QEMU".into())?);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if exited.is_none() {
+            exited = child.try_wait().ctx(|| "waiting for QEMU".into())?;
+        }
+        if let Some(status) = exited {
+            // Collect what is still in the pipes (bounded: a stuck pipe must not hang us).
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while let Ok((t, text)) =
+                rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                let at = t - start;
+                let _ = writeln!(log_file, "[{:9.3}] {text}", at.as_secs_f64());
+                lines.push(Line { at, text });
+            }
+            break End::Exited(status);
+        }
+        let now = Instant::now();
+        if let Some((at, marker)) = stop_at {
+            if now >= at {
+                kill(&mut child);
+                break End::Stopped(marker.to_string());
+            }
+        }
+        if now - start >= timeout {
+            kill(&mut child);
+            break End::TimedOut(timeout);
+        }
+    };
+    let _ = writeln!(log_file, "# {end}");
+    Ok(Capture {
+        lines,
+        end,
+        log: log.to_path_buf(),
+    })
+}

@@ -1,0 +1,163 @@
+//! Integration scenarios: each boots a guest in QEMU, captures its console to
+//! `build/logs/<name>.log` and checks what it printed.
+//!
+//! One scenario (or one family) per file: implement [`Scenario`] and list it in [`all`].
+//! Every scenario also gets the common checks of [`run`]: no `rhyve: PANIC`, and QEMU exited 0
+//! by itself within the timeout (the guest powered off and the hypervisor followed).
+
+mod linux_smp;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::boot::{GuestBoot, Host};
+use crate::guest::GuestFiles;
+use crate::qemu::{self, Capture, Stop};
+use crate::sys;
+
+/// Printed by the hypervisor on one of its own bugs, before it halts.
+pub const RHYVE_PANIC: &str = "rhyve: PANIC";
+/// Printed by a Linux guest that cannot go on.
+const LINUX_PANIC: &str = "Kernel panic - not syncing";
+/// Console lines shown with a failure.
+const TAIL_LINES: usize = 40;
+
+/// A boot plus the checks on its console.
+pub trait Scenario {
+    /// A short, unique, file-name-safe name (`linux-smp-2`).
+    fn name(&self) -> String;
+    /// What to boot (the default guest's files are in `guest`).
+    fn boot(&self, guest: &GuestFiles) -> GuestBoot;
+    /// How long the run may take before it counts as hung. Generous: TCG on a small CI
+    /// machine is slow, and a run ends as soon as QEMU exits anyway.
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(600)
+    }
+    /// The scenario's own checks; each returned string is one reason it failed.
+    fn check(&self, console: &Capture) -> Vec<String>;
+}
+
+/// Every scenario, in the order they run.
+pub fn all() -> Vec<Box<dyn Scenario>> {
+    let mut v = Vec::new();
+    v.extend(linux_smp::scenarios());
+    v
+}
+
+/// How scenarios are run.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Under rhyve, or straight under QEMU (to check the checks themselves).
+    pub host: Host,
+    /// The default guest.
+    pub guest: GuestFiles,
+    /// Boot with this many vCPUs whatever the scenario asks (to see a check fail).
+    pub vcpus_override: Option<u32>,
+    /// Use this timeout instead of the scenario's (to see the timeout path work).
+    pub timeout_override: Option<Duration>,
+}
+
+/// A scenario's result.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The scenario's name.
+    pub name: String,
+    /// Why it failed; empty if it passed.
+    pub failures: Vec<String>,
+    /// The console, if QEMU ran.
+    pub console: Option<Capture>,
+}
+
+impl Outcome {
+    /// A scenario that could not run at all.
+    pub fn not_run(name: String, why: String) -> Self {
+        Self {
+            name,
+            failures: vec![why],
+            console: None,
+        }
+    }
+
+    /// Prints the failure report: the scenario, the reasons, the last console lines.
+    pub fn report(&self) {
+        println!("FAIL {}", self.name);
+        for f in &self.failures {
+            println!("  reason: {f}");
+        }
+        if let Some(c) = &self.console {
+            println!("  log: {}", c.log.display());
+            println!("  last {TAIL_LINES} console lines:");
+            for l in c.tail(TAIL_LINES) {
+                println!("  | [{:9.3}] {}", l.at.as_secs_f64(), l.text);
+            }
+        }
+    }
+}
+
+/// The console log of scenario `name`.
+fn log_path(name: &str) -> PathBuf {
+    sys::build_dir().join("logs").join(format!("{name}.log"))
+}
+
+/// Runs one scenario and applies the common checks and its own.
+pub fn run(s: &dyn Scenario, ctx: &Context) -> Outcome {
+    let name = s.name();
+    let mut boot = s.boot(&ctx.guest);
+    if let Some(n) = ctx.vcpus_override {
+        boot.vcpus = n;
+    }
+    let bundle = sys::build_dir().join("bundles").join(format!("{name}.bin"));
+    let machine = match boot.machine(&ctx.host, &bundle) {
+        Ok(m) => m,
+        Err(e) => return Outcome::not_run(name, e.to_string()),
+    };
+    let stops = [
+        Stop {
+            marker: RHYVE_PANIC,
+            grace: Duration::from_secs(2),
+        },
+        Stop {
+            marker: LINUX_PANIC,
+            grace: Duration::from_secs(5),
+        },
+    ];
+    let console = match qemu::run_captured(
+        &machine,
+        &log_path(&name),
+        ctx.timeout_override.unwrap_or(s.timeout()),
+        &stops,
+    ) {
+        Ok(c) => c,
+        Err(e) => return Outcome::not_run(name, e.to_string()),
+    };
+    let mut failures = Vec::new();
+    if let Some(l) = console.find(RHYVE_PANIC) {
+        failures.push(format!("the hypervisor panicked: {}", l.text.trim()));
+    }
+    if !console.exited_cleanly() {
+        failures.push(format!(
+            "expected QEMU to exit 0 by itself; {}",
+            console.end
+        ));
+    }
+    failures.extend(s.check(&console));
+    Outcome {
+        name,
+        failures,
+        console: Some(console),
+    }
+}
+
+/// The lines strictly between the first line containing `begin` and the next containing `end`.
+pub fn section<'a>(console: &'a Capture, begin: &str, end: &str) -> Option<Vec<&'a str>> {
+    let mut lines = console.lines.iter().skip_while(|l| !l.text.contains(begin));
+    lines.next()?;
+    let mut out = Vec::new();
+    for l in lines {
+        if l.text.contains(end) {
+            return Some(out);
+        }
+        out.push(l.text.as_str());
+    }
+    None
+}
