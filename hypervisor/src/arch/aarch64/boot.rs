@@ -1,0 +1,139 @@
+//! Entry points: the arm64 Image header, self-relocation, and the jump into Rust.
+//!
+//! The image is linked at 0 as a static PIE. The first instructions run with the MMU off at
+//! EL2 wherever the loader put us (QEMU `-kernel`, U-Boot `booti`), apply the
+//! `R_AARCH64_RELATIVE` relocations against the real load address, clear .bss, and call Rust.
+//! Secondary CPUs enter at `secondary_entry` (through PSCI CPU_ON) with the address of their
+//! [`super::cpu::BootArgs`] in x0, once the primary has relocated the image and built the page
+//! tables.
+
+use core::arch::global_asm;
+
+/// ELF relocation type for "base + addend" (ELF for the Arm 64-bit Architecture, 5.7.12).
+const R_AARCH64_RELATIVE: u32 = 1027;
+/// arm64 Image header flags (Linux booting.rst): little-endian, 4 KiB pages, placement anywhere.
+const IMAGE_FLAGS: u64 = (0 << 0) | (1 << 1) | (1 << 3);
+/// arm64 Image magic, "ARM\x64".
+const IMAGE_MAGIC: u32 = 0x644d_5241;
+/// CurrentEL value at EL2.
+const CURRENT_EL_EL2: u32 = 2 << 2;
+/// Size of the primary CPU's boot stack.
+pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+
+global_asm!(
+    r#"
+    .section .text.head, "ax"
+    .global _head
+_head:
+    b       primary_entry          // code0
+    .long   0                      // code1
+    .quad   0                      // text_offset: any 2 MiB-aligned base
+    .quad   __image_size           // image_size, .bss included
+    .quad   {flags}
+    .quad   0, 0, 0                // res2..res4
+    .long   {magic}
+    .long   0                      // res5: no PE header
+
+    .text
+    .global primary_entry
+primary_entry:
+    msr     daifset, #0xf
+    mov     x19, x0                // the device tree
+    mrs     x1, CurrentEL
+    cmp     x1, #{el2}
+    b.ne    3f
+
+    // Relocate: every R_AARCH64_RELATIVE slot gets load base + addend.
+    adr     x1, _head
+    adrp    x2, __rela_start
+    add     x2, x2, :lo12:__rela_start
+    adrp    x3, __rela_end
+    add     x3, x3, :lo12:__rela_end
+1:  cmp     x2, x3
+    b.hs    2f
+    ldp     x4, x5, [x2], #16      // r_offset, r_info
+    ldr     x6, [x2], #8           // r_addend
+    cmp     w5, #{relative}
+    b.ne    3f                     // anything else means a build problem: stop here
+    add     x6, x6, x1
+    str     x6, [x1, x4]
+    b       1b
+
+2:  adrp    x2, __bss_start
+    add     x2, x2, :lo12:__bss_start
+    adrp    x3, __bss_end
+    add     x3, x3, :lo12:__bss_end
+4:  cmp     x2, x3
+    b.hs    5f
+    stp     xzr, xzr, [x2], #16
+    b       4b
+
+5:  adrp    x2, {stack}
+    add     x2, x2, :lo12:{stack}
+    add     x2, x2, #{stack_size}
+    mov     sp, x2
+    mov     x29, xzr
+    mov     x30, xzr
+    mov     x0, x19
+    adr     x1, _head
+    bl      {rust_primary}
+3:  wfe
+    b       3b
+
+    // x0 = BootArgs (physical; the MMU is off). BootArgs: stack_top, ttbr0, tcr, mair, sctlr.
+    .global secondary_entry
+secondary_entry:
+    msr     daifset, #0xf
+    ldr     x1, [x0, #0]
+    mov     sp, x1
+    ldp     x1, x2, [x0, #8]       // ttbr0, tcr
+    ldp     x3, x4, [x0, #24]      // mair, sctlr
+    msr     mair_el2, x3
+    msr     tcr_el2, x2
+    msr     ttbr0_el2, x1
+    isb
+    tlbi    alle2
+    dsb     nsh
+    isb
+    msr     sctlr_el2, x4
+    isb
+    mov     x29, xzr
+    mov     x30, xzr
+    bl      {rust_secondary}
+6:  wfe
+    b       6b
+"#,
+    flags = const IMAGE_FLAGS,
+    magic = const IMAGE_MAGIC,
+    el2 = const CURRENT_EL_EL2,
+    relative = const R_AARCH64_RELATIVE,
+    stack = sym BOOT_STACK,
+    stack_size = const BOOT_STACK_SIZE,
+    rust_primary = sym crate::runtime::primary_main,
+    rust_secondary = sym crate::runtime::secondary_main,
+);
+
+extern "C" {
+    /// Where secondary CPUs start (PSCI CPU_ON entry point).
+    pub fn secondary_entry();
+    /// First byte of the image.
+    static _head: u8;
+}
+
+/// The primary CPU's boot stack.
+#[repr(C, align(16))]
+pub struct Stack(pub [u8; BOOT_STACK_SIZE]);
+
+/// The primary CPU's boot stack (in .bss, zeroed before use).
+#[no_mangle]
+pub static mut BOOT_STACK: Stack = Stack([0; BOOT_STACK_SIZE]);
+
+/// Physical address of the first byte of the image (identity-mapped, so also its address).
+pub fn image_start() -> usize {
+    core::ptr::addr_of!(_head) as usize
+}
+
+/// Physical address of `secondary_entry`, for PSCI CPU_ON.
+pub fn secondary_entry_addr() -> usize {
+    secondary_entry as usize
+}

@@ -1,0 +1,11 @@
+//! What only runs at EL2 on an aarch64 CPU: boot, translation, the world switch, the GIC and
+//! the firmware interface.
+
+pub mod boot;
+pub mod cpu;
+pub mod exception;
+pub mod firmware;
+pub mod gic;
+pub mod mmu;
+pub mod regs;
+pub mod stage2;

@@ -1,0 +1,178 @@
+//! The machine's console: a polled PL011 driver for the UART the firmware's device tree names
+//! as stdout, and the `log` backend that prints `rhyve: ...` lines on it.
+//!
+//! Lock order: the console lock is a leaf; take it last and hold it for one line or byte.
+
+use core::fmt::{self, Write};
+use core::ptr::NonNull;
+use spin::Mutex;
+use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
+use tock_registers::{register_bitfields, register_structs};
+
+register_bitfields! {u32,
+    /// UARTFR (PL011 TRM 3.3.3).
+    FR [
+        /// Transmit FIFO full.
+        TXFF OFFSET(5) NUMBITS(1) [],
+        /// Receive FIFO empty.
+        RXFE OFFSET(4) NUMBITS(1) []
+    ],
+    /// UARTIMSC / UARTICR (3.3.10, 3.3.13).
+    INT [
+        /// Receive timeout.
+        RT OFFSET(6) NUMBITS(1) [],
+        /// Receive.
+        RX OFFSET(4) NUMBITS(1) []
+    ],
+    /// UARTDR (3.3.1).
+    DR [
+        /// The character.
+        DATA OFFSET(0) NUMBITS(8) []
+    ]
+}
+
+register_structs! {
+    Pl011Regs {
+        (0x000 => dr: ReadWrite<u32, DR::Register>),
+        (0x004 => _r0),
+        (0x018 => fr: ReadOnly<u32, FR::Register>),
+        (0x01c => _r1),
+        (0x038 => imsc: ReadWrite<u32, INT::Register>),
+        (0x03c => _r2),
+        (0x044 => icr: WriteOnly<u32, INT::Register>),
+        (0x048 => @END),
+    }
+}
+
+/// The machine's UART.
+pub struct Uart {
+    regs: NonNull<Pl011Regs>,
+}
+
+// SAFETY: the UART is only used under the console lock.
+unsafe impl Send for Uart {}
+
+impl Uart {
+    fn regs(&self) -> &Pl011Regs {
+        // SAFETY: `regs` is the identity-mapped PL011 frame from the device tree.
+        unsafe { self.regs.as_ref() }
+    }
+
+    /// Sends one byte, waiting while the transmit FIFO is full.
+    pub fn put(&self, byte: u8) {
+        while self.regs().fr.is_set(FR::TXFF) {}
+        self.regs().dr.write(DR::DATA.val(byte as u32));
+    }
+
+    /// Takes one received byte, if any.
+    pub fn get(&self) -> Option<u8> {
+        if self.regs().fr.is_set(FR::RXFE) {
+            None
+        } else {
+            Some(self.regs().dr.read(DR::DATA) as u8)
+        }
+    }
+}
+
+impl Write for Uart {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            if b == b'\n' {
+                self.put(b'\r');
+            }
+            self.put(b);
+        }
+        Ok(())
+    }
+}
+
+static CONSOLE: Mutex<Option<Uart>> = Mutex::new(None);
+
+/// Starts using the PL011 at `base`.
+///
+/// # Safety
+/// `base` must be the address of a PL011 frame, accessible (identity-mapped or MMU off).
+pub unsafe fn init(base: usize) {
+    if let Some(regs) = NonNull::new(base as *mut Pl011Regs) {
+        *CONSOLE.lock() = Some(Uart { regs });
+    }
+}
+
+/// Enables receive interrupts, for interactive guest input.
+pub fn enable_rx_interrupt() {
+    if let Some(u) = CONSOLE.lock().as_ref() {
+        u.regs().imsc.write(INT::RX::SET + INT::RT::SET);
+    }
+}
+
+/// Drains received bytes into `sink` (stopping when it refuses one), and clears the receive
+/// interrupt once the FIFO is empty.
+pub fn drain_rx(mut sink: impl FnMut(u8) -> bool) {
+    let guard = CONSOLE.lock();
+    let Some(u) = guard.as_ref() else { return };
+    while !u.regs().fr.is_set(FR::RXFE) {
+        let b = u.regs().dr.read(DR::DATA) as u8;
+        if !sink(b) {
+            break;
+        }
+    }
+    u.regs().icr.write(INT::RX::SET + INT::RT::SET);
+    let _ = Uart::get;
+}
+
+/// Writes one byte of guest output, as it is.
+pub fn put_raw(byte: u8) {
+    if let Some(u) = CONSOLE.lock().as_ref() {
+        u.put(byte);
+    }
+}
+
+/// Writes formatted text (used by the logger and the panic path).
+pub fn write_fmt(args: fmt::Arguments<'_>) {
+    if let Some(u) = CONSOLE.lock().as_mut() {
+        let _ = u.write_fmt(args);
+    }
+}
+
+/// Writes formatted text without waiting for the lock: the panic path must print even if the
+/// panicking CPU held it.
+pub fn force_write_fmt(args: fmt::Arguments<'_>) {
+    if CONSOLE.is_locked() {
+        // SAFETY: only used when the hypervisor is about to halt; output interleaved with
+        // the holder's is better than no report at all.
+        unsafe { CONSOLE.force_unlock() };
+    }
+    if let Some(u) = CONSOLE.lock().as_mut() {
+        let _ = u.write_fmt(args);
+    }
+}
+
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let level = match record.level() {
+            log::Level::Error => "error: ",
+            log::Level::Warn => "warning: ",
+            log::Level::Info => "",
+            log::Level::Debug => "debug: ",
+            log::Level::Trace => "trace: ",
+        };
+        write_fmt(format_args!("rhyve: {}{}\n", level, record.args()));
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: Logger = Logger;
+
+/// Installs the logger.
+pub fn init_logger() {
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+}

@@ -1,0 +1,36 @@
+//! What happens when the hypervisor itself goes wrong: a panic or an exception taken at EL2.
+//! Both print `rhyve: PANIC` with what is known and halt the CPU; they never return into a
+//! guest.
+
+use super::console::force_write_fmt;
+use crate::arch::cpu;
+use crate::arch::regs::read_sysreg;
+
+/// Called from the EL2 vectors for an exception taken at EL2.
+#[no_mangle]
+pub extern "C" fn hyp_exception(kind: u64, sp: u64) -> ! {
+    let esr = read_sysreg!("esr_el2");
+    let elr = read_sysreg!("elr_el2");
+    let far = read_sysreg!("far_el2");
+    force_write_fmt(format_args!(
+        "\nrhyve: PANIC: exception at EL2 (vector {kind}) on CPU mpidr {:#x}: ESR_EL2 {esr:#x} ELR_EL2 {elr:#x} FAR_EL2 {far:#x} SP {sp:#x}\n",
+        cpu::mpidr()
+    ));
+    halt()
+}
+
+/// Stops this CPU for good.
+pub fn halt() -> ! {
+    loop {
+        cpu::wfi();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    force_write_fmt(format_args!(
+        "\nrhyve: PANIC on CPU mpidr {:#x}: {info}\n",
+        cpu::mpidr()
+    ));
+    halt()
+}

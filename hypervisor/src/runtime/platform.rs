@@ -1,0 +1,199 @@
+//! The machine as its firmware's device tree describes it: RAM, CPUs, GIC, console UART,
+//! PSCI conduit, and where the loader put the boot bundle.
+//!
+//! Nothing about the board is hard-coded here; `bsp` adds only what a tree cannot say.
+
+use crate::arch::firmware::Conduit;
+use crate::arch::mmu::RamRange;
+use fdt::Fdt;
+
+/// Most CPUs, RAM ranges and reserved ranges tracked (fixed arrays: this runs before the heap).
+pub const MAX_CPUS: usize = 64;
+const MAX_RANGES: usize = 16;
+
+/// A fixed-capacity list (no heap exists when the tree is read).
+#[derive(Clone, Copy, Debug)]
+pub struct List<T: Copy + Default, const N: usize> {
+    items: [T; N],
+    len: usize,
+}
+
+impl<T: Copy + Default, const N: usize> Default for List<T, N> {
+    fn default() -> Self {
+        Self { items: [T::default(); N], len: 0 }
+    }
+}
+
+impl<T: Copy + Default, const N: usize> List<T, N> {
+    /// Appends `item`; returns false when full.
+    pub fn push(&mut self, item: T) -> bool {
+        if self.len == N {
+            return false;
+        }
+        self.items[self.len] = item;
+        self.len += 1;
+        true
+    }
+
+    /// The items.
+    pub fn as_slice(&self) -> &[T] {
+        &self.items[..self.len]
+    }
+}
+
+impl Default for RamRange {
+    fn default() -> Self {
+        Self { start: 0, size: 0 }
+    }
+}
+
+/// What the core needs to know about the machine.
+#[derive(Debug, Default)]
+pub struct Platform {
+    /// Console UART (PL011) base.
+    pub uart: Option<usize>,
+    /// Console UART interrupt (an SPI's INTID).
+    pub uart_intid: Option<u32>,
+    /// GICv3 distributor base.
+    pub gicd: usize,
+    /// GICv3 redistributor regions (base, size).
+    pub gicr: List<(u64, u64), 4>,
+    /// MPIDR of every CPU, in device-tree order.
+    pub cpus: List<u64, MAX_CPUS>,
+    /// How to reach PSCI.
+    pub psci: Option<ConduitCell>,
+    /// RAM.
+    pub ram: List<RamRange, MAX_RANGES>,
+    /// Ranges of RAM that are not ours to use.
+    pub reserved: List<(u64, u64), MAX_RANGES>,
+    /// The boot bundle (the "initrd" the loader placed), start and end.
+    pub bundle: Option<(u64, u64)>,
+}
+
+/// A `Conduit` that can sit in a `Default` struct.
+#[derive(Clone, Copy, Debug)]
+pub struct ConduitCell(pub Conduit);
+
+/// Why the tree could not be used.
+#[derive(Debug, Clone, Copy)]
+pub enum PlatformError {
+    /// No valid device tree at the address in x0.
+    NoDeviceTree,
+    /// No `arm,gic-v3` node with two reg ranges.
+    NoGicV3,
+    /// No /memory node.
+    NoMemory,
+}
+
+fn be_u64(bytes: &[u8]) -> Option<u64> {
+    match bytes.len() {
+        4 => Some(u32::from_be_bytes(bytes.try_into().ok()?) as u64),
+        8 => Some(u64::from_be_bytes(bytes.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+/// GIC interrupt specifier type cell: 0 = SPI, 1 = PPI.
+const GIC_SPI: u32 = 0;
+
+/// Reads the machine description from the tree at `dtb`.
+///
+/// # Safety
+/// `dtb` must be the address the firmware passed in x0 (readable memory).
+pub unsafe fn discover(dtb: usize) -> Result<(Platform, usize), PlatformError> {
+    // SAFETY: the caller guarantees the tree is readable; `from_ptr` checks its header.
+    let fdt = unsafe { Fdt::from_ptr(dtb as *const u8) }.map_err(|_| PlatformError::NoDeviceTree)?;
+    let mut p = Platform::default();
+
+    for node in fdt.all_nodes() {
+        if node.name == "memory" || node.name.starts_with("memory@") {
+            let is_mem = node
+                .property("device_type")
+                .and_then(|d| d.as_str())
+                .is_some_and(|s| s == "memory");
+            if let (true, Some(regs)) = (is_mem, node.reg()) {
+                for r in regs {
+                    p.ram.push(RamRange { start: r.starting_address as u64, size: r.size.unwrap_or(0) as u64 });
+                }
+            }
+        }
+    }
+    if p.ram.as_slice().is_empty() {
+        return Err(PlatformError::NoMemory);
+    }
+
+    let gic = fdt.find_compatible(&["arm,gic-v3"]).ok_or(PlatformError::NoGicV3)?;
+    let mut regs = gic.reg().ok_or(PlatformError::NoGicV3)?;
+    let d = regs.next().ok_or(PlatformError::NoGicV3)?;
+    p.gicd = d.starting_address as usize;
+    for r in regs {
+        p.gicr.push((r.starting_address as u64, r.size.unwrap_or(0) as u64));
+    }
+    if p.gicr.as_slice().is_empty() {
+        return Err(PlatformError::NoGicV3);
+    }
+
+    if let Some(cpus) = fdt.find_node("/cpus") {
+        for cpu in cpus.children() {
+            let is_cpu = cpu
+                .property("device_type")
+                .and_then(|d| d.as_str())
+                .is_some_and(|s| s == "cpu");
+            if let (true, Some(reg)) = (is_cpu, cpu.property("reg")) {
+                if let Some(mpidr) = be_u64(reg.value) {
+                    p.cpus.push(mpidr);
+                }
+            }
+        }
+    }
+
+    if let Some(psci) = fdt.find_node("/psci") {
+        p.psci = match psci.property("method").and_then(|m| m.as_str()) {
+            Some("smc") => Some(ConduitCell(Conduit::Smc)),
+            Some("hvc") => Some(ConduitCell(Conduit::Hvc)),
+            _ => None,
+        };
+    }
+
+    if let Some(chosen) = fdt.find_node("/chosen") {
+        let start = chosen.property("linux,initrd-start").and_then(|v| be_u64(v.value));
+        let end = chosen.property("linux,initrd-end").and_then(|v| be_u64(v.value));
+        if let (Some(s), Some(e)) = (start, end) {
+            if e > s {
+                p.bundle = Some((s, e));
+            }
+        }
+        let stdout = chosen.property("stdout-path").and_then(|v| v.as_str());
+        let uart = stdout
+            .and_then(|path| fdt.find_node(path.split(':').next().unwrap_or(path)))
+            .or_else(|| fdt.find_compatible(&["arm,pl011"]));
+        if let Some(uart) = uart {
+            if uart.compatible().is_some_and(|c| c.all().any(|s| s == "arm,pl011")) {
+                p.uart = uart.reg().and_then(|mut r| r.next()).map(|r| r.starting_address as usize);
+                p.uart_intid = uart.property("interrupts").and_then(|prop| {
+                    let cells = prop.value;
+                    if cells.len() < 8 {
+                        return None;
+                    }
+                    let kind = u32::from_be_bytes(cells[0..4].try_into().ok()?);
+                    let num = u32::from_be_bytes(cells[4..8].try_into().ok()?);
+                    (kind == GIC_SPI).then_some(abi::IntId::spi(num).0)
+                });
+            }
+        }
+    }
+
+    for r in fdt.memory_reservations() {
+        p.reserved.push((r.address() as u64, r.size() as u64));
+    }
+    if let Some(resv) = fdt.find_node("/reserved-memory") {
+        for child in resv.children() {
+            if let Some(regs) = child.reg() {
+                for r in regs {
+                    p.reserved.push((r.starting_address as u64, r.size.unwrap_or(0) as u64));
+                }
+            }
+        }
+    }
+    Ok((p, fdt.total_size()))
+}

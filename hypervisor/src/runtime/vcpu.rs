@@ -1,0 +1,390 @@
+//! Running a vCPU on its physical CPU: entry, the exit loop, and each exit's answer.
+//!
+//! The exit path allocates nothing and logs nothing except rate-limited guest misbehaviour.
+//! vCPU i of the VM is pinned to physical CPU i, so the guest's EL1 system registers, FP/SIMD
+//! and timer state stay in the CPU between exits; only x0-x30, PC and PSTATE are switched.
+
+use super::percpu::PerCpu;
+use super::vm::{Power, Vm};
+use super::{irq, machine, ratelimit::RateLimit};
+use crate::arch::exception::{self, ExitKind, GuestRegs};
+use crate::arch::regs::{read_sysreg, write_sysreg, CNTHCTL, CPTR_EL2, ID_AA64PFR0, ID_AA64PFR1, MPIDR, SCTLR_EL1_RES1, SPSR};
+use crate::arch::{cpu, firmware};
+use crate::exit::{self, Exit, MmioAccess};
+use crate::inject::{self, GuestException};
+use crate::psci::{self, PsciAction, PsciContext, PsciStatus, VcpuPower};
+use crate::sysreg;
+use abi::layout::{PL011_BASE, PL011_INTID, PL011_SIZE};
+use abi::{GuestPhysAddr, VcpuId};
+use aarch64_cpu::registers::HCR_EL2;
+use tock_registers::interfaces::Writeable;
+use tock_registers::LocalRegisterCopy;
+
+/// What the run loop does after an exit.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+static WARN_ABORT: RateLimit = RateLimit::new();
+static WARN_UNDEF: RateLimit = RateLimit::new();
+
+/// HCR_EL2 while a guest runs: stage 2 on; IRQ/FIQ/SError to EL2 (which gives the guest the
+/// virtual CPU interface); SMC and WFI trapped (WFE is not: pinned vCPUs lose nothing by
+/// spinning, and Linux's spinlocks use it); pointer authentication and AArch64 EL1.
+fn hcr() -> u64 {
+    (HCR_EL2::VM::Enable
+        + HCR_EL2::SWIO::SET
+        + HCR_EL2::FMO::EnableVirtualFIQ
+        + HCR_EL2::IMO::EnableVirtualIRQ
+        + HCR_EL2::AMO::SET
+        + HCR_EL2::FB::SET
+        + HCR_EL2::BSU::InnerShareable
+        + HCR_EL2::TSC::EnableTrapEl1SmcToEl2
+        + HCR_EL2::TWI::SET
+        + HCR_EL2::RW::EL1IsAarch64
+        + HCR_EL2::API::DisableTrapPointerAuthInstToEl2
+        + HCR_EL2::APK::DisableTrapPointerAuthKeyRegsToEl2)
+        .value
+}
+
+/// CPTR_EL2: nothing trapped (FP, SVE, SME stay the guest's), RES1 bits set, and the trap bits
+/// of absent features left at their RES1 value.
+fn cptr() -> u64 {
+    let pfr0 = LocalRegisterCopy::<u64, ID_AA64PFR0::Register>::new(read_sysreg!("id_aa64pfr0_el1"));
+    let pfr1 = LocalRegisterCopy::<u64, ID_AA64PFR1::Register>::new(read_sysreg!("id_aa64pfr1_el1"));
+    let mut v = CPTR_EL2::RES1_13::SET + CPTR_EL2::RES1_9::SET + CPTR_EL2::RES1_LOW.val(0xff);
+    if pfr0.read(ID_AA64PFR0::SVE) == 0 {
+        v += CPTR_EL2::TZ::SET;
+    }
+    if pfr1.read(ID_AA64PFR1::SME) == 0 {
+        v += CPTR_EL2::TSM::SET;
+    }
+    v.value
+}
+
+/// Puts the EL1 system registers in the state the arm64 boot protocol expects (MMU and caches
+/// off, timers off), and loads this VM's EL2 controls.
+fn load_vcpu_state(vm: &Vm, v: VcpuId) {
+    let sctlr = (SCTLR_EL1_RES1::B28.val(3) + SCTLR_EL1_RES1::B22.val(3) + SCTLR_EL1_RES1::B20::SET + SCTLR_EL1_RES1::B11::SET).value;
+    write_sysreg!("sctlr_el1", sctlr);
+    write_sysreg!("tcr_el1", 0);
+    write_sysreg!("ttbr0_el1", 0);
+    write_sysreg!("ttbr1_el1", 0);
+    write_sysreg!("mair_el1", 0);
+    write_sysreg!("vbar_el1", 0);
+    write_sysreg!("cpacr_el1", 0);
+    write_sysreg!("cntkctl_el1", 0);
+    write_sysreg!("cntv_ctl_el0", 0);
+    write_sysreg!("cntp_ctl_el0", 0);
+    write_sysreg!("contextidr_el1", 0);
+    write_sysreg!("tpidr_el1", 0);
+    write_sysreg!("tpidr_el0", 0);
+    write_sysreg!("tpidrro_el0", 0);
+    write_sysreg!("sp_el0", 0);
+    write_sysreg!("sp_el1", 0);
+    write_sysreg!("mdscr_el1", 0);
+    write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
+    let vmpidr = MPIDR::RES1::SET.value | v.mpidr_affinity();
+    write_sysreg!("vmpidr_el2", vmpidr);
+    write_sysreg!("cntvoff_el2", vm.cntvoff);
+    write_sysreg!("cnthctl_el2", (CNTHCTL::EL1PCEN::SET + CNTHCTL::EL1PCTEN::SET).value);
+    write_sysreg!("cptr_el2", cptr());
+    write_sysreg!("vtcr_el2", vm.vtcr);
+    write_sysreg!("vttbr_el2", vm.vttbr);
+    cpu::isb();
+    // SAFETY: drops any stale stage-1/2 TLB entries of this VMID on this CPU before first use.
+    unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
+    irq::reset_list_registers();
+    HCR_EL2.set(hcr());
+    cpu::isb();
+}
+
+/// Runs vCPU `v` of `vm` on this CPU until it powers off, or the VM stops.
+pub fn run(cpu: &PerCpu, vm: &Vm, v: VcpuId) {
+    let Some(slot) = vm.vcpu(v) else { return };
+    let entry = slot.entry.load(core::sync::atomic::Ordering::Acquire);
+    let context = slot.context.load(core::sync::atomic::Ordering::Acquire);
+    load_vcpu_state(vm, v);
+    let mut regs = GuestRegs::default();
+    regs.x[0] = context;
+    regs.elr = entry;
+    regs.spsr = (SPSR::M::EL1h + SPSR::D::SET + SPSR::A::SET + SPSR::I::SET + SPSR::F::SET).value;
+    slot.set_power(Power::On);
+    let mut lrs = irq::HwListRegs;
+    loop {
+        if !vm.alive.load(core::sync::atomic::Ordering::Acquire) || slot.power() != Power::On {
+            break;
+        }
+        if vm.vgic.needs_flush(v) {
+            vm.vgic.flush(v, &mut lrs);
+        }
+        let kind = exception::run(&mut regs);
+        vm.vgic.sync(v, &mut lrs);
+        let flow = match kind {
+            ExitKind::Irq | ExitKind::Fiq => {
+                irq::handle_pending(cpu, Some((vm, v)));
+                Flow::Continue
+            }
+            ExitKind::Sync => handle_sync(cpu, vm, v, &mut regs),
+            ExitKind::SError => {
+                guest_died(vm, v, &regs, "an SError (asynchronous external abort)");
+                Flow::Stop
+            }
+        };
+        if let Flow::Stop = flow {
+            break;
+        }
+    }
+    write_sysreg!("cntv_ctl_el0", 0);
+    write_sysreg!("cntp_ctl_el0", 0);
+    if slot.power() == Power::On {
+        slot.set_power(Power::Off);
+    }
+}
+
+fn handle_sync(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
+    let esr = read_sysreg!("esr_el2");
+    let far = read_sysreg!("far_el2");
+    let hpfar = read_sysreg!("hpfar_el2");
+    let skip = exit::instruction_len(esr);
+    match exit::decode(esr, far, hpfar) {
+        Exit::Mmio(access) => {
+            if emulate_mmio(vm, v, regs, &access) {
+                regs.elr += skip;
+            } else {
+                WARN_ABORT.warn(format_args!(
+                    "VM {} vCPU {}: access to {} which nothing emulates: abort injected",
+                    vm.id.0, v.0, access.ipa
+                ));
+                inject(regs, GuestException::DataAbort { far, write: access.write });
+            }
+        }
+        Exit::DataAbortNoSyndrome { ipa, far, write } => {
+            WARN_ABORT.warn(format_args!(
+                "VM {} vCPU {}: access to {} without a syndrome (pair/writeback/SIMD): abort injected",
+                vm.id.0, v.0, ipa
+            ));
+            inject(regs, GuestException::DataAbort { far, write });
+        }
+        Exit::CacheMaintenance { .. } => regs.elr += skip,
+        Exit::StageTwoFetch { far, .. } => inject(regs, GuestException::InstructionAbort { far }),
+        Exit::PermissionFault { far, write, fetch, .. } => {
+            if fetch {
+                inject(regs, GuestException::InstructionAbort { far });
+            } else {
+                inject(regs, GuestException::DataAbort { far, write });
+            }
+        }
+        Exit::Abort(a) => {
+            let far = a.far.unwrap_or(0);
+            if a.fetch {
+                inject(regs, GuestException::InstructionAbort { far });
+            } else {
+                inject(regs, GuestException::DataAbort { far, write: a.write });
+            }
+        }
+        Exit::Hvc { .. } => return psci_call(cpu, vm, v, regs),
+        Exit::Smc { .. } => {
+            regs.elr += skip;
+            return psci_call(cpu, vm, v, regs);
+        }
+        Exit::Wfi => {
+            regs.elr += skip;
+            if !vm.vgic.has_pending(v) {
+                cpu::wfi();
+            }
+            irq::handle_pending(cpu, Some((vm, v)));
+        }
+        Exit::Wfe => regs.elr += skip,
+        Exit::SysReg(acc) => {
+            if !acc.read && acc.reg == sysreg::ICC_SGI1R_EL1 {
+                let value = if acc.rt == 31 { 0 } else { regs.x[acc.rt as usize] };
+                let kick = vm.vgic.send_sgi(v, value);
+                irq::kick(vm, v, kick);
+                regs.elr += skip;
+            } else if !acc.read && (acc.reg == sysreg::ICC_ASGI1R_EL1 || acc.reg == sysreg::ICC_SGI0R_EL1) {
+                // Group 0 and "other security state" SGIs do not exist for a guest with one
+                // security state: ignored, as the GIC architecture does.
+                regs.elr += skip;
+            } else {
+                WARN_UNDEF.warn(format_args!("VM {} vCPU {}: trapped system register {:?}: UNDEF injected", vm.id.0, v.0, acc.reg));
+                inject(regs, GuestException::Undefined);
+            }
+        }
+        Exit::Unknown { ec, iss, .. } => {
+            WARN_UNDEF.warn(format_args!(
+                "VM {} vCPU {}: unexpected trap EC {ec:#x} ISS {iss:#x} at {:#x}: UNDEF injected",
+                vm.id.0, v.0, regs.elr
+            ));
+            inject(regs, GuestException::Undefined);
+        }
+    }
+    Flow::Continue
+}
+
+/// Emulates a described load or store to a device of the core; false if nothing is there.
+fn emulate_mmio(vm: &Vm, v: VcpuId, regs: &mut GuestRegs, a: &MmioAccess) -> bool {
+    let size = a.size.bytes() as u8;
+    let mask = if size == 8 { u64::MAX } else { (1u64 << (size * 8)) - 1 };
+    let store_value = if a.reg == 31 { 0 } else { regs.x[a.reg as usize] & mask };
+    let loaded = if crate::vgic::Vgic::handles(a.ipa, vm.vcpus.len()) {
+        if a.write {
+            let kick = vm.vgic.mmio_write(v, a.ipa, size, store_value);
+            irq::kick(vm, v, kick);
+            None
+        } else {
+            Some(vm.vgic.mmio_read(v, a.ipa, size))
+        }
+    } else if a.ipa.0 >= PL011_BASE.0 && a.ipa.0 < PL011_BASE.0 + PL011_SIZE {
+        let off = a.ipa.0 - PL011_BASE.0;
+        let mut uart = vm.uart.lock();
+        let value = if a.write {
+            uart.model.write(off, store_value as u32, &mut |b| super::console::put_raw(b));
+            None
+        } else {
+            Some(uart.model.read(off) as u64)
+        };
+        update_uart_line(vm, v, &mut uart);
+        value
+    } else {
+        return false;
+    };
+    if let Some(raw) = loaded {
+        let raw = raw & mask;
+        let width = if a.sixty_four { 64 } else { 32 };
+        let mut value = if a.sign_extend {
+            let shift = 64 - size as u32 * 8;
+            (((raw << shift) as i64) >> shift) as u64
+        } else {
+            raw
+        };
+        if width == 32 {
+            value &= u32::MAX as u64;
+        }
+        if a.reg != 31 {
+            regs.x[a.reg as usize] = value;
+        }
+    }
+    true
+}
+
+/// Gives the vGIC the UART's interrupt line if it changed.
+pub fn update_uart_line(vm: &Vm, v: VcpuId, uart: &mut super::vm::UartState) {
+    let level = uart.model.irq_level();
+    if level != uart.level {
+        uart.level = level;
+        let kick = vm.vgic.set_spi_level(PL011_INTID, level);
+        irq::kick(vm, v, kick);
+    }
+}
+
+fn inject(regs: &mut GuestRegs, exc: GuestException) {
+    let vbar = read_sysreg!("vbar_el1");
+    let e = inject::entry(exc, regs.elr, regs.spsr, vbar, true);
+    write_sysreg!("esr_el1", e.esr_el1);
+    if let Some(far) = e.far_el1 {
+        write_sysreg!("far_el1", far);
+    }
+    write_sysreg!("elr_el1", e.elr_el1);
+    write_sysreg!("spsr_el1", e.spsr_el1);
+    regs.elr = e.pc;
+    regs.spsr = e.spsr;
+}
+
+struct Psci<'a> {
+    vm: &'a Vm,
+    caller: VcpuId,
+}
+
+impl PsciContext for Psci<'_> {
+    fn caller(&self) -> VcpuId {
+        self.caller
+    }
+    fn vcpu_count(&self) -> usize {
+        self.vm.vcpus.len()
+    }
+    fn power_state(&self, v: VcpuId) -> VcpuPower {
+        match self.vm.vcpu(v).map(|s| s.power()) {
+            Some(Power::On) => VcpuPower::On,
+            Some(Power::OnPending) => VcpuPower::OnPending,
+            _ => VcpuPower::Off,
+        }
+    }
+    fn is_guest_ram(&self, ipa: GuestPhysAddr) -> bool {
+        self.vm.is_ram(ipa)
+    }
+    fn firmware_arch_features(&self, fid: u32) -> i32 {
+        machine().arch_features(fid)
+    }
+}
+
+fn psci_call(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
+    let call = psci::decode(regs.x[0], regs.x[1], regs.x[2], regs.x[3]);
+    let action = psci::handle(&call, &Psci { vm, caller: v });
+    match action {
+        PsciAction::Return(x0) => regs.x[0] = x0,
+        PsciAction::CpuOn { target, entry, context } => {
+            let ok = vm.vcpu(target).is_some_and(|s| s.request_on(entry.0, context));
+            regs.x[0] = if ok { PsciStatus::Success.to_x0() } else { PsciStatus::AlreadyOn.to_x0() };
+            if ok {
+                let mut k = crate::vgic::Kick::default();
+                k.add(target);
+                irq::kick(vm, v, k);
+            }
+        }
+        PsciAction::CpuOff => {
+            if let Some(s) = vm.vcpu(v) {
+                s.set_power(Power::Off);
+            }
+            return Flow::Stop;
+        }
+        PsciAction::CpuSuspend { .. } => {
+            // Every suspend is a standby, as KVM does: wait for an interrupt, then return
+            // SUCCESS (allowed for power-down states too: the caller resumes after the call).
+            if !vm.vgic.has_pending(v) {
+                cpu::wfi();
+            }
+            irq::handle_pending(cpu, Some((vm, v)));
+            regs.x[0] = PsciStatus::Success.to_x0();
+        }
+        PsciAction::SystemOff => {
+            log::info!("VM {}: guest powered off", vm.id.0);
+            super::vm_stopped(vm);
+            return Flow::Stop;
+        }
+        PsciAction::SystemReset => {
+            log::info!("VM {}: guest asked for a reset", vm.id.0);
+            super::vm_reset(vm, v);
+            return Flow::Stop;
+        }
+        PsciAction::ForwardWorkaround(fid) => {
+            if let Some(conduit) = machine().conduit {
+                firmware::call(conduit, fid, regs.x[1], regs.x[2], regs.x[3]);
+            }
+        }
+    }
+    Flow::Continue
+}
+
+/// Reports a guest that cannot go on and stops its VM.
+pub fn guest_died(vm: &Vm, v: VcpuId, regs: &GuestRegs, why: &str) {
+    log::error!(
+        "VM {} vCPU {} died: {why}: ESR_EL2 {:#x} FAR_EL2 {:#x} PC {:#x} PSTATE {:#x}",
+        vm.id.0,
+        v.0,
+        read_sysreg!("esr_el2"),
+        read_sysreg!("far_el2"),
+        regs.elr,
+        regs.spsr
+    );
+    for (i, r) in regs.x.chunks(4).enumerate() {
+        let n = i * 4;
+        match r {
+            [a, b, c, d] => log::error!("  x{n:<2} {a:#018x} {b:#018x} {c:#018x} {d:#018x}"),
+            [a, b, c] => log::error!("  x{n:<2} {a:#018x} {b:#018x} {c:#018x}"),
+            _ => {}
+        }
+    }
+    super::vm_stopped(vm);
+}

@@ -1,0 +1,208 @@
+//! A virtual machine: its RAM and stage-2 tables, virtual GIC, UART, and vCPU slots.
+//!
+//! Lock order (outer first): `Vm::uart` -> the vGIC's internal locks -> the console.
+
+use super::memory::{FreeRam, GuestRam};
+use crate::arch::regs::read_sysreg;
+use crate::arch::stage2::{Stage2, BLOCK_SIZE};
+use crate::vgic::Vgic;
+use abi::layout::{MAX_VCPUS, RAM_BASE};
+use abi::{GuestPhysAddr, HostPhysAddr, VcpuId, VmId};
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use spin::Mutex;
+use vmm::bundle::Bundle;
+use vmm::loader::{self, GuestConfig};
+use vmm::pl011::Pl011;
+
+/// A vCPU's power state as PSCI sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Power {
+    /// Not running; CPU_ON may start it.
+    Off = 0,
+    /// CPU_ON accepted; its physical CPU has not picked it up yet.
+    OnPending = 1,
+    /// Running.
+    On = 2,
+}
+
+/// What the VM's other vCPUs and the physical CPUs share about one vCPU.
+pub struct VcpuSlot {
+    power: AtomicU8,
+    /// Entry point for the next start.
+    pub entry: AtomicU64,
+    /// x0 for the next start.
+    pub context: AtomicU64,
+    /// Index of the physical CPU this vCPU is pinned to.
+    pub pcpu: usize,
+    /// That CPU's MPIDR affinity (for kicks).
+    pub pcpu_aff: u64,
+}
+
+impl VcpuSlot {
+    /// The current power state.
+    pub fn power(&self) -> Power {
+        match self.power.load(Ordering::Acquire) {
+            0 => Power::Off,
+            1 => Power::OnPending,
+            _ => Power::On,
+        }
+    }
+
+    /// Sets the power state.
+    pub fn set_power(&self, p: Power) {
+        self.power.store(p as u8, Ordering::Release);
+    }
+
+    /// Moves Off -> OnPending with `entry`/`context`; false if it was not Off.
+    pub fn request_on(&self, entry: u64, context: u64) -> bool {
+        if self
+            .power
+            .compare_exchange(Power::Off as u8, Power::OnPending as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.entry.store(entry, Ordering::Release);
+            self.context.store(context, Ordering::Release);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The guest's PL011 and the interrupt level last given to the vGIC.
+pub struct UartState {
+    /// The model.
+    pub model: Pl011,
+    /// Its line as the vGIC last saw it.
+    pub level: bool,
+}
+
+/// One virtual machine.
+pub struct Vm {
+    /// Its identifier.
+    pub id: VmId,
+    /// Stage-2 VMID.
+    pub vmid: u8,
+    /// Its interrupt controller.
+    pub vgic: Vgic,
+    /// Its RAM.
+    pub ram: GuestRam,
+    /// Kept alive for the hardware walker.
+    _stage2: Stage2,
+    /// VTTBR_EL2 value.
+    pub vttbr: u64,
+    /// VTCR_EL2 value.
+    pub vtcr: u64,
+    /// CNTVOFF_EL2: the guest's virtual counter starts near 0.
+    pub cntvoff: u64,
+    /// vCPU slots, index = VcpuId.
+    pub vcpus: Vec<VcpuSlot>,
+    /// The guest's UART.
+    pub uart: Mutex<UartState>,
+    /// False once the guest powered off or died.
+    pub alive: AtomicBool,
+}
+
+/// Why a VM could not be built.
+#[derive(Debug)]
+pub enum VmError {
+    /// More vCPUs than physical CPUs (vCPUs are pinned until the scheduler exists).
+    TooManyVcpus { vcpus: u32, cpus: usize },
+    /// Guest RAM size not usable.
+    BadMemSize(u64),
+    /// Not enough free RAM.
+    NoRam(u64),
+    /// Stage-2 setup failed.
+    Stage2(crate::arch::stage2::Stage2Error),
+    /// The loader refused the guest.
+    Load(loader::LoadError),
+}
+
+impl fmt::Display for VmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooManyVcpus { vcpus, cpus } => write!(
+                f,
+                "{vcpus} vCPUs asked for but the machine has {cpus} CPUs (each vCPU is pinned to its own CPU)"
+            ),
+            Self::BadMemSize(s) => write!(f, "guest RAM size {s:#x} is zero or not a multiple of 2 MiB"),
+            Self::NoRam(s) => write!(f, "no {s:#x} bytes of free RAM left for the guest"),
+            Self::Stage2(e) => write!(f, "stage-2 tables: {e:?}"),
+            Self::Load(e) => write!(f, "loading the guest: {e}"),
+        }
+    }
+}
+
+impl Vm {
+    /// Builds VM `id` from `bundle`: carves its RAM, maps it, loads kernel, initrd and a
+    /// generated device tree.
+    pub fn build(id: VmId, bundle: &Bundle<'_>, free: &mut FreeRam, cpu_affs: &[u64]) -> Result<Self, VmError> {
+        let nr = bundle.vcpus as usize;
+        if nr > cpu_affs.len() || nr > MAX_VCPUS {
+            return Err(VmError::TooManyVcpus { vcpus: bundle.vcpus, cpus: cpu_affs.len() });
+        }
+        let size = bundle.mem_size;
+        if size == 0 || size % BLOCK_SIZE != 0 {
+            return Err(VmError::BadMemSize(size));
+        }
+        let pa = free.carve(size, BLOCK_SIZE).ok_or(VmError::NoRam(size))?;
+        let mut ram = GuestRam { ipa: RAM_BASE, pa: HostPhysAddr(pa), size };
+        let mut stage2 = Stage2::new().map_err(VmError::Stage2)?;
+        stage2.map_ram(RAM_BASE, HostPhysAddr(pa), size).map_err(VmError::Stage2)?;
+        let cfg = GuestConfig {
+            vcpus: bundle.vcpus,
+            mem_size: size,
+            kernel: bundle.kernel,
+            initrd: bundle.initrd,
+            cmdline: bundle.cmdline,
+        };
+        let boot = loader::load(&cfg, &mut ram).map_err(VmError::Load)?;
+        crate::arch::cpu::invalidate_icache();
+        let vmid = id.0 as u8 + 1;
+        let vcpus = (0..nr)
+            .map(|i| VcpuSlot {
+                power: AtomicU8::new(Power::Off as u8),
+                entry: AtomicU64::new(0),
+                context: AtomicU64::new(0),
+                pcpu: i,
+                pcpu_aff: cpu_affs[i],
+            })
+            .collect::<Vec<_>>();
+        vcpus[0].request_on(boot.entry.0, boot.dtb.0);
+        log::info!(
+            "VM {}: {} vCPUs, {} MiB RAM at host {:#x}, entry {}, device tree {}",
+            id.0,
+            nr,
+            size >> 20,
+            pa,
+            boot.entry,
+            boot.dtb
+        );
+        Ok(Self {
+            id,
+            vmid,
+            vgic: Vgic::new(nr),
+            ram,
+            vttbr: stage2.vttbr(vmid),
+            vtcr: stage2.vtcr(),
+            _stage2: stage2,
+            cntvoff: read_sysreg!("cntpct_el0"),
+            vcpus,
+            uart: Mutex::new(UartState { model: Pl011::new(), level: false }),
+            alive: AtomicBool::new(true),
+        })
+    }
+
+    /// The slot of `v`, if it exists.
+    pub fn vcpu(&self, v: VcpuId) -> Option<&VcpuSlot> {
+        self.vcpus.get(v.index())
+    }
+
+    /// Whether `ipa` is guest RAM.
+    pub fn is_ram(&self, ipa: GuestPhysAddr) -> bool {
+        self.ram.contains(ipa)
+    }
+}
