@@ -80,6 +80,7 @@ pub fn kick(vm: &Vm, me: VcpuId, kick: Kick) {
     for v in kick.iter() {
         if v != me {
             if let Some(slot) = vm.vcpu(v) {
+                super::stats::count(super::stats::Counter::KickSent);
                 gic::send_sgi(KICK_SGI, slot.pcpu_aff);
             }
         }
@@ -93,6 +94,7 @@ pub fn handle_pending(cpu: &PerCpu, running: Option<(&Vm, VcpuId)>) {
         if intid == VTIMER_INTID.0 || intid == PTIMER_INTID.0 {
             if let Some((vm, v)) = running {
                 // Stays active until the guest deactivates the virtual one.
+                super::stats::count(super::stats::Counter::TimerInjected);
                 let k = vm.vgic.inject_mapped(v, IntId(intid));
                 kick(vm, v, k);
                 continue;

@@ -10,6 +10,7 @@ pub mod memory;
 pub mod percpu;
 pub mod platform;
 pub mod ratelimit;
+pub mod stats;
 pub mod vcpu;
 pub mod vm;
 
@@ -268,6 +269,7 @@ fn cpu_loop(cpu: &'static PerCpu) -> ! {
 /// Called when `vm` powered off or died: stops its vCPUs, and the machine when no VM is left.
 pub fn vm_stopped(vm: &Vm) {
     vm.alive.store(false, Ordering::Release);
+    stats::print();
     log::info!("VM {} stopped; no VM left: powering off", vm.id.0);
     power_off();
 }

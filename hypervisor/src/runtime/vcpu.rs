@@ -6,6 +6,7 @@
 
 use super::percpu::PerCpu;
 use super::vm::{Power, Vm};
+use super::stats::{self, Counter};
 use super::{irq, machine, ratelimit::RateLimit};
 use crate::arch::exception::{self, ExitKind, GuestRegs};
 use crate::arch::regs::{read_sysreg, write_sysreg, CNTHCTL, CPTR_EL2, ID_AA64PFR0, ID_AA64PFR1, MPIDR, SCTLR_EL1_RES1, SPSR};
@@ -123,6 +124,7 @@ pub fn run(cpu: &PerCpu, vm: &Vm, v: VcpuId) {
         vm.vgic.sync(v, &mut lrs);
         let flow = match kind {
             ExitKind::Irq | ExitKind::Fiq => {
+                stats::count(Counter::Irq);
                 irq::handle_pending(cpu, Some((vm, v)));
                 Flow::Continue
             }
@@ -150,6 +152,7 @@ fn handle_sync(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
     let skip = exit::instruction_len(esr);
     match exit::decode(esr, far, hpfar) {
         Exit::Mmio(access) => {
+            stats::count(Counter::Mmio);
             if emulate_mmio(vm, v, regs, &access) {
                 regs.elr += skip;
             } else {
@@ -184,12 +187,16 @@ fn handle_sync(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
                 inject(regs, GuestException::DataAbort { far, write: a.write });
             }
         }
-        Exit::Hvc { .. } => return psci_call(cpu, vm, v, regs),
+        Exit::Hvc { .. } => {
+            stats::count(Counter::Hvc);
+            return psci_call(cpu, vm, v, regs);
+        }
         Exit::Smc { .. } => {
             regs.elr += skip;
             return psci_call(cpu, vm, v, regs);
         }
         Exit::Wfi => {
+            stats::count(Counter::Wfi);
             regs.elr += skip;
             if !vm.vgic.has_pending(v) {
                 cpu::wfi();
@@ -198,6 +205,7 @@ fn handle_sync(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
         }
         Exit::Wfe => regs.elr += skip,
         Exit::SysReg(acc) => {
+            stats::count(Counter::SysReg);
             if !acc.read && acc.reg == sysreg::ICC_SGI1R_EL1 {
                 let value = if acc.rt == 31 { 0 } else { regs.x[acc.rt as usize] };
                 let kick = vm.vgic.send_sgi(v, value);
