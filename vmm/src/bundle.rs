@@ -73,7 +73,9 @@ impl fmt::Display for BundleError {
         match self {
             Self::Truncated => write!(f, "bundle shorter than its {HEADER_SIZE}-byte header"),
             Self::BadMagic => write!(f, "not a rhyve boot bundle (bad magic)"),
-            Self::UnsupportedVersion(v) => write!(f, "bundle version {v} unsupported (want {VERSION})"),
+            Self::UnsupportedVersion(v) => {
+                write!(f, "bundle version {v} unsupported (want {VERSION})")
+            }
             Self::BadHeaderSize(s) => write!(f, "bundle header size {s} too small"),
             Self::UnknownFlags(x) => write!(f, "bundle flags {x:#x} unknown"),
             Self::SectionOutOfBounds(s) => write!(f, "bundle {s} section lies outside the bundle"),
@@ -100,7 +102,9 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 fn section<'a>(b: &'a [u8], field: usize, name: &'static str) -> Result<&'a [u8], BundleError> {
     let off = u64_at(b, field);
     let len = u64_at(b, field + 8);
-    let end = off.checked_add(len).ok_or(BundleError::SectionOutOfBounds(name))?;
+    let end = off
+        .checked_add(len)
+        .ok_or(BundleError::SectionOutOfBounds(name))?;
     if end > b.len() as u64 {
         return Err(BundleError::SectionOutOfBounds(name));
     }
@@ -151,7 +155,7 @@ impl<'a> Bundle<'a> {
     /// Writes this bundle: header, then kernel, initrd and command line, each 8-byte aligned.
     pub fn to_bytes(&self) -> Vec<u8> {
         fn push_section(out: &mut Vec<u8>, header: &mut [u8], field: usize, data: &[u8]) {
-            while out.len() % 8 != 0 {
+            while !out.len().is_multiple_of(8) {
                 out.push(0);
             }
             header[field..field + 8].copy_from_slice(&(out.len() as u64).to_le_bytes());
@@ -195,7 +199,10 @@ mod tests {
 
     #[test]
     fn no_initrd_round_trips_as_none() {
-        let b = Bundle { initrd: None, ..sample() };
+        let b = Bundle {
+            initrd: None,
+            ..sample()
+        };
         assert_eq!(Bundle::parse(&b.to_bytes()).unwrap().initrd, None);
     }
 
@@ -203,7 +210,10 @@ mod tests {
     fn every_truncation_is_refused_not_panicking() {
         let bytes = sample().to_bytes();
         for len in 0..bytes.len() {
-            assert!(Bundle::parse(&bytes[..len]).is_err(), "length {len} accepted");
+            assert!(
+                Bundle::parse(&bytes[..len]).is_err(),
+                "length {len} accepted"
+            );
         }
     }
 
@@ -221,7 +231,10 @@ mod tests {
         assert_eq!(Bundle::parse(&b), Err(BundleError::NoVcpus));
         let mut b = good.clone();
         b[40..48].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert_eq!(Bundle::parse(&b), Err(BundleError::SectionOutOfBounds("kernel")));
+        assert_eq!(
+            Bundle::parse(&b),
+            Err(BundleError::SectionOutOfBounds("kernel"))
+        );
         let mut b = good.clone();
         let cmd_off = u64_at(&b, 64) as usize;
         b[cmd_off] = 0xff;

@@ -146,8 +146,16 @@ mod tests {
             assert_eq!(VcpuId::from_mpidr_affinity(aff, 40), Some(VcpuId(i)));
         }
         assert_eq!(VcpuId(17).mpidr_affinity(), 0x101);
-        assert_eq!(VcpuId::from_mpidr_affinity(0x10, 40), None, "aff0 16 is not a vCPU");
-        assert_eq!(VcpuId::from_mpidr_affinity(0x1_0000, 40), None, "aff2 unused");
+        assert_eq!(
+            VcpuId::from_mpidr_affinity(0x10, 40),
+            None,
+            "aff0 16 is not a vCPU"
+        );
+        assert_eq!(
+            VcpuId::from_mpidr_affinity(0x1_0000, 40),
+            None,
+            "aff2 unused"
+        );
         assert_eq!(VcpuId::from_mpidr_affinity(3, 3), None, "beyond count");
     }
 }

@@ -58,7 +58,11 @@ impl ListRegs for HwListRegs {
     }
     fn set_underflow_irq(&mut self, on: bool) {
         use crate::arch::regs::ICH_HCR;
-        let v = if on { ICH_HCR::EN::SET + ICH_HCR::UIE::SET } else { ICH_HCR::EN::SET };
+        let v = if on {
+            ICH_HCR::EN::SET + ICH_HCR::UIE::SET
+        } else {
+            ICH_HCR::EN::SET
+        };
         write_sysreg!("ich_hcr_el2", v.value);
     }
 }

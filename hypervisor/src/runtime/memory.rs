@@ -20,7 +20,10 @@ pub struct FreeRam {
 impl FreeRam {
     /// All of `ram`, less every range in `taken`.
     pub fn new(ram: &[RamRange], taken: &[(u64, u64)]) -> Self {
-        let mut f = Self { ranges: [(0, 0); MAX_FREE], len: 0 };
+        let mut f = Self {
+            ranges: [(0, 0); MAX_FREE],
+            len: 0,
+        };
         for r in ram {
             f.add(r.start, r.start + r.size);
         }
@@ -58,7 +61,9 @@ impl FreeRam {
     pub fn carve(&mut self, size: u64, align: u64) -> Option<u64> {
         let mut best: Option<(usize, u64)> = None;
         for (i, &(s, e)) in self.ranges[..self.len].iter().enumerate() {
-            let Some(top) = e.checked_sub(size) else { continue };
+            let Some(top) = e.checked_sub(size) else {
+                continue;
+            };
             let base = top & !(align - 1);
             if base >= s && best.is_none_or(|(_, b)| base > b) {
                 best = Some((i, base));
@@ -67,11 +72,6 @@ impl FreeRam {
         let (_, base) = best?;
         self.remove(base, base + size);
         Some(base)
-    }
-
-    /// Total free bytes.
-    pub fn total(&self) -> u64 {
-        self.ranges[..self.len].iter().map(|(s, e)| e - s).sum()
     }
 }
 
@@ -102,10 +102,17 @@ impl GuestRam {
     fn host_range(&self, ipa: GuestPhysAddr, len: usize) -> Result<usize, MemoryError> {
         let off = ipa.0.checked_sub(self.ipa.0);
         match off {
-            Some(off) if off.checked_add(len as u64).is_some_and(|end| end <= self.size) => {
+            Some(off)
+                if off
+                    .checked_add(len as u64)
+                    .is_some_and(|end| end <= self.size) =>
+            {
                 Ok((self.pa.0 + off) as usize)
             }
-            _ => Err(MemoryError::OutOfRange { ipa, len: len as u64 }),
+            _ => Err(MemoryError::OutOfRange {
+                ipa,
+                len: len as u64,
+            }),
         }
     }
 

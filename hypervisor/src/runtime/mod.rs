@@ -56,7 +56,10 @@ pub struct Machine {
 impl Machine {
     /// The firmware's SMCCC_ARCH_FEATURES answer for a workaround function, probed at boot.
     pub fn arch_features(&self, fid: u32) -> i32 {
-        self.arch_features.iter().find(|(f, _)| *f == fid).map_or(psci::PsciStatus::NotSupported as i32, |(_, r)| *r)
+        self.arch_features
+            .iter()
+            .find(|(f, _)| *f == fid)
+            .map_or(psci::PsciStatus::NotSupported as i32, |(_, r)| *r)
     }
 }
 
@@ -71,7 +74,9 @@ static CONDUIT: Once<Conduit> = Once::new();
 
 /// The machine description (set before any secondary CPU starts).
 pub fn machine() -> &'static Machine {
-    MACHINE.get().expect("machine described before secondaries start")
+    MACHINE
+        .get()
+        .expect("machine described before secondaries start")
 }
 
 fn fail(msg: core::fmt::Arguments<'_>) -> ! {
@@ -105,11 +110,18 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
     if let Some(c) = plat.psci {
         CONDUIT.call_once(|| c.0);
     }
-    log::info!("rhyve {} starting at {:#x} on {} CPUs", env!("CARGO_PKG_VERSION"), image_base, plat.cpus.as_slice().len());
+    log::info!(
+        "rhyve {} starting at {:#x} on {} CPUs",
+        env!("CARGO_PKG_VERSION"),
+        image_base,
+        plat.cpus.as_slice().len()
+    );
     // SAFETY: primary CPU, MMU off, secondaries not started.
     let boot_args = unsafe { mmu::enable_primary(plat.ram.as_slice()) };
     let mut free = free_ram(&plat, dtb, dtb_size, image_base);
-    let Some(heap) = free.carve(HEAP_SIZE, 4096) else { fail(format_args!("no RAM for the heap")) };
+    let Some(heap) = free.carve(HEAP_SIZE, 4096) else {
+        fail(format_args!("no RAM for the heap"))
+    };
     // SAFETY: carved from free RAM, never used for anything else.
     unsafe { memory::init_heap(heap, HEAP_SIZE) };
 
@@ -120,7 +132,9 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
     let cpu0 = init_this_cpu(machine, 0);
 
     let Some((start, end)) = plat.bundle else {
-        fail(format_args!("no boot bundle: pass one as the initrd (QEMU -initrd, or booti's initrd argument)"))
+        fail(format_args!(
+            "no boot bundle: pass one as the initrd (QEMU -initrd, or booti's initrd argument)"
+        ))
     };
     // SAFETY: the loader placed the bundle at [start, end), which stays reserved for ever.
     let bytes = unsafe { core::slice::from_raw_parts(start as *const u8, (end - start) as usize) };
@@ -169,15 +183,25 @@ fn describe(plat: &Platform, conduit: Option<Conduit>, boot_args: BootArgs) -> M
         *slot = cpu::affinity(*mpidr);
     }
     let mut arch_features = [
-        (psci::fid::SMCCC_ARCH_WORKAROUND_1, psci::PsciStatus::NotSupported as i32),
-        (psci::fid::SMCCC_ARCH_WORKAROUND_2, psci::PsciStatus::NotSupported as i32),
-        (psci::fid::SMCCC_ARCH_WORKAROUND_3, psci::PsciStatus::NotSupported as i32),
+        (
+            psci::fid::SMCCC_ARCH_WORKAROUND_1,
+            psci::PsciStatus::NotSupported as i32,
+        ),
+        (
+            psci::fid::SMCCC_ARCH_WORKAROUND_2,
+            psci::PsciStatus::NotSupported as i32,
+        ),
+        (
+            psci::fid::SMCCC_ARCH_WORKAROUND_3,
+            psci::PsciStatus::NotSupported as i32,
+        ),
     ];
     if let Some(c) = conduit {
         let version = firmware::call(c, firmware::SMCCC_VERSION, 0, 0, 0) as i32;
         if version >= 0x10001 {
             for (fid, answer) in arch_features.iter_mut() {
-                *answer = firmware::call(c, firmware::SMCCC_ARCH_FEATURES, *fid as u64, 0, 0) as i32;
+                *answer =
+                    firmware::call(c, firmware::SMCCC_ARCH_FEATURES, *fid as u64, 0, 0) as i32;
             }
         }
     }
@@ -201,14 +225,23 @@ fn init_this_cpu(machine: &Machine, index: usize) -> &'static PerCpu {
         // SAFETY: a GICR region from the tree, identity-mapped as device memory.
         unsafe { Redistributor::find(base as usize, size as usize, aff) }
     });
-    let Some(redist) = redist else { fail(format_args!("CPU {index}: no redistributor for affinity {aff:#x}")) };
+    let Some(redist) = redist else {
+        fail(format_args!(
+            "CPU {index}: no redistributor for affinity {aff:#x}"
+        ))
+    };
     redist.init();
-    for intid in [irq::KICK_SGI, MAINTENANCE_INTID.0, VTIMER_INTID.0, PTIMER_INTID.0] {
+    for intid in [
+        irq::KICK_SGI,
+        MAINTENANCE_INTID.0,
+        VTIMER_INTID.0,
+        PTIMER_INTID.0,
+    ] {
         redist.enable_private(intid);
     }
     gic::init_cpu_interface();
     ONLINE.fetch_add(1, Ordering::AcqRel);
-    Box::leak(Box::new(PerCpu { index, aff, redist }))
+    Box::leak(Box::new(PerCpu { index, aff }))
 }
 
 fn start_secondaries(machine: &'static Machine) {
@@ -228,7 +261,10 @@ fn start_secondaries(machine: &'static Machine) {
             cpu_index: index as u64,
             ..machine.boot_args
         }));
-        cpu::clean_dcache_range(args as *const BootArgs as usize, core::mem::size_of::<BootArgs>());
+        cpu::clean_dcache_range(
+            args as *const BootArgs as usize,
+            core::mem::size_of::<BootArgs>(),
+        );
         let r = firmware::call(
             conduit,
             firmware::PSCI_CPU_ON_64,
@@ -237,7 +273,10 @@ fn start_secondaries(machine: &'static Machine) {
             args as *const BootArgs as u64,
         );
         if r != 0 {
-            log::error!("CPU {index} (affinity {aff:#x}) did not start: PSCI error {}", r as i64);
+            log::error!(
+                "CPU {index} (affinity {aff:#x}) did not start: PSCI error {}",
+                r as i64
+            );
         }
     }
 }
@@ -256,7 +295,9 @@ fn cpu_loop(cpu: &'static PerCpu) -> ! {
     loop {
         if let Some(vm) = VM.get() {
             let v = VcpuId(cpu.index as u16);
-            if vm.alive.load(Ordering::Acquire) && vm.vcpu(v).is_some_and(|s| s.power() == Power::OnPending) {
+            if vm.alive.load(Ordering::Acquire)
+                && vm.vcpu(v).is_some_and(|s| s.power() == Power::OnPending)
+            {
                 vcpu::run(cpu, vm, v);
                 continue;
             }
@@ -276,6 +317,9 @@ pub fn vm_stopped(vm: &Vm) {
 
 /// Called when `vm` asked for a reset.
 pub fn vm_reset(vm: &Vm, _caller: VcpuId) {
-    log::warn!("VM {}: reset is not supported yet: stopping it instead", vm.id.0);
+    log::warn!(
+        "VM {}: reset is not supported yet: stopping it instead",
+        vm.id.0
+    );
     vm_stopped(vm);
 }

@@ -1,6 +1,4 @@
-//! Per-physical-CPU state: its index, affinity and redistributor.
-
-use crate::arch::gic::Redistributor;
+//! Per-physical-CPU state: its index and affinity.
 
 /// One physical CPU.
 pub struct PerCpu {
@@ -8,6 +6,4 @@ pub struct PerCpu {
     pub index: usize,
     /// MPIDR affinity.
     pub aff: u64,
-    /// Its redistributor.
-    pub redist: Redistributor,
 }

@@ -20,7 +20,10 @@ pub struct List<T: Copy + Default, const N: usize> {
 
 impl<T: Copy + Default, const N: usize> Default for List<T, N> {
     fn default() -> Self {
-        Self { items: [T::default(); N], len: 0 }
+        Self {
+            items: [T::default(); N],
+            len: 0,
+        }
     }
 }
 
@@ -102,7 +105,8 @@ const GIC_SPI: u32 = 0;
 /// `dtb` must be the address the firmware passed in x0 (readable memory).
 pub unsafe fn discover(dtb: usize) -> Result<(Platform, usize), PlatformError> {
     // SAFETY: the caller guarantees the tree is readable; `from_ptr` checks its header.
-    let fdt = unsafe { Fdt::from_ptr(dtb as *const u8) }.map_err(|_| PlatformError::NoDeviceTree)?;
+    let fdt =
+        unsafe { Fdt::from_ptr(dtb as *const u8) }.map_err(|_| PlatformError::NoDeviceTree)?;
     let mut p = Platform::default();
 
     for node in fdt.all_nodes() {
@@ -113,7 +117,10 @@ pub unsafe fn discover(dtb: usize) -> Result<(Platform, usize), PlatformError> {
                 .is_some_and(|s| s == "memory");
             if let (true, Some(regs)) = (is_mem, node.reg()) {
                 for r in regs {
-                    p.ram.push(RamRange { start: r.starting_address as u64, size: r.size.unwrap_or(0) as u64 });
+                    p.ram.push(RamRange {
+                        start: r.starting_address as u64,
+                        size: r.size.unwrap_or(0) as u64,
+                    });
                 }
             }
         }
@@ -122,12 +129,15 @@ pub unsafe fn discover(dtb: usize) -> Result<(Platform, usize), PlatformError> {
         return Err(PlatformError::NoMemory);
     }
 
-    let gic = fdt.find_compatible(&["arm,gic-v3"]).ok_or(PlatformError::NoGicV3)?;
+    let gic = fdt
+        .find_compatible(&["arm,gic-v3"])
+        .ok_or(PlatformError::NoGicV3)?;
     let mut regs = gic.reg().ok_or(PlatformError::NoGicV3)?;
     let d = regs.next().ok_or(PlatformError::NoGicV3)?;
     p.gicd = d.starting_address as usize;
     for r in regs {
-        p.gicr.push((r.starting_address as u64, r.size.unwrap_or(0) as u64));
+        p.gicr
+            .push((r.starting_address as u64, r.size.unwrap_or(0) as u64));
     }
     if p.gicr.as_slice().is_empty() {
         return Err(PlatformError::NoGicV3);
@@ -156,8 +166,12 @@ pub unsafe fn discover(dtb: usize) -> Result<(Platform, usize), PlatformError> {
     }
 
     if let Some(chosen) = fdt.find_node("/chosen") {
-        let start = chosen.property("linux,initrd-start").and_then(|v| be_u64(v.value));
-        let end = chosen.property("linux,initrd-end").and_then(|v| be_u64(v.value));
+        let start = chosen
+            .property("linux,initrd-start")
+            .and_then(|v| be_u64(v.value));
+        let end = chosen
+            .property("linux,initrd-end")
+            .and_then(|v| be_u64(v.value));
         if let (Some(s), Some(e)) = (start, end) {
             if e > s {
                 p.bundle = Some((s, e));
@@ -168,8 +182,14 @@ pub unsafe fn discover(dtb: usize) -> Result<(Platform, usize), PlatformError> {
             .and_then(|path| fdt.find_node(path.split(':').next().unwrap_or(path)))
             .or_else(|| fdt.find_compatible(&["arm,pl011"]));
         if let Some(uart) = uart {
-            if uart.compatible().is_some_and(|c| c.all().any(|s| s == "arm,pl011")) {
-                p.uart = uart.reg().and_then(|mut r| r.next()).map(|r| r.starting_address as usize);
+            if uart
+                .compatible()
+                .is_some_and(|c| c.all().any(|s| s == "arm,pl011"))
+            {
+                p.uart = uart
+                    .reg()
+                    .and_then(|mut r| r.next())
+                    .map(|r| r.starting_address as usize);
                 p.uart_intid = uart.property("interrupts").and_then(|prop| {
                     let cells = prop.value;
                     if cells.len() < 8 {
@@ -190,7 +210,8 @@ pub unsafe fn discover(dtb: usize) -> Result<(Platform, usize), PlatformError> {
         for child in resv.children() {
             if let Some(regs) = child.reg() {
                 for r in regs {
-                    p.reserved.push((r.starting_address as u64, r.size.unwrap_or(0) as u64));
+                    p.reserved
+                        .push((r.starting_address as u64, r.size.unwrap_or(0) as u64));
                 }
             }
         }

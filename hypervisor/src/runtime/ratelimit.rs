@@ -14,7 +14,9 @@ pub struct RateLimit {
 impl RateLimit {
     /// A fresh budget.
     pub const fn new() -> Self {
-        Self { count: AtomicU32::new(0) }
+        Self {
+            count: AtomicU32::new(0),
+        }
     }
 
     /// Prints `args` as a warning while this site's budget lasts.

@@ -25,7 +25,9 @@ pub enum Counter {
     Other,
 }
 
-const NAMES: [&str; 8] = ["mmio", "hvc", "sysreg", "wfi", "irq", "timer", "kick", "other"];
+const NAMES: [&str; 8] = [
+    "mmio", "hvc", "sysreg", "wfi", "irq", "timer", "kick", "other",
+];
 
 static COUNTS: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 
@@ -43,7 +45,21 @@ pub fn print() {
     }
     log::info!(
         "exits: {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
-        NAMES[0], line[0], NAMES[1], line[1], NAMES[2], line[2], NAMES[3], line[3],
-        NAMES[4], line[4], NAMES[5], line[5], NAMES[6], line[6], NAMES[7], line[7]
+        NAMES[0],
+        line[0],
+        NAMES[1],
+        line[1],
+        NAMES[2],
+        line[2],
+        NAMES[3],
+        line[3],
+        NAMES[4],
+        line[4],
+        NAMES[5],
+        line[5],
+        NAMES[6],
+        line[6],
+        NAMES[7],
+        line[7]
     );
 }

@@ -5,19 +5,22 @@
 //! and timer state stay in the CPU between exits; only x0-x30, PC and PSTATE are switched.
 
 use super::percpu::PerCpu;
-use super::vm::{Power, Vm};
 use super::stats::{self, Counter};
+use super::vm::{Power, Vm};
 use super::{irq, machine, ratelimit::RateLimit};
 use crate::arch::exception::{self, ExitKind, GuestRegs};
-use crate::arch::regs::{read_sysreg, write_sysreg, CNTHCTL, CPTR_EL2, ID_AA64PFR0, ID_AA64PFR1, MPIDR, SCTLR_EL1_RES1, SPSR};
+use crate::arch::regs::{
+    read_sysreg, write_sysreg, CNTHCTL, CPTR_EL2, ID_AA64PFR0, ID_AA64PFR1, MPIDR, SCTLR_EL1_RES1,
+    SPSR,
+};
 use crate::arch::{cpu, firmware};
 use crate::exit::{self, Exit, MmioAccess};
 use crate::inject::{self, GuestException};
 use crate::psci::{self, PsciAction, PsciContext, PsciStatus, VcpuPower};
 use crate::sysreg;
+use aarch64_cpu::registers::HCR_EL2;
 use abi::layout::{PL011_BASE, PL011_INTID, PL011_SIZE};
 use abi::{GuestPhysAddr, VcpuId};
-use aarch64_cpu::registers::HCR_EL2;
 use tock_registers::interfaces::Writeable;
 use tock_registers::LocalRegisterCopy;
 
@@ -52,8 +55,10 @@ fn hcr() -> u64 {
 /// CPTR_EL2: nothing trapped (FP, SVE, SME stay the guest's), RES1 bits set, and the trap bits
 /// of absent features left at their RES1 value.
 fn cptr() -> u64 {
-    let pfr0 = LocalRegisterCopy::<u64, ID_AA64PFR0::Register>::new(read_sysreg!("id_aa64pfr0_el1"));
-    let pfr1 = LocalRegisterCopy::<u64, ID_AA64PFR1::Register>::new(read_sysreg!("id_aa64pfr1_el1"));
+    let pfr0 =
+        LocalRegisterCopy::<u64, ID_AA64PFR0::Register>::new(read_sysreg!("id_aa64pfr0_el1"));
+    let pfr1 =
+        LocalRegisterCopy::<u64, ID_AA64PFR1::Register>::new(read_sysreg!("id_aa64pfr1_el1"));
     let mut v = CPTR_EL2::RES1_13::SET + CPTR_EL2::RES1_9::SET + CPTR_EL2::RES1_LOW.val(0xff);
     if pfr0.read(ID_AA64PFR0::SVE) == 0 {
         v += CPTR_EL2::TZ::SET;
@@ -67,7 +72,11 @@ fn cptr() -> u64 {
 /// Puts the EL1 system registers in the state the arm64 boot protocol expects (MMU and caches
 /// off, timers off), and loads this VM's EL2 controls.
 fn load_vcpu_state(vm: &Vm, v: VcpuId) {
-    let sctlr = (SCTLR_EL1_RES1::B28.val(3) + SCTLR_EL1_RES1::B22.val(3) + SCTLR_EL1_RES1::B20::SET + SCTLR_EL1_RES1::B11::SET).value;
+    let sctlr = (SCTLR_EL1_RES1::B28.val(3)
+        + SCTLR_EL1_RES1::B22.val(3)
+        + SCTLR_EL1_RES1::B20::SET
+        + SCTLR_EL1_RES1::B11::SET)
+        .value;
     write_sysreg!("sctlr_el1", sctlr);
     write_sysreg!("tcr_el1", 0);
     write_sysreg!("ttbr0_el1", 0);
@@ -89,7 +98,10 @@ fn load_vcpu_state(vm: &Vm, v: VcpuId) {
     let vmpidr = MPIDR::RES1::SET.value | v.mpidr_affinity();
     write_sysreg!("vmpidr_el2", vmpidr);
     write_sysreg!("cntvoff_el2", vm.cntvoff);
-    write_sysreg!("cnthctl_el2", (CNTHCTL::EL1PCEN::SET + CNTHCTL::EL1PCTEN::SET).value);
+    write_sysreg!(
+        "cnthctl_el2",
+        (CNTHCTL::EL1PCEN::SET + CNTHCTL::EL1PCTEN::SET).value
+    );
     write_sysreg!("cptr_el2", cptr());
     write_sysreg!("vtcr_el2", vm.vtcr);
     write_sysreg!("vttbr_el2", vm.vttbr);
@@ -160,7 +172,13 @@ fn handle_sync(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
                     "VM {} vCPU {}: access to {} which nothing emulates: abort injected",
                     vm.id.0, v.0, access.ipa
                 ));
-                inject(regs, GuestException::DataAbort { far, write: access.write });
+                inject(
+                    regs,
+                    GuestException::DataAbort {
+                        far,
+                        write: access.write,
+                    },
+                );
             }
         }
         Exit::DataAbortNoSyndrome { ipa, far, write } => {
@@ -172,7 +190,9 @@ fn handle_sync(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
         }
         Exit::CacheMaintenance { .. } => regs.elr += skip,
         Exit::StageTwoFetch { far, .. } => inject(regs, GuestException::InstructionAbort { far }),
-        Exit::PermissionFault { far, write, fetch, .. } => {
+        Exit::PermissionFault {
+            far, write, fetch, ..
+        } => {
             if fetch {
                 inject(regs, GuestException::InstructionAbort { far });
             } else {
@@ -184,7 +204,13 @@ fn handle_sync(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
             if a.fetch {
                 inject(regs, GuestException::InstructionAbort { far });
             } else {
-                inject(regs, GuestException::DataAbort { far, write: a.write });
+                inject(
+                    regs,
+                    GuestException::DataAbort {
+                        far,
+                        write: a.write,
+                    },
+                );
             }
         }
         Exit::Hvc { .. } => {
@@ -207,20 +233,30 @@ fn handle_sync(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
         Exit::SysReg(acc) => {
             stats::count(Counter::SysReg);
             if !acc.read && acc.reg == sysreg::ICC_SGI1R_EL1 {
-                let value = if acc.rt == 31 { 0 } else { regs.x[acc.rt as usize] };
+                let value = if acc.rt == 31 {
+                    0
+                } else {
+                    regs.x[acc.rt as usize]
+                };
                 let kick = vm.vgic.send_sgi(v, value);
                 irq::kick(vm, v, kick);
                 regs.elr += skip;
-            } else if !acc.read && (acc.reg == sysreg::ICC_ASGI1R_EL1 || acc.reg == sysreg::ICC_SGI0R_EL1) {
+            } else if !acc.read
+                && (acc.reg == sysreg::ICC_ASGI1R_EL1 || acc.reg == sysreg::ICC_SGI0R_EL1)
+            {
                 // Group 0 and "other security state" SGIs do not exist for a guest with one
                 // security state: ignored, as the GIC architecture does.
                 regs.elr += skip;
             } else {
-                WARN_UNDEF.warn(format_args!("VM {} vCPU {}: trapped system register {:?}: UNDEF injected", vm.id.0, v.0, acc.reg));
+                WARN_UNDEF.warn(format_args!(
+                    "VM {} vCPU {}: trapped system register {:?}: UNDEF injected",
+                    vm.id.0, v.0, acc.reg
+                ));
                 inject(regs, GuestException::Undefined);
             }
         }
         Exit::Unknown { ec, iss, .. } => {
+            stats::count(Counter::Other);
             WARN_UNDEF.warn(format_args!(
                 "VM {} vCPU {}: unexpected trap EC {ec:#x} ISS {iss:#x} at {:#x}: UNDEF injected",
                 vm.id.0, v.0, regs.elr
@@ -234,8 +270,16 @@ fn handle_sync(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
 /// Emulates a described load or store to a device of the core; false if nothing is there.
 fn emulate_mmio(vm: &Vm, v: VcpuId, regs: &mut GuestRegs, a: &MmioAccess) -> bool {
     let size = a.size.bytes() as u8;
-    let mask = if size == 8 { u64::MAX } else { (1u64 << (size * 8)) - 1 };
-    let store_value = if a.reg == 31 { 0 } else { regs.x[a.reg as usize] & mask };
+    let mask = if size == 8 {
+        u64::MAX
+    } else {
+        (1u64 << (size * 8)) - 1
+    };
+    let store_value = if a.reg == 31 {
+        0
+    } else {
+        regs.x[a.reg as usize] & mask
+    };
     let loaded = if crate::vgic::Vgic::handles(a.ipa, vm.vcpus.len()) {
         if a.write {
             let kick = vm.vgic.mmio_write(v, a.ipa, size, store_value);
@@ -248,7 +292,8 @@ fn emulate_mmio(vm: &Vm, v: VcpuId, regs: &mut GuestRegs, a: &MmioAccess) -> boo
         let off = a.ipa.0 - PL011_BASE.0;
         let mut uart = vm.uart.lock();
         let value = if a.write {
-            uart.model.write(off, store_value as u32, &mut |b| super::console::put_raw(b));
+            uart.model
+                .write(off, store_value as u32, &mut |b| super::console::put_raw(b));
             None
         } else {
             Some(uart.model.read(off) as u64)
@@ -332,9 +377,19 @@ fn psci_call(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
     let action = psci::handle(&call, &Psci { vm, caller: v });
     match action {
         PsciAction::Return(x0) => regs.x[0] = x0,
-        PsciAction::CpuOn { target, entry, context } => {
-            let ok = vm.vcpu(target).is_some_and(|s| s.request_on(entry.0, context));
-            regs.x[0] = if ok { PsciStatus::Success.to_x0() } else { PsciStatus::AlreadyOn.to_x0() };
+        PsciAction::CpuOn {
+            target,
+            entry,
+            context,
+        } => {
+            let ok = vm
+                .vcpu(target)
+                .is_some_and(|s| s.request_on(entry.0, context));
+            regs.x[0] = if ok {
+                PsciStatus::Success.to_x0()
+            } else {
+                PsciStatus::AlreadyOn.to_x0()
+            };
             if ok {
                 let mut k = crate::vgic::Kick::default();
                 k.add(target);

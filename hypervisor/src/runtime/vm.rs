@@ -35,8 +35,6 @@ pub struct VcpuSlot {
     pub entry: AtomicU64,
     /// x0 for the next start.
     pub context: AtomicU64,
-    /// Index of the physical CPU this vCPU is pinned to.
-    pub pcpu: usize,
     /// That CPU's MPIDR affinity (for kicks).
     pub pcpu_aff: u64,
 }
@@ -60,7 +58,12 @@ impl VcpuSlot {
     pub fn request_on(&self, entry: u64, context: u64) -> bool {
         if self
             .power
-            .compare_exchange(Power::Off as u8, Power::OnPending as u8, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                Power::Off as u8,
+                Power::OnPending as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_ok()
         {
             self.entry.store(entry, Ordering::Release);
@@ -84,8 +87,6 @@ pub struct UartState {
 pub struct Vm {
     /// Its identifier.
     pub id: VmId,
-    /// Stage-2 VMID.
-    pub vmid: u8,
     /// Its interrupt controller.
     pub vgic: Vgic,
     /// Its RAM.
@@ -139,19 +140,33 @@ impl fmt::Display for VmError {
 impl Vm {
     /// Builds VM `id` from `bundle`: carves its RAM, maps it, loads kernel, initrd and a
     /// generated device tree.
-    pub fn build(id: VmId, bundle: &Bundle<'_>, free: &mut FreeRam, cpu_affs: &[u64]) -> Result<Self, VmError> {
+    pub fn build(
+        id: VmId,
+        bundle: &Bundle<'_>,
+        free: &mut FreeRam,
+        cpu_affs: &[u64],
+    ) -> Result<Self, VmError> {
         let nr = bundle.vcpus as usize;
         if nr > cpu_affs.len() || nr > MAX_VCPUS {
-            return Err(VmError::TooManyVcpus { vcpus: bundle.vcpus, cpus: cpu_affs.len() });
+            return Err(VmError::TooManyVcpus {
+                vcpus: bundle.vcpus,
+                cpus: cpu_affs.len(),
+            });
         }
         let size = bundle.mem_size;
         if size == 0 || size % BLOCK_SIZE != 0 {
             return Err(VmError::BadMemSize(size));
         }
         let pa = free.carve(size, BLOCK_SIZE).ok_or(VmError::NoRam(size))?;
-        let mut ram = GuestRam { ipa: RAM_BASE, pa: HostPhysAddr(pa), size };
+        let mut ram = GuestRam {
+            ipa: RAM_BASE,
+            pa: HostPhysAddr(pa),
+            size,
+        };
         let mut stage2 = Stage2::new().map_err(VmError::Stage2)?;
-        stage2.map_ram(RAM_BASE, HostPhysAddr(pa), size).map_err(VmError::Stage2)?;
+        stage2
+            .map_ram(RAM_BASE, HostPhysAddr(pa), size)
+            .map_err(VmError::Stage2)?;
         let cfg = GuestConfig {
             vcpus: bundle.vcpus,
             mem_size: size,
@@ -167,7 +182,6 @@ impl Vm {
                 power: AtomicU8::new(Power::Off as u8),
                 entry: AtomicU64::new(0),
                 context: AtomicU64::new(0),
-                pcpu: i,
                 pcpu_aff: cpu_affs[i],
             })
             .collect::<Vec<_>>();
@@ -183,7 +197,6 @@ impl Vm {
         );
         Ok(Self {
             id,
-            vmid,
             vgic: Vgic::new(nr),
             ram,
             vttbr: stage2.vttbr(vmid),
@@ -191,7 +204,10 @@ impl Vm {
             _stage2: stage2,
             cntvoff: read_sysreg!("cntpct_el0"),
             vcpus,
-            uart: Mutex::new(UartState { model: Pl011::new(), level: false }),
+            uart: Mutex::new(UartState {
+                model: Pl011::new(),
+                level: false,
+            }),
             alive: AtomicBool::new(true),
         })
     }

@@ -135,5 +135,5 @@ pub fn image_start() -> usize {
 
 /// Physical address of `secondary_entry`, for PSCI CPU_ON.
 pub fn secondary_entry_addr() -> usize {
-    secondary_entry as usize
+    secondary_entry as *const () as usize
 }

@@ -123,7 +123,9 @@ impl Distributor {
     /// # Safety
     /// `base` must be the identity-mapped GICD frame from the device tree.
     pub unsafe fn new(base: usize) -> Self {
-        Self { regs: NonNull::new(base as *mut GicdRegs).expect("GICD base is not null") }
+        Self {
+            regs: NonNull::new(base as *mut GicdRegs).expect("GICD base is not null"),
+        }
     }
 
     fn regs(&self) -> &GicdRegs {
@@ -149,7 +151,8 @@ impl Distributor {
             p.set(PRIORITY);
         }
         self.wait_rwp();
-        r.ctlr.write(GICD_CTLR::ARE::SET + GICD_CTLR::ENABLE_GRP1::SET);
+        r.ctlr
+            .write(GICD_CTLR::ARE::SET + GICD_CTLR::ENABLE_GRP1::SET);
         self.wait_rwp();
     }
 
@@ -160,9 +163,8 @@ impl Distributor {
         if !(32..1020).contains(&n) {
             return;
         }
-        r.irouter[n].write(
-            GICD_IROUTER::AFF3.val(aff >> 32) + GICD_IROUTER::AFF2_0.val(aff & 0xff_ffff),
-        );
+        r.irouter[n]
+            .write(GICD_IROUTER::AFF3.val(aff >> 32) + GICD_IROUTER::AFF2_0.val(aff & 0xff_ffff));
         r.ipriorityr[n].set(PRIORITY);
         r.isenabler[n / 32].set(1 << (n % 32));
     }
@@ -199,7 +201,11 @@ impl Redistributor {
             if typer.is_set(GICR_TYPER::LAST) {
                 break;
             }
-            frame += if typer.is_set(GICR_TYPER::VLPIS) { 4 * FRAME } else { 2 * FRAME };
+            frame += if typer.is_set(GICR_TYPER::VLPIS) {
+                4 * FRAME
+            } else {
+                2 * FRAME
+            };
         }
         None
     }
@@ -208,7 +214,8 @@ impl Redistributor {
     pub fn init(&self) {
         // SAFETY: both frames belong to this CPU's redistributor (found by `find`).
         let (rd, sgi) = unsafe { (self.rd.as_ref(), self.sgi.as_ref()) };
-        rd.waker.modify_no_read(rd.waker.extract(), GICR_WAKER::PROCESSOR_SLEEP::CLEAR);
+        rd.waker
+            .modify_no_read(rd.waker.extract(), GICR_WAKER::PROCESSOR_SLEEP::CLEAR);
         while rd.waker.is_set(GICR_WAKER::CHILDREN_ASLEEP) {}
         sgi.icenabler0.set(u32::MAX);
         sgi.igroupr0.set(u32::MAX);
@@ -223,19 +230,13 @@ impl Redistributor {
         let sgi = unsafe { self.sgi.as_ref() };
         sgi.isenabler0.set(1 << (intid % 32));
     }
-
-    /// Disables SGI or PPI `intid` (< 32) on this CPU.
-    pub fn disable_private(&self, intid: u32) {
-        // SAFETY: as in `init`.
-        let sgi = unsafe { self.sgi.as_ref() };
-        sgi.icenabler0.set(1 << (intid % 32));
-    }
 }
 
 /// Turns on this CPU's system-register interface (EL2 and EL1), EOImode 1, group 1, and the
 /// virtual CPU interface.
 pub fn init_cpu_interface() {
-    let sre = (ICC_SRE::SRE::SET + ICC_SRE::DFB::SET + ICC_SRE::DIB::SET + ICC_SRE::ENABLE::SET).value;
+    let sre =
+        (ICC_SRE::SRE::SET + ICC_SRE::DFB::SET + ICC_SRE::DIB::SET + ICC_SRE::ENABLE::SET).value;
     write_sysreg!("icc_sre_el2", sre);
     super::cpu::isb();
     write_sysreg!("icc_pmr_el1", PMR_ALL);

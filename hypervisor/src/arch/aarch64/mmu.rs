@@ -80,11 +80,13 @@ fn block(addr: u64, normal: bool) -> u64 {
 }
 
 fn covered(ram: &[RamRange], start: u64, size: u64) -> bool {
-    ram.iter().any(|r| start >= r.start && start + size <= r.start + r.size)
+    ram.iter()
+        .any(|r| start >= r.start && start + size <= r.start + r.size)
 }
 
 fn touches(ram: &[RamRange], start: u64, size: u64) -> bool {
-    ram.iter().any(|r| start < r.start + r.size && r.start < start + size)
+    ram.iter()
+        .any(|r| start < r.start + r.size && r.start < start + size)
 }
 
 /// Builds the identity map and turns on the MMU and caches of this (the primary) CPU.
@@ -107,8 +109,10 @@ pub unsafe fn enable_primary(ram: &[RamRange]) -> BootArgs {
                 let addr = base + j as u64 * MIB2;
                 *e = block(addr, covered(ram, addr, MIB2));
             }
-            (S1_DESC::VALID::SET + S1_DESC::TYPE::Table + S1_DESC::ADDR.val(l2.0.as_ptr() as u64 >> 12))
-                .value
+            (S1_DESC::VALID::SET
+                + S1_DESC::TYPE::Table
+                + S1_DESC::ADDR.val(l2.0.as_ptr() as u64 >> 12))
+            .value
         } else {
             block(base, false)
         };
@@ -129,8 +133,8 @@ pub unsafe fn enable_primary(ram: &[RamRange]) -> BootArgs {
             + TCR_EL2::PS.val(pa_range),
     );
     TCR_EL2.modify(TCR_EL2::TBI::Ignored);
-    let tcr = read_sysreg!("tcr_el2")
-        | (TCR_EL2_RES1::RES1_31::SET + TCR_EL2_RES1::RES1_23::SET).value;
+    let tcr =
+        read_sysreg!("tcr_el2") | (TCR_EL2_RES1::RES1_31::SET + TCR_EL2_RES1::RES1_23::SET).value;
     write_sysreg!("tcr_el2", tcr);
     let ttbr0 = tables.l1.0.as_ptr() as u64;
     write_sysreg!("ttbr0_el2", ttbr0);
@@ -145,7 +149,10 @@ pub unsafe fn enable_primary(ram: &[RamRange]) -> BootArgs {
         + SCTLR_EL2_RES1::B11::SET
         + SCTLR_EL2_RES1::B4.val(3))
     .value
-        | (SCTLR_EL2::M::Enable + SCTLR_EL2::C::Cacheable + SCTLR_EL2::I::Cacheable + SCTLR_EL2::SA::Enable)
+        | (SCTLR_EL2::M::Enable
+            + SCTLR_EL2::C::Cacheable
+            + SCTLR_EL2::I::Cacheable
+            + SCTLR_EL2::SA::Enable)
             .value;
     write_sysreg!("sctlr_el2", sctlr);
     isb();

@@ -7,8 +7,8 @@
 //! access to them is a stage-2 data abort the core decodes.
 
 use super::regs::{VTCR, VTTBR};
-use abi::{GuestPhysAddr, HostPhysAddr};
 use aarch64_cpu::registers::ID_AA64MMFR0_EL1;
+use abi::{GuestPhysAddr, HostPhysAddr};
 use alloc::alloc::{alloc_zeroed, Layout};
 use tock_registers::interfaces::Readable;
 use tock_registers::register_bitfields;
@@ -107,11 +107,21 @@ impl Stage2 {
         let l1_entries = 1usize << (ipa_bits - L1_SHIFT);
         let root_tables = l1_entries.div_ceil(ENTRIES);
         let root = new_table(root_tables * TABLE_BYTES)?;
-        Ok(Self { root, root_tables, ipa_bits, pa_range })
+        Ok(Self {
+            root,
+            root_tables,
+            ipa_bits,
+            pa_range,
+        })
     }
 
     /// Maps `size` bytes of normal, cacheable memory at `ipa` to `pa`, read/write/execute.
-    pub fn map_ram(&mut self, ipa: GuestPhysAddr, pa: HostPhysAddr, size: u64) -> Result<(), Stage2Error> {
+    pub fn map_ram(
+        &mut self,
+        ipa: GuestPhysAddr,
+        pa: HostPhysAddr,
+        size: u64,
+    ) -> Result<(), Stage2Error> {
         if ipa.0 % BLOCK_SIZE != 0 || pa.0 % BLOCK_SIZE != 0 || size % BLOCK_SIZE != 0 {
             return Err(Stage2Error::Unaligned);
         }
@@ -127,9 +137,13 @@ impl Stage2 {
             let l1e = unsafe { &mut *self.root.add(l1) };
             if *l1e & S2_DESC::VALID::SET.value == 0 {
                 let t = new_table(TABLE_BYTES)?;
-                *l1e = (S2_DESC::VALID::SET + S2_DESC::TYPE::Table + S2_DESC::ADDR.val(t as u64 >> 12)).value;
+                *l1e = (S2_DESC::VALID::SET
+                    + S2_DESC::TYPE::Table
+                    + S2_DESC::ADDR.val(t as u64 >> 12))
+                .value;
             }
-            let l2 = ((*l1e & S2_DESC::ADDR.mask << S2_DESC::ADDR.shift) as *mut u64).wrapping_add(0);
+            let l2 =
+                ((*l1e & S2_DESC::ADDR.mask << S2_DESC::ADDR.shift) as *mut u64).wrapping_add(0);
             let idx = ((a >> L2_SHIFT) as usize) % ENTRIES;
             let block = (S2_DESC::VALID::SET
                 + S2_DESC::TYPE::Block
