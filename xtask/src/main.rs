@@ -179,7 +179,8 @@ fn test(mut args: Args) -> Result<ExitCode> {
 
     let mut outcomes = Vec::new();
     if !skip_unit {
-        outcomes.push(unit_tests());
+        let t = Instant::now();
+        record(&mut outcomes, unit_tests(), t);
     }
     if !quick {
         let selected: Vec<_> = scenarios::all()
@@ -210,10 +211,8 @@ fn test(mut args: Args) -> Result<ExitCode> {
         match prepared {
             Err(e) => {
                 for s in &selected {
-                    outcomes.push(scenarios::Outcome::not_run(
-                        s.name(),
-                        format!("not run: {e}"),
-                    ));
+                    let o = scenarios::Outcome::not_run(s.name(), format!("not run: {e}"));
+                    record(&mut outcomes, o, Instant::now());
                 }
             }
             Ok(ctx) => {
@@ -223,18 +222,18 @@ fn test(mut args: Args) -> Result<ExitCode> {
                 for s in &selected {
                     println!("xtask: scenario {} ...", s.name());
                     let t = Instant::now();
-                    let o = scenarios::run(s.as_ref(), &ctx);
-                    if o.failures.is_empty() {
-                        println!("PASS {} ({:.1} s)", o.name, t.elapsed().as_secs_f64());
-                    }
-                    outcomes.push(o);
+                    record(&mut outcomes, scenarios::run(s.as_ref(), &ctx), t);
                 }
             }
         }
     }
-    let failed: Vec<_> = outcomes.iter().filter(|o| !o.failures.is_empty()).collect();
-    for o in &failed {
-        o.report();
+    let failed: Vec<_> = outcomes
+        .iter()
+        .filter(|o| !o.failures.is_empty())
+        .map(|o| o.name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        println!("failed: {}", failed.join(", "));
     }
     println!(
         "{} passed, {} failed",
@@ -248,6 +247,16 @@ fn test(mut args: Args) -> Result<ExitCode> {
     })
 }
 
+/// Reports `o` at once (PASS, or FAIL with reasons and the console's tail) and keeps it.
+fn record(outcomes: &mut Vec<scenarios::Outcome>, o: scenarios::Outcome, started: Instant) {
+    if o.failures.is_empty() {
+        println!("PASS {} ({:.1} s)", o.name, started.elapsed().as_secs_f64());
+    } else {
+        o.report();
+    }
+    outcomes.push(o);
+}
+
 /// `cargo test --workspace`, with the cargo that runs us.
 fn unit_tests() -> scenarios::Outcome {
     let name = "host-unit-tests".to_string();
@@ -257,14 +266,11 @@ fn unit_tests() -> scenarios::Outcome {
     cmd.args(["test", "--workspace"])
         .current_dir(sys::repo_root());
     match sys::run(&mut cmd) {
-        Ok(()) => {
-            println!("PASS {name}");
-            scenarios::Outcome {
-                name,
-                failures: vec![],
-                console: None,
-            }
-        }
+        Ok(()) => scenarios::Outcome {
+            name,
+            failures: vec![],
+            console: None,
+        },
         Err(e) => scenarios::Outcome::not_run(name, e.to_string()),
     }
 }

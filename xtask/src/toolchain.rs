@@ -134,8 +134,7 @@ pub fn detect() -> Result<Toolchain> {
         )));
     }
     Err(Error::Failed(
-        "no Rust toolchain for aarch64-unknown-none-softfloat: install one of: \
-         `rustup target add aarch64-unknown-none-softfloat`, or (Debian) \
+        "install one of: `rustup target add aarch64-unknown-none-softfloat`, or (Debian) \
          `apt-get install rustc-web cargo-web rust-web-src rust-web-llvm lld-22`"
             .into(),
     ))
