@@ -10,3 +10,4 @@ pub mod exit;
 pub mod inject;
 pub mod psci;
 pub mod sysreg;
+pub mod vgic;
