@@ -36,13 +36,15 @@ static WARN_UNDEF: RateLimit = RateLimit::new();
 /// HCR_EL2 while a guest runs: stage 2 on; IRQ/FIQ/SError to EL2 (which gives the guest the
 /// virtual CPU interface); SMC and WFI trapped (WFE is not: pinned vCPUs lose nothing by
 /// spinning, and Linux's spinlocks use it); pointer authentication and AArch64 EL1.
+/// FB (broadcast of local TLB and I-cache invalidations) stays off: a pinned vCPU never moves
+/// to another CPU, so its local invalidations need not reach others (under QEMU each broadcast
+/// is a synchronous flush of every CPU). A scheduler that migrates vCPUs must flush on a move.
 fn hcr() -> u64 {
     (HCR_EL2::VM::Enable
         + HCR_EL2::SWIO::SET
         + HCR_EL2::FMO::EnableVirtualFIQ
         + HCR_EL2::IMO::EnableVirtualIRQ
         + HCR_EL2::AMO::SET
-        + HCR_EL2::FB::SET
         + HCR_EL2::BSU::InnerShareable
         + HCR_EL2::TSC::EnableTrapEl1SmcToEl2
         + HCR_EL2::TWI::SET
