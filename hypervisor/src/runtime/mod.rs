@@ -299,6 +299,11 @@ fn cpu_loop(cpu: &'static PerCpu) -> ! {
                 && vm.vcpu(v).is_some_and(|s| s.power() == Power::OnPending)
             {
                 vcpu::run(cpu, vm, v);
+            }
+            finish_reset(vm);
+            if vm.alive.load(Ordering::Acquire)
+                && vm.vcpu(v).is_some_and(|s| s.power() == Power::OnPending)
+            {
                 continue;
             }
         }
@@ -315,11 +320,48 @@ pub fn vm_stopped(vm: &Vm) {
     power_off();
 }
 
-/// Called when `vm` asked for a reset.
-pub fn vm_reset(vm: &Vm, _caller: VcpuId) {
-    log::warn!(
-        "VM {}: reset is not supported yet: stopping it instead",
-        vm.id.0
-    );
-    vm_stopped(vm);
+/// Called when a vCPU of `vm` asked for a reset: stops every vCPU; the CPU whose vCPU stops
+/// last rebuilds the VM (see [`finish_reset`]).
+pub fn vm_reset(vm: &Vm, caller: VcpuId) {
+    vm.resetting.store(true, Ordering::Release);
+    vm.alive.store(false, Ordering::Release);
+    let mut kick = crate::vgic::Kick::default();
+    for (i, slot) in vm.vcpus.iter().enumerate() {
+        // A vCPU started but not yet picked up will not run now.
+        if slot.power() == Power::OnPending {
+            slot.set_power(Power::Off);
+        }
+        kick.add(VcpuId(i as u16));
+    }
+    irq::kick(vm, caller, kick);
+}
+
+/// Rebuilds `vm` once a reset was asked for and all its vCPUs are off. Every CPU calls this
+/// when its vCPU stops and when it idles; the first to find all vCPUs off does the work.
+fn finish_reset(vm: &Vm) {
+    if !vm.resetting.load(Ordering::Acquire)
+        || vm.vcpus.iter().any(|s| s.power() != Power::Off)
+    {
+        return;
+    }
+    if vm
+        .resetting
+        .compare_exchange(true, false, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return;
+    }
+    match vm.reload() {
+        Ok(()) => {
+            log::info!("VM {}: reset: starting again", vm.id.0);
+            vm.alive.store(true, Ordering::Release);
+            let mut kick = crate::vgic::Kick::default();
+            kick.add(VcpuId(0));
+            irq::kick(vm, VcpuId(u16::MAX), kick);
+        }
+        Err(e) => {
+            log::error!("VM {}: reset failed: {e}", vm.id.0);
+            vm_stopped(vm);
+        }
+    }
 }

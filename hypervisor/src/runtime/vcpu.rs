@@ -32,6 +32,8 @@ enum Flow {
 
 static WARN_ABORT: RateLimit = RateLimit::new();
 static WARN_UNDEF: RateLimit = RateLimit::new();
+/// An access the core cannot emulate (no syndrome) is a guest bug or an attack: said once.
+static WARN_NO_SYNDROME: RateLimit = RateLimit::once();
 
 /// HCR_EL2 while a guest runs: stage 2 on; IRQ/FIQ/SError to EL2 (which gives the guest the
 /// virtual CPU interface); SMC and WFI trapped (WFE is not: pinned vCPUs lose nothing by
@@ -184,14 +186,20 @@ fn handle_sync(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
             }
         }
         Exit::DataAbortNoSyndrome { ipa, far, write } => {
-            WARN_ABORT.warn(format_args!(
+            WARN_NO_SYNDROME.warn(format_args!(
                 "VM {} vCPU {}: access to {} without a syndrome (pair/writeback/SIMD): abort injected",
                 vm.id.0, v.0, ipa
             ));
             inject(regs, GuestException::DataAbort { far, write });
         }
         Exit::CacheMaintenance { .. } => regs.elr += skip,
-        Exit::StageTwoFetch { far, .. } => inject(regs, GuestException::InstructionAbort { far }),
+        Exit::StageTwoFetch { far, .. } => {
+            if fetch_fault_in_vectors(regs) {
+                guest_died(vm, v, regs, "its exception vectors are not in its memory");
+                return Flow::Stop;
+            }
+            inject(regs, GuestException::InstructionAbort { far });
+        }
         Exit::PermissionFault {
             far, write, fetch, ..
         } => {
@@ -267,6 +275,16 @@ fn handle_sync(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
         }
     }
     Flow::Continue
+}
+
+/// Size of an AArch64 exception vector table.
+const VECTOR_TABLE_SIZE: u64 = 0x800;
+
+/// Whether the instruction fetch that just faulted was inside the guest's own vector table:
+/// injecting the abort would fault again at once, forever. Such a guest is dead.
+fn fetch_fault_in_vectors(regs: &GuestRegs) -> bool {
+    let vbar = read_sysreg!("vbar_el1");
+    regs.elr.wrapping_sub(vbar) < VECTOR_TABLE_SIZE
 }
 
 /// Emulates a described load or store to a device of the core; false if nothing is there.

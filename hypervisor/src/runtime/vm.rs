@@ -103,8 +103,12 @@ pub struct Vm {
     pub vcpus: Vec<VcpuSlot>,
     /// The guest's UART.
     pub uart: Mutex<UartState>,
-    /// False once the guest powered off or died.
+    /// False once the guest powered off or died, and while it is being reset.
     pub alive: AtomicBool,
+    /// A reset was asked for and is not done yet.
+    pub resetting: AtomicBool,
+    /// What the VM was built from, to rebuild it on reset (stays in reserved memory).
+    bundle: Bundle<'static>,
 }
 
 /// Why a VM could not be built.
@@ -137,12 +141,26 @@ impl fmt::Display for VmError {
     }
 }
 
+/// Loads kernel, initrd and a generated device tree into `ram`.
+fn load(bundle: &Bundle<'_>, ram: &mut GuestRam) -> Result<loader::BootInfo, VmError> {
+    let cfg = GuestConfig {
+        vcpus: bundle.vcpus,
+        mem_size: ram.size,
+        kernel: bundle.kernel,
+        initrd: bundle.initrd,
+        cmdline: bundle.cmdline,
+    };
+    let boot = loader::load(&cfg, ram).map_err(VmError::Load)?;
+    crate::arch::cpu::invalidate_icache();
+    Ok(boot)
+}
+
 impl Vm {
     /// Builds VM `id` from `bundle`: carves its RAM, maps it, loads kernel, initrd and a
     /// generated device tree.
     pub fn build(
         id: VmId,
-        bundle: &Bundle<'_>,
+        bundle: &Bundle<'static>,
         free: &mut FreeRam,
         cpu_affs: &[u64],
     ) -> Result<Self, VmError> {
@@ -167,15 +185,7 @@ impl Vm {
         stage2
             .map_ram(RAM_BASE, HostPhysAddr(pa), size)
             .map_err(VmError::Stage2)?;
-        let cfg = GuestConfig {
-            vcpus: bundle.vcpus,
-            mem_size: size,
-            kernel: bundle.kernel,
-            initrd: bundle.initrd,
-            cmdline: bundle.cmdline,
-        };
-        let boot = loader::load(&cfg, &mut ram).map_err(VmError::Load)?;
-        crate::arch::cpu::invalidate_icache();
+        let boot = load(bundle, &mut ram)?;
         let vmid = id.0 as u8 + 1;
         let vcpus = (0..nr)
             .map(|i| VcpuSlot {
@@ -209,7 +219,27 @@ impl Vm {
                 level: false,
             }),
             alive: AtomicBool::new(true),
+            resetting: AtomicBool::new(false),
+            bundle: bundle.clone(),
         })
+    }
+
+    /// Puts the VM back in the state `build` left it in: kernel, initrd and device tree
+    /// reloaded, devices and interrupt controller reset, vCPU 0 about to start. Only while no
+    /// vCPU of the VM runs.
+    pub fn reload(&self) -> Result<(), VmError> {
+        let mut ram = self.ram;
+        let boot = load(&self.bundle, &mut ram)?;
+        self.vgic.reset();
+        *self.uart.lock() = UartState {
+            model: Pl011::new(),
+            level: false,
+        };
+        for slot in self.vcpus.iter() {
+            slot.set_power(Power::Off);
+        }
+        self.vcpus[0].request_on(boot.entry.0, boot.dtb.0);
+        Ok(())
     }
 
     /// The slot of `v`, if it exists.

@@ -183,6 +183,26 @@ impl Vgic {
         }
     }
 
+    /// Puts every register and interrupt back in its reset state, for a VM reset. Only
+    /// while no vCPU of the VM runs: list registers are not touched (each vCPU clears its own
+    /// when it starts).
+    pub fn reset(&self) {
+        let mut dist = self.dist.lock();
+        for st in dist.spis.iter_mut() {
+            *st = IrqState::new(false);
+        }
+        for cpu in self.cpus.iter() {
+            let mut state = cpu.state.lock();
+            state.private = core::array::from_fn(|i| IrqState::new(IntId(i as u32).is_sgi()));
+            state.sleep = true;
+            state.lr_intid = [None; MAX_LRS];
+            state.lrs_cleared = false;
+            cpu.dirty.store(true, Ordering::Release);
+            cpu.lrs_live.store(false, Ordering::Release);
+        }
+        self.ctlr.store(0, Ordering::Release);
+    }
+
     /// Number of vCPUs.
     pub fn nr_vcpus(&self) -> usize {
         self.nr_vcpus

@@ -899,3 +899,27 @@ fn higher_priority_arrival_displaces_a_pending_lr_without_losing_it() {
         "SGI 2 was kept pending"
     );
 }
+
+#[test]
+fn reset_forgets_configuration_and_pending_state() {
+    let vgic = Vgic::new(2);
+    linux_init(&vgic, 2);
+    let uart = IntId::spi(1);
+    let _ = enable_spi(&vgic, uart.0);
+    let _ = vgic.set_spi_level(uart, true);
+    assert!(vgic.has_pending(VcpuId(0)));
+
+    vgic.reset();
+    assert_eq!(r32(&vgic, gicd(GICD_CTLR)) & (CTLR_ENABLE_G1 | CTLR_ENABLE_G0), 0);
+    assert!(!vgic.has_pending(VcpuId(0)), "a reset VM has nothing pending");
+    let mut lrs0 = FakeListRegs::new(4);
+    exit_and_enter(&vgic, 0, &mut lrs0);
+    assert!(lrs0.valid().is_empty());
+
+    // It works again once the guest re-initialises it.
+    linux_init(&vgic, 2);
+    let _ = enable_spi(&vgic, uart.0);
+    let _ = vgic.set_spi_level(uart, true);
+    exit_and_enter(&vgic, 0, &mut lrs0);
+    assert!(lrs0.find(uart.0).is_some());
+}
