@@ -55,7 +55,8 @@ fn boot_once(series: &Series, guest: &GuestFiles, run: u32) -> Result<Duration, 
             grace: Duration::from_secs(2),
         },
     ];
-    let console = qemu::run_captured(&machine, &log, TIMEOUT, &stops).map_err(|e| e.to_string())?;
+    let console =
+        qemu::run_captured(&machine, &log, TIMEOUT, &stops, &[]).map_err(|e| e.to_string())?;
     match console.find(MARKER) {
         Some(l) if console.find(RHYVE_PANIC).is_none() => Ok(l.at),
         _ => Err(format!(

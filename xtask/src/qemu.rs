@@ -139,7 +139,7 @@ impl Machine {
                 "stdio",
                 "-no-reboot",
             ])
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         c
@@ -164,6 +164,18 @@ pub enum End {
     TimedOut(Duration),
     /// Killed after a stop marker appeared (and its grace period passed).
     Stopped(String),
+}
+
+/// Text typed on the guest's console once a marker line appears: inputs are sent in order,
+/// each after its marker (seen after the previous input was sent) and a short delay.
+#[derive(Debug, Clone, Copy)]
+pub struct Input {
+    /// Text that, contained in a console line, makes the input due.
+    pub after: &'static str,
+    /// How long to wait after the marker (the guest's shell may not be reading yet).
+    pub delay: Duration,
+    /// What to type.
+    pub send: &'static str,
 }
 
 /// A marker that ends a captured run, `grace` after it appears (to catch what follows it).
@@ -250,6 +262,7 @@ pub fn run_captured(
     log: &Path,
     timeout: Duration,
     stops: &[Stop],
+    inputs: &[Input],
 ) -> Result<Capture> {
     let qemu = binary()?;
     if let Some(dir) = log.parent() {
@@ -263,6 +276,9 @@ pub fn run_captured(
         program: QEMU.into(),
         source,
     })?;
+    let mut stdin = child.stdin.take();
+    let mut next_input = 0;
+    let mut input_at: Option<Instant> = None;
     let (tx, rx) = mpsc::channel();
     pump(child.stdout.take().expect("piped"), "", tx.clone());
     pump(child.stderr.take().expect("piped"), "qemu: ", tx);
@@ -275,6 +291,11 @@ pub fn run_captured(
             Ok((t, text)) => {
                 let at = t - start;
                 let _ = writeln!(log_file, "[{:9.3}] {text}", at.as_secs_f64());
+                if let Some(i) = inputs.get(next_input) {
+                    if input_at.is_none() && text.contains(i.after) {
+                        input_at = Some(t + i.delay);
+                    }
+                }
                 if stop_at.is_none() {
                     if let Some(s) = stops.iter().find(|s| text.contains(s.marker)) {
                         stop_at = Some((t + s.grace, s.marker));
@@ -306,6 +327,16 @@ pub fn run_captured(
             break End::Exited(status);
         }
         let now = Instant::now();
+        if let (Some(due), Some(i)) = (input_at, inputs.get(next_input)) {
+            if now >= due {
+                if let Some(s) = stdin.as_mut() {
+                    let _ = s.write_all(i.send.as_bytes()).and_then(|_| s.flush());
+                    let _ = writeln!(log_file, "# typed {:?}", i.send);
+                }
+                next_input += 1;
+                input_at = None;
+            }
+        }
         if let Some((at, marker)) = stop_at {
             if now >= at {
                 kill(&mut child);

@@ -5,6 +5,7 @@
 //! Every scenario also gets the common checks of [`run`]: no `rhyve: PANIC`, and QEMU exited 0
 //! by itself within the timeout (the guest powered off and the hypervisor followed).
 
+mod console_reset;
 mod linux_smp;
 
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use crate::boot::{GuestBoot, Host};
 use crate::guest::GuestFiles;
-use crate::qemu::{self, Capture, Stop};
+use crate::qemu::{self, Capture, Input, Stop};
 use crate::sys;
 
 /// Printed by the hypervisor on one of its own bugs, before it halts.
@@ -33,6 +34,10 @@ pub trait Scenario {
     fn timeout(&self) -> Duration {
         Duration::from_secs(600)
     }
+    /// What to type on the console, and when (none by default).
+    fn inputs(&self) -> Vec<Input> {
+        Vec::new()
+    }
     /// The scenario's own checks; each returned string is one reason it failed.
     fn check(&self, console: &Capture) -> Vec<String>;
 }
@@ -41,6 +46,7 @@ pub trait Scenario {
 pub fn all() -> Vec<Box<dyn Scenario>> {
     let mut v = Vec::new();
     v.extend(linux_smp::scenarios());
+    v.extend(console_reset::scenarios());
     v
 }
 
@@ -126,6 +132,7 @@ pub fn run(s: &dyn Scenario, ctx: &Context) -> Outcome {
         &log_path(&name),
         ctx.timeout_override.unwrap_or(s.timeout()),
         &stops,
+        &s.inputs(),
     ) {
         Ok(c) => c,
         Err(e) => return Outcome::not_run(name, e.to_string()),
