@@ -11,3 +11,4 @@ pub mod inject;
 pub mod psci;
 pub mod sysreg;
 pub mod vgic;
+pub mod vmmcall;

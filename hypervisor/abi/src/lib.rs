@@ -7,5 +7,6 @@
 
 pub mod layout;
 pub mod types;
+pub mod vmm;
 
 pub use types::{GuestPhysAddr, HostPhysAddr, IntId, VcpuId, VmId};

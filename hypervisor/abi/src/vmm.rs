@@ -1,0 +1,486 @@
+//! The interface between the EL2 core and the VMM partition (version [`VERSION`]).
+//!
+//! The VMM runs at EL1 in a partition of its own: its own stage-2 view holding its own RAM and
+//! the RAM of the guests it serves, nothing of the core. It is driven by synchronous upcalls,
+//! one VMM vCPU per physical CPU, like a bhyve vCPU thread returning to user space:
+//!
+//! 1. A guest exit the core does not handle itself (an access to a device the VMM models)
+//!    becomes a [`Request`]. The core switches the physical CPU to the VMM vCPU and returns
+//!    the request from the VMM's pending [`call::WAIT`].
+//! 2. The VMM handles it. While it works it may make the other calls: [`call::SET_IRQ`],
+//!    [`call::CONSOLE_WRITE`], [`call::MAP_GUEST`].
+//! 3. The VMM answers with the next [`call::WAIT`], whose arguments are the [`Response`]. The
+//!    core completes the guest's exit and switches back. The VMM vCPU stays blocked in that
+//!    WAIT until the next request.
+//!
+//! Every call is an `hvc #0` with the function ID in w0 (the SMCCC vendor-specific hypervisor
+//! service range) and arguments in x1-x7. The result comes back in x0 as a [`Status`]
+//! (negative = error), with any values in x1-x7. The core checks every argument: a VMM can
+//! reach only its own memory and the RAM of the VMs it serves. Any other exception the VMM
+//! takes, or a [`call::PANIC`], ends the partition. The guests it served then see their
+//! devices fail (an abort on access) instead of hanging.
+
+use crate::types::{GuestPhysAddr, VcpuId, VmId};
+
+/// The ABI version [`call::VERSION`] returns. Bump it on any incompatible change.
+pub const VERSION: u64 = 1;
+
+/// Function IDs (SMCCC: fast call, SMC64, owner 6 = vendor-specific hypervisor service).
+pub mod call {
+    /// Returns [`super::VERSION`] in x1.
+    pub const VERSION: u32 = 0xC600_0000;
+    /// Completes the current request with the [`super::Response`] in x1-x5, then blocks until
+    /// the next [`super::Request`], returned in x0-x7. The first WAIT of a VMM vCPU completes
+    /// nothing.
+    pub const WAIT: u32 = 0xC600_0001;
+    /// Sets guest interrupt line x2 (an SPI's INTID) of VM x1 to level x3 (0 or 1).
+    pub const SET_IRQ: u32 = 0xC600_0002;
+    /// Maps the RAM of VM x1 into the VMM's view at x2, which must be
+    /// [`super::guest_window`]`(x1)`.
+    pub const MAP_GUEST: u32 = 0xC600_0003;
+    /// Writes x2 bytes (at most [`super::CONSOLE_CHUNK`]), packed little-endian in x3-x6, to the
+    /// machine console on behalf of VM x1.
+    pub const CONSOLE_WRITE: u32 = 0xC600_0004;
+    /// Unmaps VM x1's RAM from the VMM's view.
+    pub const UNMAP_GUEST: u32 = 0xC600_0005;
+    /// Pauses (x3 = 0) or resumes (x3 = 1) vCPU x2 of VM x1.
+    pub const VCPU_CTL: u32 = 0xC600_0006;
+    /// The VMM cannot go on: x1 bytes of message packed in x2-x7. Does not return.
+    pub const PANIC: u32 = 0xC600_00FF;
+}
+
+/// What a call returns in x0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Status {
+    /// Done.
+    Ok = 0,
+    /// Unknown function.
+    NotSupported = -1,
+    /// No such VM, or not one this VMM serves.
+    InvalidVm = -2,
+    /// No such vCPU.
+    InvalidVcpu = -3,
+    /// An address outside what the caller may reach.
+    InvalidAddress = -4,
+    /// Some other argument out of range.
+    InvalidArgument = -5,
+    /// The device failed (a response): the guest gets an abort.
+    DeviceError = -6,
+}
+
+impl Status {
+    /// As x0 carries it (sign-extended).
+    pub const fn to_reg(self) -> u64 {
+        self as i32 as i64 as u64
+    }
+
+    /// From x0.
+    pub const fn from_reg(x0: u64) -> Option<Self> {
+        Some(match x0 as i64 {
+            0 => Self::Ok,
+            -1 => Self::NotSupported,
+            -2 => Self::InvalidVm,
+            -3 => Self::InvalidVcpu,
+            -4 => Self::InvalidAddress,
+            -5 => Self::InvalidArgument,
+            -6 => Self::DeviceError,
+            _ => return None,
+        })
+    }
+}
+
+/// Largest console write in one call (x3-x6).
+pub const CONSOLE_CHUNK: usize = 32;
+/// Largest panic message in one call (x2-x7).
+pub const PANIC_CHUNK: usize = 48;
+
+/// Base of the VMM's own RAM in its view.
+pub const VMM_RAM_BASE: GuestPhysAddr = GuestPhysAddr(0x4000_0000);
+/// Size of the VMM's own RAM.
+pub const VMM_RAM_SIZE: u64 = 16 << 20;
+/// Where guest RAM windows start in the VMM's view (64 GiB: below 512 GiB, so the VMM maps
+/// its whole view with one level-1 table of 1 GiB blocks).
+pub const GUEST_WINDOW_BASE: u64 = 0x10_0000_0000;
+/// Each VM's window (the most guest RAM a VM may have).
+pub const GUEST_WINDOW_SIZE: u64 = 0x4_0000_0000;
+/// Number of windows (VMs one VMM can serve).
+pub const MAX_VMS: usize = 8;
+
+/// Where VM `vm`'s RAM appears in the VMM's view, if it can.
+pub const fn guest_window(vm: VmId) -> Option<GuestPhysAddr> {
+    if (vm.0 as usize) < MAX_VMS {
+        Some(GuestPhysAddr(
+            GUEST_WINDOW_BASE + vm.0 as u64 * GUEST_WINDOW_SIZE,
+        ))
+    } else {
+        None
+    }
+}
+
+/// A request from the core, as [`call::WAIT`] returns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// A guest vCPU's load or store to a device the VMM models, at `ipa` (guest-physical).
+    Mmio {
+        /// The VM.
+        vm: VmId,
+        /// The vCPU that made the access.
+        vcpu: VcpuId,
+        /// The address.
+        ipa: GuestPhysAddr,
+        /// Width in bytes: 1, 2, 4 or 8.
+        size: u8,
+        /// A store.
+        write: bool,
+        /// The value stored (zero for a load).
+        data: u64,
+    },
+    /// Bytes typed on the machine console for VM `vm` (at most 8, in `bytes`, first byte
+    /// lowest).
+    ConsoleInput {
+        /// The VM.
+        vm: VmId,
+        /// How many of `bytes` are valid (1..=8).
+        len: u8,
+        /// The bytes.
+        bytes: u64,
+    },
+    /// VM `vm` was created or reset: (re)create its devices. Its RAM is `ram_size` bytes at
+    /// `ram_base` (guest-physical).
+    VmStart {
+        /// The VM.
+        vm: VmId,
+        /// Guest-physical base of its RAM.
+        ram_base: GuestPhysAddr,
+        /// Its RAM size.
+        ram_size: u64,
+        /// A fault to inject, for tests (see [`FaultPlan`]).
+        fault: FaultPlan,
+    },
+}
+
+/// Test hook: make one device model fail on purpose, to check that the core contains the
+/// failure. `0` means none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FaultPlan(pub u64);
+
+impl FaultPlan {
+    /// The PL011 model panics on its `n`th write (n >= 1).
+    pub const fn pl011_write(n: u32) -> Self {
+        Self(n as u64)
+    }
+
+    /// The write on which the PL011 model panics, if any.
+    pub const fn pl011_panic_on_write(self) -> Option<u32> {
+        if self.0 == 0 || self.0 > u32::MAX as u64 {
+            None
+        } else {
+            Some(self.0 as u32)
+        }
+    }
+}
+
+const KIND_MMIO: u64 = 1;
+const KIND_CONSOLE_INPUT: u64 = 2;
+const KIND_VM_START: u64 = 3;
+const WRITE_FLAG: u64 = 1 << 8;
+const SIZE_MASK: u64 = 0xff;
+const VCPU_SHIFT: u64 = 16;
+const ID_MASK: u64 = 0xffff;
+
+impl Request {
+    /// The registers x0-x7 that carry this request.
+    pub const fn to_regs(self) -> [u64; 8] {
+        match self {
+            Self::Mmio {
+                vm,
+                vcpu,
+                ipa,
+                size,
+                write,
+                data,
+            } => [
+                KIND_MMIO,
+                vm.0 as u64 | (vcpu.0 as u64) << VCPU_SHIFT,
+                ipa.0,
+                size as u64 | if write { WRITE_FLAG } else { 0 },
+                data,
+                0,
+                0,
+                0,
+            ],
+            Self::ConsoleInput { vm, len, bytes } => [
+                KIND_CONSOLE_INPUT,
+                vm.0 as u64,
+                len as u64,
+                bytes,
+                0,
+                0,
+                0,
+                0,
+            ],
+            Self::VmStart {
+                vm,
+                ram_base,
+                ram_size,
+                fault,
+            } => [
+                KIND_VM_START,
+                vm.0 as u64,
+                ram_base.0,
+                ram_size,
+                fault.0,
+                0,
+                0,
+                0,
+            ],
+        }
+    }
+
+    /// The request in x0-x7, if they hold a well-formed one.
+    pub const fn from_regs(r: [u64; 8]) -> Option<Self> {
+        match r[0] {
+            KIND_MMIO => {
+                let size = (r[3] & SIZE_MASK) as u8;
+                if !matches!(size, 1 | 2 | 4 | 8) {
+                    return None;
+                }
+                Some(Self::Mmio {
+                    vm: VmId((r[1] & ID_MASK) as u16),
+                    vcpu: VcpuId(((r[1] >> VCPU_SHIFT) & ID_MASK) as u16),
+                    ipa: GuestPhysAddr(r[2]),
+                    size,
+                    write: r[3] & WRITE_FLAG != 0,
+                    data: r[4],
+                })
+            }
+            KIND_CONSOLE_INPUT => {
+                if r[2] == 0 || r[2] > 8 {
+                    return None;
+                }
+                Some(Self::ConsoleInput {
+                    vm: VmId((r[1] & ID_MASK) as u16),
+                    len: r[2] as u8,
+                    bytes: r[3],
+                })
+            }
+            KIND_VM_START => Some(Self::VmStart {
+                vm: VmId((r[1] & ID_MASK) as u16),
+                ram_base: GuestPhysAddr(r[2]),
+                ram_size: r[3],
+                fault: FaultPlan(r[4]),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Largest console output carried by a [`Response`] (x4-x5).
+pub const RESPONSE_CONSOLE_CHUNK: usize = 16;
+
+/// The VMM's answer to a request, as the arguments of its next [`call::WAIT`] (x1-x5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// [`Status::Ok`], or [`Status::DeviceError`] to make the guest's access abort.
+    pub status: Status,
+    /// For a load: the value. For console input: how many bytes were taken.
+    pub value: u64,
+    /// Console output of the request's VM that the core prints (so a UART write costs no
+    /// extra call): how many bytes of `console` are valid (at most [`RESPONSE_CONSOLE_CHUNK`]).
+    pub console_len: u8,
+    /// The output bytes, packed by [`pack`].
+    pub console: [u64; 2],
+}
+
+impl Response {
+    /// A completed access (`value` for a load, ignored for a store).
+    pub const fn ok(value: u64) -> Self {
+        Self {
+            status: Status::Ok,
+            value,
+            console_len: 0,
+            console: [0; 2],
+        }
+    }
+
+    /// A failed access.
+    pub const fn error() -> Self {
+        Self {
+            status: Status::DeviceError,
+            value: 0,
+            console_len: 0,
+            console: [0; 2],
+        }
+    }
+
+    /// The registers x1-x5 of the WAIT that carries this response.
+    pub const fn to_regs(self) -> [u64; 5] {
+        [
+            self.status.to_reg(),
+            self.value,
+            self.console_len as u64,
+            self.console[0],
+            self.console[1],
+        ]
+    }
+
+    /// The response in WAIT's x1-x5. A status other than Ok counts as a device error; a
+    /// console length beyond [`RESPONSE_CONSOLE_CHUNK`] is cut to it.
+    pub const fn from_regs(r: [u64; 5]) -> Self {
+        let status = match Status::from_reg(r[0]) {
+            Some(Status::Ok) => Status::Ok,
+            _ => Status::DeviceError,
+        };
+        let len = if r[2] > RESPONSE_CONSOLE_CHUNK as u64 {
+            RESPONSE_CONSOLE_CHUNK as u8
+        } else {
+            r[2] as u8
+        };
+        Self {
+            status,
+            value: r[1],
+            console_len: len,
+            console: [r[3], r[4]],
+        }
+    }
+}
+
+/// Packs up to `N * 8` bytes into registers, little-endian, first byte lowest.
+pub fn pack<const N: usize>(bytes: &[u8]) -> [u64; N] {
+    let mut regs = [0u64; N];
+    for (i, b) in bytes.iter().take(N * 8).enumerate() {
+        regs[i / 8] |= (*b as u64) << ((i % 8) * 8);
+    }
+    regs
+}
+
+/// Unpacks `len` bytes (at most `N * 8`) from registers packed by [`pack`] into `out`; returns
+/// the bytes written.
+pub fn unpack<const N: usize>(regs: [u64; N], len: usize, out: &mut [u8]) -> usize {
+    let n = len.min(N * 8).min(out.len());
+    for (i, o) in out.iter_mut().take(n).enumerate() {
+        *o = (regs[i / 8] >> ((i % 8) * 8)) as u8;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_through_registers() {
+        let reqs = [
+            Request::Mmio {
+                vm: VmId(3),
+                vcpu: VcpuId(7),
+                ipa: GuestPhysAddr(0x0900_0018),
+                size: 4,
+                write: true,
+                data: 0xdead_beef,
+            },
+            Request::Mmio {
+                vm: VmId(0),
+                vcpu: VcpuId(0),
+                ipa: GuestPhysAddr(1),
+                size: 1,
+                write: false,
+                data: 0,
+            },
+            Request::ConsoleInput {
+                vm: VmId(1),
+                len: 5,
+                bytes: 0x6f_6c_6c_65_68,
+            },
+            Request::VmStart {
+                vm: VmId(2),
+                ram_base: GuestPhysAddr(0x4000_0000),
+                ram_size: 512 << 20,
+                fault: FaultPlan::pl011_write(9),
+            },
+        ];
+        for r in reqs {
+            assert_eq!(Request::from_regs(r.to_regs()), Some(r));
+        }
+    }
+
+    #[test]
+    fn malformed_requests_are_refused() {
+        assert_eq!(Request::from_regs([0; 8]), None);
+        assert_eq!(Request::from_regs([99, 0, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(
+            Request::from_regs([KIND_MMIO, 0, 0, 3, 0, 0, 0, 0]),
+            None,
+            "size 3"
+        );
+        assert_eq!(
+            Request::from_regs([KIND_CONSOLE_INPUT, 0, 9, 0, 0, 0, 0, 0]),
+            None,
+            "9 bytes"
+        );
+        assert_eq!(
+            Request::from_regs([KIND_CONSOLE_INPUT, 0, 0, 0, 0, 0, 0, 0]),
+            None,
+            "0 bytes"
+        );
+    }
+
+    #[test]
+    fn status_codes_round_trip_and_sign_extend() {
+        for s in [
+            Status::Ok,
+            Status::NotSupported,
+            Status::InvalidVm,
+            Status::InvalidVcpu,
+            Status::InvalidAddress,
+            Status::InvalidArgument,
+            Status::DeviceError,
+        ] {
+            assert_eq!(Status::from_reg(s.to_reg()), Some(s));
+        }
+        assert_eq!(Status::InvalidVm.to_reg(), u64::MAX - 1);
+        assert_eq!(Status::from_reg(5), None);
+    }
+
+    #[test]
+    fn responses_round_trip_and_bad_fields_are_contained() {
+        let mut r = Response::ok(0x1234);
+        r.console_len = 3;
+        r.console = pack(b"hi!");
+        assert_eq!(Response::from_regs(r.to_regs()), r);
+        let bad = Response::from_regs([77, 5, 1000, 0, 0]);
+        assert_eq!(
+            bad.status,
+            Status::DeviceError,
+            "unknown status = device error"
+        );
+        assert_eq!(bad.console_len as usize, RESPONSE_CONSOLE_CHUNK);
+    }
+
+    #[test]
+    fn bytes_pack_and_unpack() {
+        let msg = b"hello, console: 0123456789abcdef";
+        let regs: [u64; 4] = pack(msg);
+        let mut out = [0u8; 40];
+        assert_eq!(unpack(regs, msg.len(), &mut out), 32);
+        assert_eq!(&out[..32], &msg[..32]);
+        assert_eq!(
+            unpack(regs, 100, &mut out),
+            32,
+            "never more than the registers hold"
+        );
+    }
+
+    #[test]
+    fn windows_do_not_overlap_and_stop_at_max() {
+        let a = guest_window(VmId(0)).unwrap();
+        let b = guest_window(VmId(1)).unwrap();
+        assert_eq!(b.0 - a.0, GUEST_WINDOW_SIZE);
+        assert_eq!(guest_window(VmId(MAX_VMS as u16)), None);
+        assert!(
+            GUEST_WINDOW_BASE + MAX_VMS as u64 * GUEST_WINDOW_SIZE <= 1 << 39,
+            "fits 39 bits"
+        );
+    }
+}
