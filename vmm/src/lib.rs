@@ -12,3 +12,4 @@ pub mod image;
 pub mod loader;
 pub mod memory;
 pub mod pl011;
+pub mod virtio;
