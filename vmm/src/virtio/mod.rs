@@ -23,6 +23,9 @@ pub mod queue;
 pub mod rng;
 pub mod switch;
 
+#[cfg(test)]
+mod tests;
+
 
 pub use mmio::MmioTransport;
 pub use queue::{Queue, QueueError};

@@ -1,0 +1,192 @@
+//! virtio-net from the guest's side: transmit to the backend, receive with the header, the
+//! MAC and link status in the configuration, and two guests joined by the switch.
+
+use super::driver::*;
+use crate::virtio::mmio::offset;
+use crate::virtio::net::{
+    feature, MacAddr, NetBackend, NetError, VirtioNet, HEADER_BYTES, MAX_FRAME, RX_SLOTS,
+};
+use crate::virtio::switch::Switch;
+use crate::virtio::MmioTransport;
+use std::vec::Vec;
+
+#[derive(Default)]
+struct Wire(Vec<Vec<u8>>);
+
+impl NetBackend for Wire {
+    fn send(&mut self, frame: &[u8]) -> Result<(), NetError> {
+        self.0.push(frame.to_vec());
+        Ok(())
+    }
+}
+
+type Net = MmioTransport<VirtioNet<Wire>>;
+
+const RX: usize = 0;
+const TX: u16 = 1;
+
+fn up(mac: MacAddr) -> (Guest, Net) {
+    let mut g = Guest::new();
+    let mut t = MmioTransport::new(VirtioNet::new(Wire::default(), mac));
+    let f = g.device_features(&mut t);
+    assert_ne!(f & feature::MAC, 0);
+    g.init(&mut t, f, &[32, 32]);
+    (g, t)
+}
+
+fn eth(dst: MacAddr, src: MacAddr, payload: &[u8]) -> Vec<u8> {
+    [&dst.0[..], &src.0[..], &[0x08, 0x00], payload].concat()
+}
+
+fn transmit(g: &mut Guest, t: &mut Net, frame: &[u8]) {
+    // The header in its own descriptor, as Linux does without VIRTIO_F_ANY_LAYOUT tricks.
+    let h = g.blank(HEADER_BYTES, 0);
+    let f = g.buffer(frame);
+    g.push_chain(
+        usize::from(TX),
+        &[
+            (h, HEADER_BYTES as u32, false),
+            (f, frame.len() as u32, false),
+        ],
+    );
+    g.notify(t, TX);
+}
+
+fn post_rx(g: &mut Guest, t: &mut Net, len: usize) -> u64 {
+    let b = g.blank(len, 0xcc);
+    g.push_chain(RX, &[(b, len as u32, true)]);
+    g.notify(t, RX as u16);
+    b
+}
+
+#[test]
+fn config_has_the_mac_and_link_status() {
+    let mac = MacAddr::default_for(3, 1);
+    assert_eq!(mac.0, [0x02, 0x72, 0x68, 0, 3, 1]);
+    assert!(!mac.is_multicast());
+    let (mut g, mut t) = up(mac);
+    let got: Vec<u8> = (0..6).map(|i| t.read(0x100 + i, 1) as u8).collect();
+    assert_eq!(got, mac.0);
+    assert_eq!(t.read(0x106, 2), 1, "LINK_UP");
+    // The driver cannot change the MAC.
+    t.write(0x100, 1, 0xff, &mut g.mem);
+    assert_eq!(t.read(0x100, 1), 2);
+    // A link change is a configuration change.
+    let generation = Guest::read_reg(&mut t, offset::CONFIG_GENERATION);
+    t.device_mut().set_link_up(false);
+    t.poll(&mut g.mem);
+    assert_eq!(t.read(0x106, 2), 0);
+    assert_eq!(g.ack(&mut t) & 2, 2, "configuration-change interrupt");
+    assert_ne!(
+        Guest::read_reg(&mut t, offset::CONFIG_GENERATION),
+        generation
+    );
+}
+
+#[test]
+fn transmit_strips_the_header() {
+    let (mut g, mut t) = up(MacAddr::default_for(1, 0));
+    let frame = eth(MacAddr::BROADCAST, MacAddr::default_for(1, 0), b"ping");
+    transmit(&mut g, &mut t, &frame);
+    assert_eq!(g.used(usize::from(TX)), [(0, 0)]);
+    assert_eq!(t.device().backend().0, [frame]);
+    // A header split across descriptors and a too-short chain.
+    let whole = [
+        std::vec![0u8; HEADER_BYTES],
+        eth(MacAddr::BROADCAST, MacAddr::BROADCAST, b"x"),
+    ]
+    .concat();
+    let a = g.buffer(&whole[..5]);
+    let b = g.buffer(&whole[5..]);
+    g.push_chain(1, &[(a, 5, false), (b, (whole.len() - 5) as u32, false)]);
+    let c = g.buffer(&[0; 4]);
+    g.push_chain(1, &[(c, 4, false)]);
+    g.notify(&mut t, TX);
+    assert_eq!(g.used(usize::from(TX)).len(), 2);
+    assert_eq!(t.device().backend().0.len(), 2);
+    assert_eq!(t.device().backend().0[1], whole[HEADER_BYTES..]);
+    assert_eq!(t.device().stats().tx_dropped, 1);
+}
+
+#[test]
+fn injected_frames_arrive_with_a_header() {
+    let (mut g, mut t) = up(MacAddr::default_for(1, 0));
+    let frame = eth(
+        MacAddr::default_for(1, 0),
+        MacAddr::default_for(2, 0),
+        b"pong",
+    );
+    assert!(t.device_mut().inject_rx(&frame));
+    t.poll(&mut g.mem);
+    assert_eq!(t.device().rx_pending(), 1, "waits for a buffer");
+    let buf = post_rx(&mut g, &mut t, 1526);
+    let used = g.used(RX);
+    assert_eq!(used, [(0, (HEADER_BYTES + frame.len()) as u32)]);
+    let got = g.peek(buf, HEADER_BYTES + frame.len());
+    // num_buffers = 1, everything else zero (§5.1.6.4).
+    assert_eq!(&got[..HEADER_BYTES], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+    assert_eq!(&got[HEADER_BYTES..], &frame[..]);
+    assert_eq!(g.peek(buf + (HEADER_BYTES + frame.len()) as u64, 1), [0xcc]);
+    assert!(t.irq_level());
+}
+
+#[test]
+fn rx_ring_is_bounded_and_drops_count() {
+    let (mut g, mut t) = up(MacAddr::default_for(1, 0));
+    let frame = eth(MacAddr::BROADCAST, MacAddr::default_for(2, 0), b"flood");
+    for _ in 0..RX_SLOTS {
+        assert!(t.device_mut().inject_rx(&frame));
+    }
+    assert!(!t.device_mut().inject_rx(&frame), "a full ring drops");
+    assert!(!t.device_mut().inject_rx(&[0; MAX_FRAME + 1]), "too long");
+    assert_eq!(t.device().stats().rx_dropped, 2);
+    // A buffer too small for a frame: the frame is dropped, the buffer kept for the next.
+    post_rx(&mut g, &mut t, 8);
+    assert!(g.used(RX).is_empty());
+    assert_eq!(t.device().rx_pending(), RX_SLOTS - 1);
+    assert_eq!(t.device().stats().rx_dropped, 3);
+    assert_eq!(Guest::status(&mut t) & NEEDS_RESET, 0);
+}
+
+#[test]
+fn two_guests_talk_through_the_switch() {
+    let (a_mac, b_mac) = (MacAddr::default_for(1, 0), MacAddr::default_for(2, 0));
+    let (mut ga, mut a) = up(a_mac);
+    let (mut gb, mut b) = up(b_mac);
+    let mut sw = Switch::new(3, 64);
+    // What the VMM does after a notify: move the backends' frames through the switch.
+    let mut pump = |a: &mut Net, b: &mut Net, port: usize, uplink: &mut Vec<Vec<u8>>| {
+        let from = if port == 0 { &mut *a } else { &mut *b };
+        let frames = core::mem::take(&mut from.device_mut().backend_mut().0);
+        for f in frames {
+            let mut targets = Vec::new();
+            sw.forward_each(port, &f, |p| targets.push(p));
+            for p in targets {
+                match p {
+                    0 => assert!(a.device_mut().inject_rx(&f)),
+                    1 => assert!(b.device_mut().inject_rx(&f)),
+                    _ => uplink.push(f.clone()),
+                }
+            }
+        }
+    };
+    let mut uplink = Vec::new();
+    // A broadcasts (ARP-like): B and the uplink get it.
+    transmit(&mut ga, &mut a, &eth(MacAddr::BROADCAST, a_mac, b"who has"));
+    pump(&mut a, &mut b, 0, &mut uplink);
+    let rb = post_rx(&mut gb, &mut b, 1526);
+    b.poll(&mut gb.mem);
+    assert_eq!(gb.used(RX).len(), 1);
+    assert_eq!(gb.peek(rb + HEADER_BYTES as u64 + 6, 6), a_mac.0);
+    assert_eq!(uplink.len(), 1);
+    // B answers A by unicast: only A gets it, the uplink does not.
+    transmit(&mut gb, &mut b, &eth(a_mac, b_mac, b"is at"));
+    pump(&mut a, &mut b, 1, &mut uplink);
+    let ra = post_rx(&mut ga, &mut a, 1526);
+    a.poll(&mut ga.mem);
+    assert_eq!(ga.used(RX).len(), 1);
+    assert_eq!(ga.peek(ra + HEADER_BYTES as u64 + 14, 5), b"is at");
+    assert_eq!(uplink.len(), 1);
+    assert_eq!(sw.lookup(a_mac), Some(0));
+    assert_eq!(sw.lookup(b_mac), Some(1));
+}
