@@ -26,7 +26,6 @@ pub mod switch;
 #[cfg(test)]
 mod tests;
 
-
 pub use mmio::MmioTransport;
 pub use queue::{Queue, QueueError};
 
