@@ -8,6 +8,7 @@ mod bench;
 mod boot;
 mod cpio;
 mod error;
+mod fuzz;
 mod guest;
 mod image;
 mod interrupts;
@@ -43,7 +44,8 @@ commands:
   test           the whole test suite: host unit tests, then Linux guests under rhyve
                  (scenarios linux-smp-1/2/4; console logs in build/logs/); ends with
                  `N passed, N failed` and fails if any failed
-      --quick          host unit tests only (no image build, no guest download, no QEMU)
+      --quick          host unit tests only (no fuzzing, no image build, no guest download,
+                       no QEMU)
     developer options (checking the checks without a working hypervisor):
       --straight       boot the scenarios' guests straight under QEMU, without rhyve
       --only NAME      run only the scenarios whose name contains NAME
@@ -51,6 +53,11 @@ commands:
                        (e.g. `--straight --only smp-4 --vcpus-override 2` must fail)
       --timeout SECS   a scenario's time limit instead of its own (600 s for Linux)
       --skip-unit      skip the host unit tests
+      --skip-fuzz      skip the short fuzz runs (fuzz-seeds, fuzz-<target>) after the unit tests
+  fuzz           run each host fuzz target in fuzz/ (cargo-fuzz, installed if missing) and
+                 print executions, exec/s and crashes per target; fails on any crash
+      --seconds N      time per target (default: 600)
+      --target NAME    only this target
   bench          boot time, QEMU spawn to the guest's first init line, straight vs under rhyve
       --runs N         boots of each (default: 5)
       --straight-only  (developer) only the straight series, no hypervisor image
@@ -82,6 +89,14 @@ fn dispatch(mut args: Args) -> Result<ExitCode> {
         }
         Some("run") => run(args)?,
         Some("test") => return test(args),
+        Some("fuzz") => {
+            let seconds = args.number("--seconds")?.unwrap_or(fuzz::DEFAULT_SECONDS);
+            let target = args.value("--target")?;
+            args.finish()?;
+            if !fuzz::fuzz(seconds, target.as_deref())? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Some("bench") => {
             let runs = args.number("--runs")?.unwrap_or(5);
             let straight_only = args.flag("--straight-only");
@@ -170,6 +185,7 @@ fn test(mut args: Args) -> Result<ExitCode> {
     let quick = args.flag("--quick");
     let straight = args.flag("--straight");
     let skip_unit = args.flag("--skip-unit");
+    let skip_fuzz = args.flag("--skip-fuzz");
     let only = args.value("--only")?;
     let vcpus_override = args.number("--vcpus-override")?;
     let timeout_override = args
@@ -181,6 +197,9 @@ fn test(mut args: Args) -> Result<ExitCode> {
     if !skip_unit {
         let t = Instant::now();
         record(&mut outcomes, unit_tests(), t);
+    }
+    if !quick && !skip_fuzz {
+        fuzz::test_step(fuzz::TEST_SECONDS, &mut |o, t| record(&mut outcomes, o, t));
     }
     if !quick {
         let selected: Vec<_> = scenarios::all()

@@ -1,0 +1,32 @@
+//! The property checks behind rhyve's fuzz targets, one module per target.
+//!
+//! Each `run(data)` turns the fuzzer's bytes into calls on one parser or model of
+//! guest-controlled (or user-supplied) data and asserts what must hold for every input: not
+//! only "no panic", but the invariants the callers rely on. A failed assertion is a crash to
+//! libFuzzer. The same functions replay the committed seeds in `tests/seeds.rs`.
+
+pub mod bundle;
+pub mod exit_decode;
+pub mod fdt_generate;
+pub mod image_loader;
+pub mod inject_entry;
+pub mod pl011;
+pub mod psci;
+pub mod sysreg_sgi1r;
+pub mod vgic_mmio;
+
+/// A target's check: runs one input, panics on a broken invariant.
+pub type Check = fn(&[u8]);
+
+/// Every target: its name (the `fuzz_targets/<name>.rs` binary) and its check.
+pub const TARGETS: &[(&str, Check)] = &[
+    ("exit_decode", exit_decode::run),
+    ("inject_entry", inject_entry::run),
+    ("sysreg_sgi1r", sysreg_sgi1r::run),
+    ("psci", psci::run),
+    ("vgic_mmio", vgic_mmio::run),
+    ("pl011", pl011::run),
+    ("image_loader", image_loader::run),
+    ("bundle", bundle::run),
+    ("fdt_generate", fdt_generate::run),
+];
