@@ -17,6 +17,10 @@ pub const TARGET: &str = "aarch64-unknown-none-softfloat";
 /// The hypervisor package and binary.
 const PACKAGE: &str = "rhyve-hypervisor";
 const BIN: &str = "rhyve";
+/// The test guests' package (tests/guests).
+const TEST_GUEST_PACKAGE: &str = "rhyve-test-guests";
+/// Its binaries, one per attack class (docs/attack-classes.md).
+pub const TEST_GUESTS: &[&str] = &["mmio", "sysreg", "psci", "gic", "memory"];
 /// Debian's packages for path (c).
 const DEBIAN_PACKAGES: &[&str] = &[
     "rustc-web",
@@ -182,8 +186,8 @@ fn scrub_outer_cargo_env(cmd: &mut Command) {
     }
 }
 
-/// The `cargo build` command for `tc`.
-fn build_command(tc: &Toolchain) -> Command {
+/// The `cargo build` command for `tc`, building `what` (`-p PACKAGE --bin BIN`, ...).
+fn build_command(tc: &Toolchain, what: &[&str]) -> Command {
     let mut cmd;
     let build_std = match tc {
         Toolchain::Prebuilt { cargo, .. } => {
@@ -204,16 +208,10 @@ fn build_command(tc: &Toolchain) -> Command {
         }
     };
     scrub_outer_cargo_env(&mut cmd);
-    cmd.current_dir(sys::repo_root()).args([
-        "build",
-        "--release",
-        "-p",
-        PACKAGE,
-        "--bin",
-        BIN,
-        "--target",
-        TARGET,
-    ]);
+    cmd.current_dir(sys::repo_root())
+        .args(["build", "--release"])
+        .args(what)
+        .args(["--target", TARGET]);
     if build_std {
         // -Z flags on a stable/beta compiler: the documented escape hatch, for this build only.
         cmd.env("RUSTC_BOOTSTRAP", "1").args(BUILD_STD);
@@ -231,11 +229,26 @@ pub fn bin_path() -> PathBuf {
     sys::target_dir().join("rhyve.bin")
 }
 
-/// Builds the EL2 image and converts it to `target/rhyve.bin`; returns that path.
+/// The VMM partition's package and binary (embedded in the image).
+const VMM_PACKAGE: &str = "rhyve-vmm";
+/// See [`VMM_PACKAGE`].
+const VMM_BIN: &str = "rhyve-vmm";
+
+/// Builds the VMM partition, then the EL2 image that embeds it, and converts the image to
+/// `target/rhyve.bin`; returns that path.
 pub fn build_image() -> Result<PathBuf> {
     let tc = detect()?;
     println!("xtask: toolchain: {}", tc.describe());
-    let mut cmd = build_command(&tc);
+    // The core embeds the VMM partition's image: build and flatten that first.
+    let mut cmd = build_command(&tc, &["-p", VMM_PACKAGE, "--bin", VMM_BIN]);
+    sys::run(&mut cmd).map_err(|e| Error::Failed(format!("building the VMM partition: {e}")))?;
+    let vmm_elf = sys::target_dir().join(TARGET).join("release").join(VMM_BIN);
+    let elf = std::fs::read(&vmm_elf).ctx(|| format!("reading {}", vmm_elf.display()))?;
+    let vmm_bin = sys::target_dir().join(format!("{VMM_BIN}.bin"));
+    std::fs::write(&vmm_bin, image::flatten(&elf)?)
+        .ctx(|| format!("writing {}", vmm_bin.display()))?;
+    let mut cmd = build_command(&tc, &["-p", PACKAGE, "--bin", BIN]);
+    cmd.env("RHYVE_VMM_IMAGE", &vmm_bin);
     sys::run(&mut cmd).map_err(|e| Error::Failed(format!("building the hypervisor image: {e}")))?;
     let elf_path = elf_path();
     let elf = std::fs::read(&elf_path).ctx(|| format!("reading {}", elf_path.display()))?;
@@ -247,4 +260,36 @@ pub fn build_image() -> Result<PathBuf> {
     std::fs::write(&bin_path, &bin).ctx(|| format!("writing {}", bin_path.display()))?;
     println!("xtask: {} ({} bytes)", bin_path.display(), bin.len());
     Ok(bin_path)
+}
+
+/// The flat binary of test guest `name` (`target/test-guests/<name>.bin`).
+pub fn test_guest_bin(name: &str) -> PathBuf {
+    sys::target_dir()
+        .join("test-guests")
+        .join(format!("{name}.bin"))
+}
+
+/// Builds the test guests (tests/guests) with the same toolchain and flattens each ELF to
+/// [`test_guest_bin`]. They are raw binaries (no arm64 Image header), linked at guest RAM base
+/// + 0x80000 where rhyve loads such a kernel (linker/test-guest.ld).
+pub fn build_test_guests() -> Result<()> {
+    let tc = detect()?;
+    let mut cmd = build_command(&tc, &["-p", TEST_GUEST_PACKAGE, "--bins"]);
+    sys::run(&mut cmd).map_err(|e| Error::Failed(format!("building the test guests: {e}")))?;
+    for name in TEST_GUESTS {
+        let elf_path = sys::target_dir().join(TARGET).join("release").join(name);
+        let elf = std::fs::read(&elf_path).ctx(|| format!("reading {}", elf_path.display()))?;
+        let bin = image::flatten(&elf)?;
+        let bin_path = test_guest_bin(name);
+        if let Some(dir) = bin_path.parent() {
+            std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(&bin_path, &bin).ctx(|| format!("writing {}", bin_path.display()))?;
+    }
+    println!(
+        "xtask: test guests in {} ({})",
+        sys::target_dir().join("test-guests").display(),
+        TEST_GUESTS.join(", ")
+    );
+    Ok(())
 }

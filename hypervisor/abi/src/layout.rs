@@ -31,6 +31,8 @@ pub const PL011_INTID: IntId = IntId::spi(1);
 pub const VIRTIO_MMIO_BASE: GuestPhysAddr = GuestPhysAddr(0x0A00_0000);
 /// Size of one virtio-mmio slot.
 pub const VIRTIO_MMIO_STRIDE: u64 = 0x200;
+/// Number of virtio-mmio slots (as QEMU virt).
+pub const VIRTIO_MMIO_SLOTS: u64 = 32;
 /// SPI number of virtio-mmio slot 0; slot n uses SPI 16 + n.
 pub const VIRTIO_MMIO_SPI_BASE: u32 = 16;
 
@@ -55,4 +57,13 @@ pub const fn gicr_base(index: usize) -> Option<GuestPhysAddr> {
     } else {
         None
     }
+}
+
+/// Whether `ipa` belongs to a device the VMM partition models (the PL011 and the virtio-mmio
+/// slots); the core emulates the GIC itself.
+pub const fn vmm_device(ipa: GuestPhysAddr) -> bool {
+    let a = ipa.0;
+    (a >= PL011_BASE.0 && a < PL011_BASE.0 + PL011_SIZE)
+        || (a >= VIRTIO_MMIO_BASE.0
+            && a < VIRTIO_MMIO_BASE.0 + VIRTIO_MMIO_STRIDE * VIRTIO_MMIO_SLOTS)
 }

@@ -101,24 +101,35 @@ pub unsafe fn init(base: usize) {
 
 /// Enables receive interrupts, for interactive guest input.
 pub fn enable_rx_interrupt() {
+    set_rx_interrupt(true);
+}
+
+/// Turns receive interrupts on or off (off while nobody can take more input).
+pub fn set_rx_interrupt(on: bool) {
     if let Some(u) = CONSOLE.lock().as_ref() {
-        u.regs().imsc.write(INT::RX::SET + INT::RT::SET);
+        if on {
+            u.regs().imsc.write(INT::RX::SET + INT::RT::SET);
+        } else {
+            u.regs().imsc.set(0);
+        }
     }
 }
 
-/// Drains received bytes into `sink` (stopping when it refuses one), and clears the receive
-/// interrupt once the FIFO is empty.
-pub fn drain_rx(mut sink: impl FnMut(u8) -> bool) {
+/// Passes at most `room` received bytes to `sink`; the rest stay in the UART.
+///
+/// The receive interrupt is cleared *before* reading: a byte that arrives after the last
+/// "empty" check then raises it again. Clearing after would lose that byte's interrupt, and
+/// with a one-byte receiver nothing more would ever arrive.
+pub fn drain_rx(room: usize, mut sink: impl FnMut(u8)) {
     let guard = CONSOLE.lock();
     let Some(u) = guard.as_ref() else { return };
-    while !u.regs().fr.is_set(FR::RXFE) {
-        let b = u.regs().dr.read(DR::DATA) as u8;
-        if !sink(b) {
-            break;
+    u.regs().icr.write(INT::RX::SET + INT::RT::SET);
+    for _ in 0..room {
+        match u.get() {
+            Some(b) => sink(b),
+            None => break,
         }
     }
-    u.regs().icr.write(INT::RX::SET + INT::RT::SET);
-    let _ = Uart::get;
 }
 
 /// Writes one byte of guest output, as it is.

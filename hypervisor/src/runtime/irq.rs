@@ -6,12 +6,15 @@
 
 use super::percpu::PerCpu;
 use super::vm::Vm;
-use super::{console, machine, vcpu};
+use super::{console, machine, partition};
 use crate::arch::gic;
 use crate::arch::regs::{read_sysreg, write_sysreg};
 use crate::vgic::{Kick, ListRegs};
 use abi::layout::{MAINTENANCE_INTID, PTIMER_INTID, VTIMER_INTID};
+use abi::vmm::Request;
 use abi::{IntId, VcpuId};
+use core::sync::atomic::{AtomicBool, Ordering};
+use spin::Mutex;
 
 /// The SGI one CPU sends another to make it look at its vCPU's pending interrupts or power
 /// state.
@@ -107,7 +110,7 @@ pub fn handle_pending(cpu: &PerCpu, running: Option<(&Vm, VcpuId)>) {
             write_sysreg!("cntv_ctl_el0", 0);
             write_sysreg!("cntp_ctl_el0", 0);
         } else if Some(intid) == machine().uart_intid {
-            console_input(running);
+            console_input();
         } else if intid != KICK_SGI && intid != MAINTENANCE_INTID.0 {
             log::warn!("CPU {}: unexpected interrupt {intid}", cpu.index);
         }
@@ -115,14 +118,103 @@ pub fn handle_pending(cpu: &PerCpu, running: Option<(&Vm, VcpuId)>) {
     }
 }
 
-/// Moves typed characters into the guest's UART.
-fn console_input(running: Option<(&Vm, VcpuId)>) {
-    let Some(vm) = super::VM.get() else {
-        console::drain_rx(|_| true);
+/// Typed bytes not yet taken by the guest's UART (its FIFO was full, or they arrived while the
+/// VMM was busy): kept here so that nothing typed is lost.
+struct InputRing {
+    buf: [u8; INPUT_RING],
+    head: usize,
+    len: usize,
+}
+
+const INPUT_RING: usize = 256;
+
+static INPUT: Mutex<InputRing> = Mutex::new(InputRing {
+    buf: [0; INPUT_RING],
+    head: 0,
+    len: 0,
+});
+static INPUT_WAITING: AtomicBool = AtomicBool::new(false);
+static DELIVERING: AtomicBool = AtomicBool::new(false);
+
+impl InputRing {
+    fn push(&mut self, b: u8) -> bool {
+        if self.len == INPUT_RING {
+            return false;
+        }
+        self.buf[(self.head + self.len) % INPUT_RING] = b;
+        self.len += 1;
+        true
+    }
+
+    /// Up to 8 bytes from the front, packed, and how many.
+    fn peek8(&self) -> (u8, u64) {
+        let n = self.len.min(8);
+        let mut v = 0u64;
+        for i in 0..n {
+            v |= u64::from(self.buf[(self.head + i) % INPUT_RING]) << (i * 8);
+        }
+        (n as u8, v)
+    }
+
+    fn pop(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.head = (self.head + n) % INPUT_RING;
+        self.len -= n;
+    }
+}
+
+/// Takes typed bytes off the machine's UART into the input ring; the guest gets them at the
+/// next [`deliver_input`] (never from here: this may run inside a VMM upcall).
+fn console_input() {
+    let mut ring = INPUT.lock();
+    let room = INPUT_RING - ring.len;
+    console::drain_rx(room, |b| {
+        ring.push(b);
+    });
+    if ring.len == INPUT_RING {
+        // Leave the rest in the UART and stop its interrupt until the guest reads.
+        console::set_rx_interrupt(false);
+    }
+    INPUT_WAITING.store(ring.len > 0, Ordering::Release);
+}
+
+/// Hands waiting typed bytes to `vm`'s UART, in the VMM, as far as its FIFO takes them.
+///
+/// The ring's lock is never held across the upcall: an interrupt taken while the VMM runs
+/// may add bytes to it (see [`console_input`]). One CPU delivers at a time.
+pub fn deliver_input(cpu: &PerCpu, vm: &Vm, running: Option<VcpuId>) {
+    if !INPUT_WAITING.load(Ordering::Acquire) || DELIVERING.swap(true, Ordering::AcqRel) {
         return;
-    };
-    let me = running.map(|(_, v)| v).unwrap_or(VcpuId(u16::MAX));
-    let mut uart = vm.uart.lock();
-    console::drain_rx(|b| uart.model.push_rx(b));
-    vcpu::update_uart_line(vm, me, &mut uart);
+    }
+    if let Some(p) = partition::get() {
+        loop {
+            let (len, bytes) = {
+                let ring = INPUT.lock();
+                if ring.len == 0 {
+                    break;
+                }
+                ring.peek8()
+            };
+            let req = Request::ConsoleInput {
+                vm: vm.id,
+                len,
+                bytes,
+            };
+            // Without a VMM nobody can read them: drop them.
+            let taken = p
+                .request(cpu, vm, running, req)
+                .map_or(len as usize, |r| (r.value as usize).min(len as usize));
+            INPUT.lock().pop(taken);
+            if taken < len as usize {
+                break;
+            }
+        }
+    }
+    let ring = INPUT.lock();
+    if ring.len < INPUT_RING {
+        console::set_rx_interrupt(true);
+    }
+    INPUT_WAITING.store(ring.len > 0, Ordering::Release);
+    drop(ring);
+    DELIVERING.store(false, Ordering::Release);
 }

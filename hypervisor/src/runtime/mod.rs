@@ -1,12 +1,14 @@
 //! The core's life on the machine: boot on the primary CPU, bring up the others, build the
 //! VM, then every CPU runs the vCPU pinned to it.
 //!
-//! Lock order across the runtime: `Vm::uart` -> vGIC locks -> console.
+//! Lock order across the runtime: a CPU's VMM vCPU -> partition stage 2 -> console input
+//! ring -> vGIC locks -> console.
 
 pub mod console;
 pub mod fault;
 pub mod irq;
 pub mod memory;
+pub mod partition;
 pub mod percpu;
 pub mod platform;
 pub mod ratelimit;
@@ -71,6 +73,23 @@ pub static VM: Once<Vm> = Once::new();
 static ONLINE: AtomicUsize = AtomicUsize::new(0);
 /// The firmware conduit, known as soon as the tree is read (power-off needs it early).
 static CONDUIT: Once<Conduit> = Once::new();
+/// The VMM fault the hypervisor's command line planned (a test hook).
+static VMM_FAULT: Once<abi::vmm::FaultPlan> = Once::new();
+
+/// Asks the VMM to (re)create `vm`'s devices.
+fn start_devices(cpu: &PerCpu, vm: &Vm) -> Result<(), partition::Down> {
+    let p = partition::get().ok_or(partition::Down)?;
+    let req = abi::vmm::Request::VmStart {
+        vm: vm.id,
+        ram_base: vm.ram.ipa,
+        ram_size: vm.ram.size,
+        fault: VMM_FAULT.get().copied().unwrap_or_default(),
+    };
+    match p.request(cpu, vm, None, req) {
+        Ok(r) if r.status == abi::vmm::Status::Ok => Ok(()),
+        _ => Err(partition::Down),
+    }
+}
 
 /// The machine description (set before any secondary CPU starts).
 pub fn machine() -> &'static Machine {
@@ -143,11 +162,19 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
         Err(e) => fail(format_args!("boot bundle refused: {e}")),
     };
     let nr = machine.nr_cpus;
-    match Vm::build(VmId(0), &bundle, &mut free, &machine.cpu_affs[..nr]) {
-        Ok(vm) => {
-            VM.call_once(|| vm);
-        }
+    let vm = match Vm::build(VmId(0), &bundle, &mut free, &machine.cpu_affs[..nr]) {
+        Ok(vm) => VM.call_once(|| vm),
         Err(e) => fail(format_args!("VM 0 not started: {e}")),
+    };
+    VMM_FAULT.call_once(|| plat.vmm_fault);
+    match partition::create(&mut free, cpu0, nr) {
+        Ok(_) => {}
+        Err(e) => fail(format_args!("{e}")),
+    }
+    if start_devices(cpu0, vm).is_err() {
+        fail(format_args!(
+            "VM 0 not started: the VMM partition did not create its devices"
+        ));
     }
     if let Some(intid) = machine.uart_intid {
         machine.gicd.enable_spi(intid, cpu0.aff);
@@ -241,7 +268,7 @@ fn init_this_cpu(machine: &Machine, index: usize) -> &'static PerCpu {
     }
     gic::init_cpu_interface();
     ONLINE.fetch_add(1, Ordering::AcqRel);
-    Box::leak(Box::new(PerCpu { index, aff }))
+    Box::leak(Box::new(PerCpu { index, aff, redist }))
 }
 
 fn start_secondaries(machine: &'static Machine) {
@@ -300,7 +327,8 @@ fn cpu_loop(cpu: &'static PerCpu) -> ! {
             {
                 vcpu::run(cpu, vm, v);
             }
-            finish_reset(vm);
+            finish_reset(cpu, vm);
+            irq::deliver_input(cpu, vm, None);
             if vm.alive.load(Ordering::Acquire)
                 && vm.vcpu(v).is_some_and(|s| s.power() == Power::OnPending)
             {
@@ -338,10 +366,8 @@ pub fn vm_reset(vm: &Vm, caller: VcpuId) {
 
 /// Rebuilds `vm` once a reset was asked for and all its vCPUs are off. Every CPU calls this
 /// when its vCPU stops and when it idles; the first to find all vCPUs off does the work.
-fn finish_reset(vm: &Vm) {
-    if !vm.resetting.load(Ordering::Acquire)
-        || vm.vcpus.iter().any(|s| s.power() != Power::Off)
-    {
+fn finish_reset(cpu: &PerCpu, vm: &Vm) {
+    if !vm.resetting.load(Ordering::Acquire) || vm.vcpus.iter().any(|s| s.power() != Power::Off) {
         return;
     }
     if vm
@@ -351,7 +377,14 @@ fn finish_reset(vm: &Vm) {
     {
         return;
     }
-    match vm.reload() {
+    let reloaded = vm
+        .reload()
+        .map_err(|e| alloc::format!("{e}"))
+        .and_then(|()| {
+            start_devices(cpu, vm)
+                .map_err(|_| "the VMM partition did not recreate its devices".into())
+        });
+    match reloaded {
         Ok(()) => {
             log::info!("VM {}: reset: starting again", vm.id.0);
             vm.alive.store(true, Ordering::Release);

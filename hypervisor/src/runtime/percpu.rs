@@ -1,4 +1,6 @@
-//! Per-physical-CPU state: its index and affinity.
+//! Per-physical-CPU state: its index, affinity and redistributor.
+
+use crate::arch::gic::Redistributor;
 
 /// One physical CPU.
 pub struct PerCpu {
@@ -6,4 +8,6 @@ pub struct PerCpu {
     pub index: usize,
     /// MPIDR affinity.
     pub aff: u64,
+    /// Its redistributor.
+    pub redist: Redistributor,
 }

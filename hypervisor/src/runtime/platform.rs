@@ -71,6 +71,24 @@ pub struct Platform {
     pub reserved: List<(u64, u64), MAX_RANGES>,
     /// The boot bundle (the "initrd" the loader placed), start and end.
     pub bundle: Option<(u64, u64)>,
+    /// Test hook from the hypervisor's own command line (`rhyve.vmm_fault=pl011-write:N`):
+    /// make the VMM's UART model fail on purpose.
+    pub vmm_fault: abi::vmm::FaultPlan,
+}
+
+/// The hypervisor option that plans a VMM fault.
+const VMM_FAULT_OPTION: &str = "rhyve.vmm_fault=pl011-write:";
+
+/// The VMM fault planned by a command line, if any.
+pub fn parse_vmm_fault(bootargs: &str) -> abi::vmm::FaultPlan {
+    bootargs
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(VMM_FAULT_OPTION))
+        .and_then(|n| n.parse::<u32>().ok())
+        .map_or(
+            abi::vmm::FaultPlan::default(),
+            abi::vmm::FaultPlan::pl011_write,
+        )
 }
 
 /// A `Conduit` that can sit in a `Default` struct.
@@ -176,6 +194,9 @@ pub unsafe fn discover(dtb: usize) -> Result<(Platform, usize), PlatformError> {
             if e > s {
                 p.bundle = Some((s, e));
             }
+        }
+        if let Some(args) = chosen.property("bootargs").and_then(|v| v.as_str()) {
+            p.vmm_fault = parse_vmm_fault(args);
         }
         let stdout = chosen.property("stdout-path").and_then(|v| v.as_str());
         let uart = stdout

@@ -7,7 +7,7 @@
 use super::percpu::PerCpu;
 use super::stats::{self, Counter};
 use super::vm::{Power, Vm};
-use super::{irq, machine, ratelimit::RateLimit};
+use super::{irq, machine, partition, ratelimit::RateLimit};
 use crate::arch::exception::{self, ExitKind, GuestRegs};
 use crate::arch::regs::{
     read_sysreg, write_sysreg, CNTHCTL, CPTR_EL2, ID_AA64PFR0, ID_AA64PFR1, MPIDR, SCTLR_EL1_RES1,
@@ -19,7 +19,8 @@ use crate::inject::{self, GuestException};
 use crate::psci::{self, PsciAction, PsciContext, PsciStatus, VcpuPower};
 use crate::sysreg;
 use aarch64_cpu::registers::HCR_EL2;
-use abi::layout::{PL011_BASE, PL011_INTID, PL011_SIZE};
+use abi::layout::{PTIMER_INTID, VTIMER_INTID};
+use abi::vmm::Request;
 use abi::{GuestPhysAddr, VcpuId};
 use tock_registers::interfaces::Writeable;
 use tock_registers::LocalRegisterCopy;
@@ -75,7 +76,7 @@ fn cptr() -> u64 {
 
 /// Puts the EL1 system registers in the state the arm64 boot protocol expects (MMU and caches
 /// off, timers off), and loads this VM's EL2 controls.
-fn load_vcpu_state(vm: &Vm, v: VcpuId) {
+fn load_vcpu_state(cpu: &PerCpu, vm: &Vm, v: VcpuId) {
     let sctlr = (SCTLR_EL1_RES1::B28.val(3)
         + SCTLR_EL1_RES1::B22.val(3)
         + SCTLR_EL1_RES1::B20::SET
@@ -113,6 +114,9 @@ fn load_vcpu_state(vm: &Vm, v: VcpuId) {
     // SAFETY: drops any stale stage-1/2 TLB entries of this VMID on this CPU before first use.
     unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
     irq::reset_list_registers();
+    // A timer interrupt the previous vCPU here never deactivated would block this one's.
+    cpu.redist.clear_active(VTIMER_INTID.0);
+    cpu.redist.clear_active(PTIMER_INTID.0);
     HCR_EL2.set(hcr());
     cpu::isb();
 }
@@ -122,7 +126,7 @@ pub fn run(cpu: &PerCpu, vm: &Vm, v: VcpuId) {
     let Some(slot) = vm.vcpu(v) else { return };
     let entry = slot.entry.load(core::sync::atomic::Ordering::Acquire);
     let context = slot.context.load(core::sync::atomic::Ordering::Acquire);
-    load_vcpu_state(vm, v);
+    load_vcpu_state(cpu, vm, v);
     let mut regs = GuestRegs::default();
     regs.x[0] = context;
     regs.elr = entry;
@@ -133,6 +137,11 @@ pub fn run(cpu: &PerCpu, vm: &Vm, v: VcpuId) {
         if !vm.alive.load(core::sync::atomic::Ordering::Acquire) || slot.power() != Power::On {
             break;
         }
+        while slot.paused() && vm.alive.load(core::sync::atomic::Ordering::Acquire) {
+            irq::handle_pending(cpu, Some((vm, v)));
+            cpu::wfi();
+        }
+        irq::deliver_input(cpu, vm, Some(v));
         if vm.vgic.needs_flush(v) {
             vm.vgic.flush(v, &mut lrs);
         }
@@ -169,7 +178,7 @@ fn handle_sync(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
     match exit::decode(esr, far, hpfar) {
         Exit::Mmio(access) => {
             stats::count(Counter::Mmio);
-            if emulate_mmio(vm, v, regs, &access) {
+            if emulate_mmio(cpu, vm, v, regs, &access) {
                 regs.elr += skip;
             } else {
                 WARN_ABORT.warn(format_args!(
@@ -288,7 +297,7 @@ fn fetch_fault_in_vectors(regs: &GuestRegs) -> bool {
 }
 
 /// Emulates a described load or store to a device of the core; false if nothing is there.
-fn emulate_mmio(vm: &Vm, v: VcpuId, regs: &mut GuestRegs, a: &MmioAccess) -> bool {
+fn emulate_mmio(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs, a: &MmioAccess) -> bool {
     let size = a.size.bytes() as u8;
     let mask = if size == 8 {
         u64::MAX
@@ -308,18 +317,25 @@ fn emulate_mmio(vm: &Vm, v: VcpuId, regs: &mut GuestRegs, a: &MmioAccess) -> boo
         } else {
             Some(vm.vgic.mmio_read(v, a.ipa, size))
         }
-    } else if a.ipa.0 >= PL011_BASE.0 && a.ipa.0 < PL011_BASE.0 + PL011_SIZE {
-        let off = a.ipa.0 - PL011_BASE.0;
-        let mut uart = vm.uart.lock();
-        let value = if a.write {
-            uart.model
-                .write(off, store_value as u32, &mut |b| super::console::put_raw(b));
-            None
-        } else {
-            Some(uart.model.read(off) as u64)
+    } else if abi::layout::vmm_device(a.ipa) {
+        let Some(p) = partition::get() else {
+            return false;
         };
-        update_uart_line(vm, v, &mut uart);
-        value
+        let req = Request::Mmio {
+            vm: vm.id,
+            vcpu: v,
+            ipa: a.ipa,
+            size,
+            write: a.write,
+            data: store_value,
+        };
+        match p.request(cpu, vm, Some(v), req) {
+            Ok(resp) if resp.status == abi::vmm::Status::Ok => {
+                irq::deliver_input(cpu, vm, Some(v));
+                (!a.write).then_some(resp.value)
+            }
+            _ => return false,
+        }
     } else {
         return false;
     };
@@ -340,16 +356,6 @@ fn emulate_mmio(vm: &Vm, v: VcpuId, regs: &mut GuestRegs, a: &MmioAccess) -> boo
         }
     }
     true
-}
-
-/// Gives the vGIC the UART's interrupt line if it changed.
-pub fn update_uart_line(vm: &Vm, v: VcpuId, uart: &mut super::vm::UartState) {
-    let level = uart.model.irq_level();
-    if level != uart.level {
-        uart.level = level;
-        let kick = vm.vgic.set_spi_level(PL011_INTID, level);
-        irq::kick(vm, v, kick);
-    }
 }
 
 fn inject(regs: &mut GuestRegs, exc: GuestException) {

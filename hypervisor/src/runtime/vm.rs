@@ -1,6 +1,6 @@
 //! A virtual machine: its RAM and stage-2 tables, virtual GIC, UART, and vCPU slots.
 //!
-//! Lock order (outer first): `Vm::uart` -> the vGIC's internal locks -> the console.
+//! Lock order: the vGIC's internal locks only; the VM's devices live in the VMM partition.
 
 use super::memory::{FreeRam, GuestRam};
 use crate::arch::regs::read_sysreg;
@@ -11,10 +11,8 @@ use abi::{GuestPhysAddr, HostPhysAddr, VcpuId, VmId};
 use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use spin::Mutex;
 use vmm::bundle::Bundle;
 use vmm::loader::{self, GuestConfig};
-use vmm::pl011::Pl011;
 
 /// A vCPU's power state as PSCI sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +29,8 @@ pub enum Power {
 /// What the VM's other vCPUs and the physical CPUs share about one vCPU.
 pub struct VcpuSlot {
     power: AtomicU8,
+    /// Held off its CPU by the VMM (`VCPU_CTL`).
+    paused: AtomicBool,
     /// Entry point for the next start.
     pub entry: AtomicU64,
     /// x0 for the next start.
@@ -47,6 +47,16 @@ impl VcpuSlot {
             1 => Power::OnPending,
             _ => Power::On,
         }
+    }
+
+    /// Whether the VMM paused it.
+    pub fn paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// Pauses or resumes it.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
     }
 
     /// Sets the power state.
@@ -75,14 +85,6 @@ impl VcpuSlot {
     }
 }
 
-/// The guest's PL011 and the interrupt level last given to the vGIC.
-pub struct UartState {
-    /// The model.
-    pub model: Pl011,
-    /// Its line as the vGIC last saw it.
-    pub level: bool,
-}
-
 /// One virtual machine.
 pub struct Vm {
     /// Its identifier.
@@ -101,8 +103,6 @@ pub struct Vm {
     pub cntvoff: u64,
     /// vCPU slots, index = VcpuId.
     pub vcpus: Vec<VcpuSlot>,
-    /// The guest's UART.
-    pub uart: Mutex<UartState>,
     /// False once the guest powered off or died, and while it is being reset.
     pub alive: AtomicBool,
     /// A reset was asked for and is not done yet.
@@ -190,6 +190,7 @@ impl Vm {
         let vcpus = (0..nr)
             .map(|i| VcpuSlot {
                 power: AtomicU8::new(Power::Off as u8),
+                paused: AtomicBool::new(false),
                 entry: AtomicU64::new(0),
                 context: AtomicU64::new(0),
                 pcpu_aff: cpu_affs[i],
@@ -214,10 +215,6 @@ impl Vm {
             _stage2: stage2,
             cntvoff: read_sysreg!("cntpct_el0"),
             vcpus,
-            uart: Mutex::new(UartState {
-                model: Pl011::new(),
-                level: false,
-            }),
             alive: AtomicBool::new(true),
             resetting: AtomicBool::new(false),
             bundle: bundle.clone(),
@@ -225,16 +222,12 @@ impl Vm {
     }
 
     /// Puts the VM back in the state `build` left it in: kernel, initrd and device tree
-    /// reloaded, devices and interrupt controller reset, vCPU 0 about to start. Only while no
+    /// reloaded, interrupt controller reset (the VMM resets the devices on its VmStart request), vCPU 0 about to start. Only while no
     /// vCPU of the VM runs.
     pub fn reload(&self) -> Result<(), VmError> {
         let mut ram = self.ram;
         let boot = load(&self.bundle, &mut ram)?;
         self.vgic.reset();
-        *self.uart.lock() = UartState {
-            model: Pl011::new(),
-            level: false,
-        };
         for slot in self.vcpus.iter() {
             slot.set_power(Power::Off);
         }

@@ -910,8 +910,14 @@ fn reset_forgets_configuration_and_pending_state() {
     assert!(vgic.has_pending(VcpuId(0)));
 
     vgic.reset();
-    assert_eq!(r32(&vgic, gicd(GICD_CTLR)) & (CTLR_ENABLE_G1 | CTLR_ENABLE_G0), 0);
-    assert!(!vgic.has_pending(VcpuId(0)), "a reset VM has nothing pending");
+    assert_eq!(
+        r32(&vgic, gicd(GICD_CTLR)) & (CTLR_ENABLE_G1 | CTLR_ENABLE_G0),
+        0
+    );
+    assert!(
+        !vgic.has_pending(VcpuId(0)),
+        "a reset VM has nothing pending"
+    );
     let mut lrs0 = FakeListRegs::new(4);
     exit_and_enter(&vgic, 0, &mut lrs0);
     assert!(lrs0.valid().is_empty());

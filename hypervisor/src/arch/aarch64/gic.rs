@@ -94,6 +94,8 @@ register_structs! {
         (0x0104 => _r2),
         (0x0180 => icenabler0: ReadWrite<u32>),
         (0x0184 => _r3),
+        (0x0380 => icactiver0: ReadWrite<u32>),
+        (0x0384 => _r4),
         (0x0400 => ipriorityr: [ReadWrite<u8>; 32]),
         (0x0420 => @END),
     }
@@ -222,6 +224,15 @@ impl Redistributor {
         for p in sgi.ipriorityr.iter() {
             p.set(PRIORITY);
         }
+    }
+
+    /// Clears the active state of SGI or PPI `intid` (< 32) on this CPU: a timer interrupt
+    /// handed to a guest through a hardware list register stays active until that guest
+    /// deactivates it, which a vCPU that was reset never will.
+    pub fn clear_active(&self, intid: u32) {
+        // SAFETY: as in `init`.
+        let sgi = unsafe { self.sgi.as_ref() };
+        sgi.icactiver0.set(1 << (intid % 32));
     }
 
     /// Enables SGI or PPI `intid` (< 32) on this CPU.

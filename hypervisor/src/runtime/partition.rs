@@ -1,0 +1,333 @@
+//! The VMM partition: the device models, deprivileged at EL1 with a stage-2 view of their own.
+//!
+//! One VMM vCPU per physical CPU, entered by synchronous upcall: a guest exit for a device
+//! the VMM models switches this CPU's EL1 state and stage 2 to the VMM, hands it the request
+//! as the return of its WAIT call, runs it until its next WAIT (serving the calls it makes
+//! meanwhile, each checked by [`crate::vmmcall::check`]), and switches back. Any other
+//! exception the VMM takes, or its PANIC call, ends the partition: the core logs it, every
+//! later request fails at once, and the guests see their devices abort instead of hanging.
+//!
+//! Lock order: a CPU's VMM vCPU lock -> the stage-2 lock -> (vGIC locks, console).
+
+use super::memory::{FreeRam, GuestRam};
+use super::percpu::PerCpu;
+use super::ratelimit::RateLimit;
+use super::vm::Vm;
+use super::{console, irq, platform::MAX_CPUS};
+use crate::arch::el1::El1State;
+use crate::arch::exception::{self, ExitKind, GuestRegs};
+use crate::arch::regs::{read_sysreg, SCTLR_EL1_RES1, SPSR};
+use crate::arch::stage2::{Stage2, BLOCK_SIZE};
+use crate::exit::{self, Exit};
+use crate::vmmcall::{self, Served, ServedVm, VmmCall};
+use aarch64_cpu::registers::HCR_EL2;
+use abi::vmm::{self as vabi, Request, Response, Status};
+use abi::{HostPhysAddr, VcpuId, VmId};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+use spin::{Mutex, Once};
+
+/// The VMM image, built for EL1 and embedded at build time (see hypervisor/build.rs).
+static IMAGE: &[u8] = include_bytes!(env!("RHYVE_VMM_IMAGE"));
+/// The partition's stage-2 VMID (guests use 1 + their VM id).
+const VMID: u8 = 255;
+
+/// Why the partition stopped.
+#[derive(Clone, Copy, Debug)]
+pub struct Down;
+
+/// One physical CPU's VMM vCPU.
+struct VmmCpu {
+    regs: GuestRegs,
+    el1: El1State,
+    started: bool,
+}
+
+/// The VMM partition.
+pub struct Partition {
+    stage2: Mutex<Stage2>,
+    vttbr: u64,
+    vtcr: u64,
+    hcr: u64,
+    alive: AtomicBool,
+    mapped: [AtomicBool; vabi::MAX_VMS],
+    cpus: Vec<Mutex<VmmCpu>>,
+}
+
+static PARTITION: Once<Partition> = Once::new();
+static WARN_DOWN: RateLimit = RateLimit::once();
+
+/// HCR_EL2 while the VMM runs: stage 2 on, every interrupt to EL2, SMC trapped, AArch64.
+fn vmm_hcr() -> u64 {
+    (HCR_EL2::VM::Enable
+        + HCR_EL2::SWIO::SET
+        + HCR_EL2::FMO::EnableVirtualFIQ
+        + HCR_EL2::IMO::EnableVirtualIRQ
+        + HCR_EL2::AMO::SET
+        + HCR_EL2::TSC::EnableTrapEl1SmcToEl2
+        + HCR_EL2::RW::EL1IsAarch64)
+        .value
+}
+
+/// The partition, once created.
+pub fn get() -> Option<&'static Partition> {
+    PARTITION.get()
+}
+
+/// Creates the partition: its RAM, its stage 2, its image; then starts its vCPU on this CPU
+/// (CPU 0) and runs it to its first WAIT.
+pub fn create(
+    free: &mut FreeRam,
+    cpu: &PerCpu,
+    nr_cpus: usize,
+) -> Result<&'static Partition, &'static str> {
+    let size = vabi::VMM_RAM_SIZE;
+    let pa = free
+        .carve(size, BLOCK_SIZE)
+        .ok_or("no RAM for the VMM partition")?;
+    let mut ram = GuestRam {
+        ipa: vabi::VMM_RAM_BASE,
+        pa: HostPhysAddr(pa),
+        size,
+    };
+    let mut stage2 = Stage2::new().map_err(|_| "VMM stage-2 tables")?;
+    stage2
+        .map_ram(vabi::VMM_RAM_BASE, HostPhysAddr(pa), size)
+        .map_err(|_| "VMM stage-2 mapping")?;
+    vmm::memory::GuestMemory::write(&mut ram, vabi::VMM_RAM_BASE, IMAGE)
+        .map_err(|_| "VMM image larger than its RAM")?;
+    crate::arch::cpu::invalidate_icache();
+    let p = PARTITION.call_once(|| Partition {
+        vttbr: stage2.vttbr(VMID),
+        vtcr: stage2.vtcr(),
+        stage2: Mutex::new(stage2),
+        hcr: vmm_hcr(),
+        alive: AtomicBool::new(true),
+        mapped: [const { AtomicBool::new(false) }; vabi::MAX_VMS],
+        cpus: (0..nr_cpus.min(MAX_CPUS))
+            .map(|_| {
+                Mutex::new(VmmCpu {
+                    regs: GuestRegs::default(),
+                    el1: El1State::default(),
+                    started: false,
+                })
+            })
+            .collect(),
+    });
+    p.upcall(cpu, None, None)
+        .map_err(|_| "the VMM partition failed to start")?;
+    log::info!(
+        "VMM partition: {} KiB image, {} MiB at host {:#x}, at EL1",
+        IMAGE.len() / 1024,
+        size >> 20,
+        pa
+    );
+    Ok(p)
+}
+
+struct ServedBy<'a>(Option<&'a Vm>);
+
+impl Served for ServedBy<'_> {
+    fn vm(&self, vm: VmId) -> Option<ServedVm> {
+        self.0.filter(|v| v.id == vm).map(|v| ServedVm {
+            vcpus: v.vcpus.len(),
+        })
+    }
+}
+
+impl Partition {
+    /// Whether the partition still runs.
+    pub fn alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// Hands `req` to the VMM on this CPU and returns its answer. `vm` is the VM the request
+    /// concerns; `running` the guest vCPU whose exit this is, if any (interrupts taken
+    /// meanwhile are its).
+    pub fn request(
+        &self,
+        cpu: &PerCpu,
+        vm: &Vm,
+        running: Option<VcpuId>,
+        req: Request,
+    ) -> Result<Response, Down> {
+        if !self.alive() {
+            WARN_DOWN.warn(format_args!(
+                "VM {}: a device access failed: the VMM partition is down: abort injected",
+                vm.id.0
+            ));
+            return Err(Down);
+        }
+        self.upcall(cpu, Some((vm, running)), Some(req))
+    }
+
+    fn upcall(
+        &self,
+        cpu: &PerCpu,
+        ctx: Option<(&Vm, Option<VcpuId>)>,
+        req: Option<Request>,
+    ) -> Result<Response, Down> {
+        let Some(slot) = self.cpus.get(cpu.index) else {
+            return Err(Down);
+        };
+        let mut me = slot.lock();
+        let saved = El1State::save();
+        if !me.started {
+            let sctlr = (SCTLR_EL1_RES1::B28.val(3)
+                + SCTLR_EL1_RES1::B22.val(3)
+                + SCTLR_EL1_RES1::B20::SET
+                + SCTLR_EL1_RES1::B11::SET)
+                .value;
+            me.el1 = El1State::fresh(sctlr, self.hcr, self.vttbr, self.vtcr);
+            me.regs = GuestRegs::default();
+            me.regs.x[0] = cpu.index as u64;
+            me.regs.elr = vabi::VMM_RAM_BASE.0;
+            me.regs.spsr =
+                (SPSR::M::EL1h + SPSR::D::SET + SPSR::A::SET + SPSR::I::SET + SPSR::F::SET).value;
+        }
+        me.el1.restore();
+        // SAFETY: drops stale translations of the partition's VMID on this CPU (its stage 2
+        // may have changed since it last ran here).
+        unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
+        let mut result = Ok(Response::ok(0));
+        if !me.started {
+            result = self.run(cpu, &mut me.regs, ctx);
+            me.started = result.is_ok();
+        }
+        if let (Ok(_), Some(req)) = (result, req) {
+            me.regs.x[..8].copy_from_slice(&req.to_regs());
+            result = self.run(cpu, &mut me.regs, ctx);
+        }
+        me.el1 = El1State::save();
+        saved.restore();
+        result
+    }
+
+    /// Runs the VMM vCPU until its next WAIT.
+    fn run(
+        &self,
+        cpu: &PerCpu,
+        regs: &mut GuestRegs,
+        ctx: Option<(&Vm, Option<VcpuId>)>,
+    ) -> Result<Response, Down> {
+        loop {
+            match exception::run(regs) {
+                ExitKind::Irq | ExitKind::Fiq => {
+                    irq::handle_pending(cpu, ctx.and_then(|(vm, v)| v.map(|v| (vm, v))));
+                }
+                ExitKind::SError => return self.fail(cpu, regs, "an SError"),
+                ExitKind::Sync => {
+                    let esr = read_sysreg!("esr_el2");
+                    let exit =
+                        exit::decode(esr, read_sysreg!("far_el2"), read_sysreg!("hpfar_el2"));
+                    if !matches!(exit, Exit::Hvc { .. }) {
+                        return self.fail(
+                            cpu,
+                            regs,
+                            "an exception it cannot take (a fault in a device model?)",
+                        );
+                    }
+                    let mut x = [0u64; 8];
+                    x.copy_from_slice(&regs.x[..8]);
+                    match vmmcall::check(&x, &ServedBy(ctx.map(|(vm, _)| vm))) {
+                        Ok(VmmCall::Wait(resp)) => {
+                            if let Some((vm, _)) = ctx {
+                                print_console(vm, &resp);
+                            }
+                            return Ok(resp);
+                        }
+                        Ok(VmmCall::Panic { len, msg }) => {
+                            let mut buf = [0u8; vabi::PANIC_CHUNK];
+                            let n = vabi::unpack(msg, len, &mut buf);
+                            let text = core::str::from_utf8(&buf[..n]).unwrap_or("(not UTF-8)");
+                            log::error!("VMM partition panicked on CPU {}: {text}", cpu.index);
+                            return self.fail(cpu, regs, "its panic");
+                        }
+                        Ok(call) => regs.x[0] = self.serve(ctx, call).to_reg(),
+                        Err(status) => regs.x[0] = status.to_reg(),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Carries out a checked call other than WAIT and PANIC.
+    fn serve(&self, ctx: Option<(&Vm, Option<VcpuId>)>, call: VmmCall) -> Status {
+        let Some((vm, running)) = ctx else {
+            return match call {
+                VmmCall::Version => Status::Ok,
+                _ => Status::InvalidVm,
+            };
+        };
+        let me = running.unwrap_or(VcpuId(u16::MAX));
+        match call {
+            VmmCall::Version => Status::Ok,
+            VmmCall::SetIrq { intid, level, .. } => {
+                let kick = vm.vgic.set_spi_level(intid, level);
+                irq::kick(vm, me, kick);
+                Status::Ok
+            }
+            VmmCall::MapGuest { vm: id, window } => {
+                let Some(flag) = self.mapped.get(id.0 as usize) else {
+                    return Status::InvalidVm;
+                };
+                if flag.load(Ordering::Acquire) {
+                    return Status::Ok;
+                }
+                if vm.ram.size > vabi::GUEST_WINDOW_SIZE {
+                    return Status::InvalidArgument;
+                }
+                match self.stage2.lock().map_ram(window, vm.ram.pa, vm.ram.size) {
+                    Ok(()) => {
+                        flag.store(true, Ordering::Release);
+                        Status::Ok
+                    }
+                    Err(_) => Status::InvalidAddress,
+                }
+            }
+            VmmCall::UnmapGuest { .. } => Status::NotSupported,
+            VmmCall::ConsoleWrite { len, bytes, .. } => {
+                let mut buf = [0u8; vabi::CONSOLE_CHUNK];
+                let n = vabi::unpack(bytes, len, &mut buf);
+                for b in &buf[..n] {
+                    console::put_raw(*b);
+                }
+                Status::Ok
+            }
+            VmmCall::VcpuCtl { vcpu, run, .. } => {
+                if let Some(slot) = vm.vcpu(vcpu) {
+                    slot.set_paused(!run);
+                    let mut k = crate::vgic::Kick::default();
+                    k.add(vcpu);
+                    irq::kick(vm, me, k);
+                }
+                Status::Ok
+            }
+            VmmCall::Wait(_) | VmmCall::Panic { .. } => Status::InvalidArgument,
+        }
+    }
+
+    /// Ends the partition after a fault.
+    fn fail(&self, cpu: &PerCpu, regs: &GuestRegs, why: &str) -> Result<Response, Down> {
+        self.alive.store(false, Ordering::Release);
+        log::error!(
+            "VMM partition failed on CPU {}: {why}: ESR {:#x} FAR {:#x} PC {:#x}; its guests' devices now fail, the core and other VMs go on",
+            cpu.index,
+            read_sysreg!("esr_el2"),
+            read_sysreg!("far_el2"),
+            regs.elr
+        );
+        Err(Down)
+    }
+}
+
+fn print_console(_vm: &Vm, resp: &Response) {
+    if resp.console_len == 0 {
+        return;
+    }
+    let mut buf = [0u8; vabi::RESPONSE_CONSOLE_CHUNK];
+    let n = vabi::unpack(resp.console, resp.console_len as usize, &mut buf);
+    for b in &buf[..n] {
+        console::put_raw(*b);
+    }
+}

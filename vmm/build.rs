@@ -1,0 +1,13 @@
+//! Links the bare-metal VMM partition with rhyve's linker script (shared with the core: a
+//! static PIE linked at 0 that relocates itself); host builds need nothing.
+use std::env;
+use std::path::PathBuf;
+
+fn main() {
+    let script = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"))
+        .join("../linker/hypervisor.ld");
+    println!("cargo:rerun-if-changed={}", script.display());
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
+        println!("cargo:rustc-link-arg-bins=-T{}", script.display());
+    }
+}

@@ -1,0 +1,57 @@
+//! The VMM partition's runtime: boot, calls to the core, and the request loop.
+
+mod boot;
+mod devices;
+mod hvc;
+mod mmu;
+
+use abi::vmm::{Request, Response};
+use buddy_system_allocator::LockedHeap;
+
+/// The partition's heap (in .bss: the VMM's RAM is its own, 16 MiB).
+const HEAP_SIZE: usize = 4 << 20;
+
+#[repr(C, align(4096))]
+struct HeapSpace([u8; HEAP_SIZE]);
+
+static mut HEAP_SPACE: HeapSpace = HeapSpace([0; HEAP_SIZE]);
+
+#[global_allocator]
+static HEAP: LockedHeap<32> = LockedHeap::empty();
+
+/// Entered from the boot stub on every CPU, with this VMM vCPU's index.
+#[no_mangle]
+extern "C" fn vmm_main(cpu: u64) -> ! {
+    if cpu == 0 {
+        // SAFETY: CPU 0's VMM vCPU runs first and alone (the core waits for its first WAIT
+        // before starting any other); nothing else touches the tables or the heap space.
+        unsafe {
+            mmu::build_tables();
+            mmu::enable();
+            HEAP.lock()
+                .init(core::ptr::addr_of_mut!(HEAP_SPACE) as usize, HEAP_SIZE);
+        }
+        devices::init();
+    } else {
+        // SAFETY: CPU 0 built the tables before this CPU could be started.
+        unsafe { mmu::enable() };
+    }
+    serve()
+}
+
+/// Answers requests for ever.
+fn serve() -> ! {
+    let mut response = Response::ok(0);
+    loop {
+        let regs = hvc::wait(response);
+        response = match Request::from_regs(regs) {
+            Some(req) => devices::handle(req),
+            None => Response::error(),
+        };
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    hvc::panic(format_args!("{info}"))
+}
