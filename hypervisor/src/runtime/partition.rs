@@ -215,7 +215,7 @@ impl Partition {
                 ExitKind::Irq | ExitKind::Fiq => {
                     irq::handle_pending(cpu, ctx.and_then(|(vm, v)| v.map(|v| (vm, v))));
                 }
-                ExitKind::SError => return self.fail(cpu, regs, "an SError"),
+                ExitKind::SError => return self.fail(cpu, regs, "an SError", true),
                 ExitKind::Sync => {
                     let esr = read_sysreg!("esr_el2");
                     let exit =
@@ -225,6 +225,7 @@ impl Partition {
                             cpu,
                             regs,
                             "an exception it cannot take (a fault in a device model?)",
+                            true,
                         );
                     }
                     let mut x = [0u64; 8];
@@ -241,7 +242,7 @@ impl Partition {
                             let n = vabi::unpack(msg, len, &mut buf);
                             let text = core::str::from_utf8(&buf[..n]).unwrap_or("(not UTF-8)");
                             log::error!("VMM partition panicked on CPU {}: {text}", cpu.index);
-                            return self.fail(cpu, regs, "its panic");
+                            return self.fail(cpu, regs, "it panicked", false);
                         }
                         Ok(call) => regs.x[0] = self.serve(ctx, call).to_reg(),
                         Err(status) => regs.x[0] = status.to_reg(),
@@ -308,14 +309,31 @@ impl Partition {
     }
 
     /// Ends the partition after a fault.
-    fn fail(&self, cpu: &PerCpu, regs: &GuestRegs, why: &str) -> Result<Response, Down> {
+    fn fail(
+        &self,
+        cpu: &PerCpu,
+        regs: &GuestRegs,
+        why: &str,
+        syndrome: bool,
+    ) -> Result<Response, Down> {
         self.alive.store(false, Ordering::Release);
+        if syndrome {
+            log::error!(
+                "VMM partition failed on CPU {}: {why}: ESR {:#x} FAR {:#x} PC {:#x}",
+                cpu.index,
+                read_sysreg!("esr_el2"),
+                read_sysreg!("far_el2"),
+                regs.elr
+            );
+        } else {
+            log::error!(
+                "VMM partition failed on CPU {}: {why} at PC {:#x}",
+                cpu.index,
+                regs.elr
+            );
+        }
         log::error!(
-            "VMM partition failed on CPU {}: {why}: ESR {:#x} FAR {:#x} PC {:#x}; its guests' devices now fail, the core and other VMs go on",
-            cpu.index,
-            read_sysreg!("esr_el2"),
-            read_sysreg!("far_el2"),
-            regs.elr
+            "VMM partition stopped: its guests' devices now fail; the core and VMs it does not serve go on"
         );
         Err(Down)
     }

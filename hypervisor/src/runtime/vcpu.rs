@@ -178,20 +178,18 @@ fn handle_sync(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
     match exit::decode(esr, far, hpfar) {
         Exit::Mmio(access) => {
             stats::count(Counter::Mmio);
-            if emulate_mmio(cpu, vm, v, regs, &access) {
-                regs.elr += skip;
-            } else {
-                WARN_ABORT.warn(format_args!(
-                    "VM {} vCPU {}: access to {} which nothing emulates: abort injected",
-                    vm.id.0, v.0, access.ipa
-                ));
-                inject(
-                    regs,
-                    GuestException::DataAbort {
-                        far,
-                        write: access.write,
-                    },
-                );
+            match emulate_mmio(cpu, vm, v, regs, &access) {
+                Ok(()) => regs.elr += skip,
+                Err(why) => {
+                    if why == MmioError::Unclaimed {
+                        WARN_ABORT.warn(format_args!(
+                            "VM {} vCPU {}: access to {} which nothing emulates: abort injected",
+                            vm.id.0, v.0, access.ipa
+                        ));
+                    }
+                    let write = access.write;
+                    inject(regs, GuestException::DataAbort { far, write });
+                }
             }
         }
         Exit::DataAbortNoSyndrome { ipa, far, write } => {
@@ -296,8 +294,23 @@ fn fetch_fault_in_vectors(regs: &GuestRegs) -> bool {
     regs.elr.wrapping_sub(vbar) < VECTOR_TABLE_SIZE
 }
 
-/// Emulates a described load or store to a device of the core; false if nothing is there.
-fn emulate_mmio(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs, a: &MmioAccess) -> bool {
+/// Why an access could not be completed; the guest gets an abort either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MmioError {
+    /// No device at that address.
+    Unclaimed,
+    /// The device's model failed (the VMM answered with an error, or is down: said there).
+    DeviceFailed,
+}
+
+/// Emulates a described load or store to a device of the core or of the VMM partition.
+fn emulate_mmio(
+    cpu: &PerCpu,
+    vm: &Vm,
+    v: VcpuId,
+    regs: &mut GuestRegs,
+    a: &MmioAccess,
+) -> Result<(), MmioError> {
     let size = a.size.bytes() as u8;
     let mask = if size == 8 {
         u64::MAX
@@ -319,7 +332,7 @@ fn emulate_mmio(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs, a: &Mmio
         }
     } else if abi::layout::vmm_device(a.ipa) {
         let Some(p) = partition::get() else {
-            return false;
+            return Err(MmioError::DeviceFailed);
         };
         let req = Request::Mmio {
             vm: vm.id,
@@ -334,10 +347,10 @@ fn emulate_mmio(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs, a: &Mmio
                 irq::deliver_input(cpu, vm, Some(v));
                 (!a.write).then_some(resp.value)
             }
-            _ => return false,
+            _ => return Err(MmioError::DeviceFailed),
         }
     } else {
-        return false;
+        return Err(MmioError::Unclaimed);
     };
     if let Some(raw) = loaded {
         let raw = raw & mask;
@@ -355,7 +368,7 @@ fn emulate_mmio(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs, a: &Mmio
             regs.x[a.reg as usize] = value;
         }
     }
-    true
+    Ok(())
 }
 
 fn inject(regs: &mut GuestRegs, exc: GuestException) {

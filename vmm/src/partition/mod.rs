@@ -53,5 +53,14 @@ fn serve() -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    hvc::panic(format_args!("{info}"))
+    // The message first: the core shows the first 48 bytes.
+    match info.location() {
+        Some(l) => hvc::panic(format_args!(
+            "{} ({}:{})",
+            info.message(),
+            l.file(),
+            l.line()
+        )),
+        None => hvc::panic(format_args!("{}", info.message())),
+    }
 }

@@ -1,0 +1,144 @@
+//! `memory`: the guest writes a pattern over all of its RAM except its own image and reads it
+//! back; reads and writes IPAs where rhyve's own image lies in the host's physical map (QEMU
+//! virt loads it at 0x4020_0000: in the guest's IPA space that is ordinary guest RAM, and the
+//! guest must see its own values there, never rhyve's); then touches the IPAs around RAM, which
+//! must give an injected synchronous external abort.
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg_attr(target_os = "none", no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {}
+
+#[cfg(target_os = "none")]
+mod guest {
+    use abi::layout::RAM_BASE;
+    use tg::esr::Expect;
+    use tg::rt::access::{read32, read64, write64};
+    use tg::rt::{boot, image_extent, Tester, RAM_END};
+
+    /// Where QEMU virt puts rhyve's image in host physical memory (`-kernel` at RAM + 2 MiB).
+    const HOST_HYPERVISOR: u64 = 0x4020_0000;
+    /// The arm64 Image header's magic ("ARM\x64", at offset 0x38), which rhyve's image has.
+    const IMAGE_MAGIC: u64 = 0x644d_5241;
+    /// The device tree's magic, 0xd00dfeed, as a little-endian 32-bit load sees it.
+    const FDT_MAGIC_LE: u64 = 0xedfe_0dd0;
+
+    fn pattern(addr: u64, seed: u64) -> u64 {
+        addr.rotate_left(17) ^ seed
+    }
+
+    /// Fills `[from, to)` with the pattern and checks it; returns the first bad address.
+    fn fill_and_check(from: u64, to: u64, seed: u64) -> Option<(u64, u64)> {
+        let mut a = from;
+        while a < to {
+            // SAFETY: guest RAM outside this program's image: nothing Rust relies on.
+            unsafe { write64(a, pattern(a, seed)) };
+            a += 8;
+        }
+        let mut a = from;
+        while a < to {
+            // SAFETY: as above.
+            let v = unsafe { read64(a) };
+            if v != pattern(a, seed) {
+                return Some((a, v));
+            }
+            a += 8;
+        }
+        None
+    }
+
+    fn report(t: &mut Tester, case: &str, from: u64, to: u64, seed: u64) {
+        match fill_and_check(from, to, seed) {
+            None => t.check(case, true, format_args!("[{from:#x}, {to:#x}) reads back")),
+            Some((a, v)) => t.check(
+                case,
+                false,
+                format_args!("{a:#x} reads {v:#x}, wrote {:#x}", pattern(a, seed)),
+            ),
+        };
+    }
+
+    #[no_mangle]
+    fn tg_main() -> ! {
+        let mut t = Tester::new("memory");
+        let (img_start, img_end) = image_extent();
+        let dtb = boot::dtb();
+
+        // The device tree rhyve built is where x0 said (checked before the fill overwrites it).
+        t.expect_value(
+            "dtb-at-x0",
+            // SAFETY: guest RAM (the device tree).
+            || unsafe { read32(dtb) },
+            |v| dtb == RAM_BASE.0 && v == FDT_MAGIC_LE,
+            "x0 = RAM base holding 0xd00dfeed",
+        );
+        // Before anything is written there: rhyve's image must not show through.
+        t.expect_value(
+            "hv-window-not-hypervisor",
+            // SAFETY: guest RAM.
+            || unsafe { read32(HOST_HYPERVISOR + 0x38) },
+            |v| v != IMAGE_MAGIC,
+            "not rhyve's Image magic",
+        );
+        report(
+            &mut t,
+            "ram-below-image",
+            RAM_BASE.0,
+            img_start,
+            0x5a5a_a5a5_0f0f_f0f0,
+        );
+        report(
+            &mut t,
+            "ram-above-image",
+            img_end,
+            RAM_END,
+            0xa5a5_5a5a_f0f0_0f0f,
+        );
+        // A second pass with another seed over the window where rhyve lives in the host map:
+        // the values are the guest's own.
+        report(
+            &mut t,
+            "hv-window-own-memory",
+            HOST_HYPERVISOR,
+            HOST_HYPERVISOR + (2 << 20),
+            0x1234_5678_9abc_def0,
+        );
+        t.expect_value(
+            "ram-last-word",
+            // SAFETY: the last word of guest RAM (filled above).
+            || unsafe { read64(RAM_END - 8) },
+            |v| v == pattern(RAM_END - 8, 0xa5a5_5a5a_f0f0_0f0f),
+            "the pattern",
+        );
+
+        // Outside RAM: an abort, whichever direction.
+        let holes: [(&str, &str, u64); 5] = [
+            ("below-ram-read", "below-ram-write", RAM_BASE.0 - 8),
+            ("ram-end-read", "ram-end-write", RAM_END),
+            ("ram-end-2m-read", "ram-end-2m-write", RAM_END + (2 << 20)),
+            (
+                "ram-plus-1g-read",
+                "ram-plus-1g-write",
+                RAM_BASE.0 + (1 << 30),
+            ),
+            ("high-ram-read", "high-ram-write", 0x1_0000_0000),
+        ];
+        for (r, w, a) in holes {
+            // SAFETY: no RAM there: the access aborts (recovered).
+            t.expect_trap(r, Expect::injected_dabt(a, false), || unsafe { read64(a) });
+            // SAFETY: as above.
+            t.expect_trap(w, Expect::injected_dabt(a, true), || unsafe {
+                write64(a, 0xbad0_bad0_bad0_bad0)
+            });
+        }
+        // The RAM next to the holes is unchanged by the refused stores.
+        t.expect_value(
+            "ram-intact-after-holes",
+            // SAFETY: guest RAM.
+            || unsafe { read64(RAM_END - 8) },
+            |v| v == pattern(RAM_END - 8, 0xa5a5_5a5a_f0f0_0f0f),
+            "the pattern",
+        );
+        t.finish()
+    }
+}

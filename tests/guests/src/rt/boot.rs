@@ -1,0 +1,147 @@
+//! Entry points: the primary vCPU's boot stub and the PSCI CPU_ON entry of secondaries.
+//!
+//! rhyve loads the raw binary at RAM base + 0x80000, which is where linker/test-guest.ld links
+//! it, and enters `_start` at EL1h with the MMU off, DAIF masked and x0 = the device tree.
+//! The build makes a static PIE (the target's rustflags in .cargo/config.toml), so the stub
+//! applies its R_AARCH64_RELATIVE relocations first; since it runs where it is linked, each
+//! slot simply gets its addend. Then: stack, .bss zeroed, VBAR_EL1, Rust.
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// ELF relocation type for "base + addend" (ELF for the Arm 64-bit Architecture, 5.7.12).
+const R_AARCH64_RELATIVE: u32 = 1027;
+/// The primary's stack.
+const STACK_SIZE: usize = 32 * 1024;
+/// Each secondary's stack.
+pub const SECONDARY_STACK_SIZE: usize = 16 * 1024;
+/// Secondaries a guest can start (vCPUs 1..=this).
+pub const MAX_SECONDARIES: usize = 3;
+
+#[repr(C, align(16))]
+struct Stack<const N: usize>([u8; N]);
+
+#[no_mangle]
+static mut TG_STACK: Stack<STACK_SIZE> = Stack([0; STACK_SIZE]);
+static mut SECONDARY_STACKS: [Stack<SECONDARY_STACK_SIZE>; MAX_SECONDARIES] =
+    [const { Stack([0; SECONDARY_STACK_SIZE]) }; MAX_SECONDARIES];
+
+global_asm!(
+    r#"
+    .section .text.boot, "ax"
+    .global _start
+_start:
+    msr     daifset, #0xf
+    mov     x19, x0
+    adrp    x2, __rela_start
+    add     x2, x2, :lo12:__rela_start
+    adrp    x3, __rela_end
+    add     x3, x3, :lo12:__rela_end
+1:  cmp     x2, x3
+    b.hs    2f
+    ldp     x4, x5, [x2], #16      // r_offset, r_info
+    ldr     x6, [x2], #8           // r_addend
+    cmp     w5, #{relative}
+    b.ne    9f                     // anything else is a build problem: stop here
+    str     x6, [x4]
+    b       1b
+2:  adrp    x2, __bss_start
+    add     x2, x2, :lo12:__bss_start
+    adrp    x3, __bss_end
+    add     x3, x3, :lo12:__bss_end
+3:  cmp     x2, x3
+    b.hs    4f
+    stp     xzr, xzr, [x2], #16
+    b       3b
+4:  adrp    x2, {stack}
+    add     x2, x2, :lo12:{stack}
+    add     x2, x2, #{stack_size}
+    mov     sp, x2
+    adrp    x2, tg_vectors
+    add     x2, x2, :lo12:tg_vectors
+    msr     vbar_el1, x2
+    isb
+    mov     x29, xzr
+    mov     x30, xzr
+    mov     x0, x19
+    bl      {primary}
+9:  wfe
+    b       9b
+
+    // PSCI CPU_ON entry: x0 = the context, the top of this CPU's stack.
+    .global tg_secondary_entry
+tg_secondary_entry:
+    msr     daifset, #0xf
+    mov     sp, x0
+    adrp    x2, tg_vectors
+    add     x2, x2, :lo12:tg_vectors
+    msr     vbar_el1, x2
+    isb
+    mov     x29, xzr
+    mov     x30, xzr
+    bl      {secondary}
+8:  wfe
+    b       8b
+"#,
+    relative = const R_AARCH64_RELATIVE,
+    stack = sym TG_STACK,
+    stack_size = const STACK_SIZE,
+    primary = sym primary_main,
+    secondary = sym secondary_main,
+);
+
+extern "C" {
+    fn tg_secondary_entry();
+}
+
+extern "Rust" {
+    /// The guest's test program, defined by each guest binary.
+    fn tg_main() -> !;
+}
+
+/// The device tree address rhyve passed in x0.
+static DTB: AtomicUsize = AtomicUsize::new(0);
+/// What each secondary runs, by vCPU index (0 = nothing).
+static SECONDARY_FN: [AtomicUsize; MAX_SECONDARIES + 1] =
+    [const { AtomicUsize::new(0) }; MAX_SECONDARIES + 1];
+
+extern "C" fn primary_main(dtb: usize) -> ! {
+    DTB.store(dtb, Ordering::Relaxed);
+    // SAFETY: defined by the guest binary with this signature; called once, here.
+    unsafe { tg_main() }
+}
+
+extern "C" fn secondary_main() -> ! {
+    let index = super::psci::my_index();
+    let f = SECONDARY_FN
+        .get(index)
+        .map(|f| f.load(Ordering::Acquire))
+        .unwrap_or(0);
+    if f != 0 {
+        // SAFETY: only `start_secondary` stores here, and it stores an `fn()`.
+        let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(f) };
+        f();
+    }
+    super::psci::cpu_off();
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// The device tree address the guest was entered with (x0).
+pub fn dtb() -> u64 {
+    DTB.load(Ordering::Relaxed) as u64
+}
+
+/// The CPU_ON entry point and context for secondary `index` (1..=MAX_SECONDARIES) running `f`,
+/// or `None` for an index out of range.
+pub fn secondary_boot(index: usize, f: fn()) -> Option<(u64, u64)> {
+    if index == 0 || index > MAX_SECONDARIES {
+        return None;
+    }
+    SECONDARY_FN[index].store(f as usize, Ordering::Release);
+    // Only the address is taken; the stack is used by that secondary alone.
+    let stacks = core::ptr::addr_of_mut!(SECONDARY_STACKS) as usize;
+    let top = stacks + index * SECONDARY_STACK_SIZE;
+    Some((tg_secondary_entry as *const () as u64, top as u64))
+}

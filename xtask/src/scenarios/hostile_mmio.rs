@@ -1,0 +1,86 @@
+//! `hostile-mmio`: tests/guests/src/bin/mmio.rs on one vCPU. Loads and stores of every width
+//! (aligned and not) to the emulated GICD, GICR and PL011; the no-syndrome forms (LDP/STP,
+//! pre/post-index, LDXR/STXR) on emulated regions; accesses and instruction fetches to holes,
+//! above RAM, at the top of and beyond the 40-bit IPA space. Expects the emulated values or
+//! an injected synchronous external abort (EC 0x25/0x21, FSC 0x10).
+
+use super::hostile_common::HostileGuest;
+use super::Scenario;
+
+/// Every case the guest must pass.
+const CASES: &[&str] = &[
+    "gicd-ctlr-r32",
+    "gicd-typer-r32",
+    "gicd-iidr-r32",
+    "gicd-pidr2-r32",
+    "gicd-pidr2-r8",
+    "gicd-typer-r16",
+    "gicd-ctlr-r64",
+    "gicd-ipriorityr-w8-r8",
+    "gicd-ipriorityr-r32",
+    "gicd-ipriorityr-sx8",
+    "gicd-ipriorityr-w16-ignored",
+    "gicd-irouter-w64-r64",
+    "gicd-irouter-r32-high",
+    "gicd-unknown-r32",
+    "gicd-unknown-w32",
+    "gicd-unaligned-r32",
+    "gicd-unaligned-r16",
+    "gicd-unaligned-r64",
+    "gicr-typer-r64",
+    "gicr-typer-r32-high",
+    "gicr-pidr2-r32",
+    "gicr-pidr2-r8",
+    "gicr-waker-rw",
+    "gicr-ipriorityr-w8-r8",
+    "gicr-unaligned-r32",
+    "gicr-absent-vcpu-r32",
+    "gicr-absent-vcpu-w32",
+    "gicr-region-end-r32",
+    "pl011-fr-r32",
+    "pl011-periphid0-r8",
+    "pl011-periphid0-r16",
+    "pl011-periphid0-r32",
+    "pl011-periphid0-r64",
+    "pl011-cellid-r32",
+    "pl011-imsc-ones",
+    "pl011-imsc-zero",
+    "pl011-dr-w8",
+    "pl011-unknown-r32",
+    "pl011-unaligned-r32",
+    "pl011-next-page-r32",
+    "gicd-ldp",
+    "gicd-stp",
+    "pl011-ldr-postindex",
+    "gicd-str-preindex",
+    "gicd-ldxr",
+    "pl011-stxr",
+    "flash-r64",
+    "flash-w64",
+    "virtio-r64",
+    "virtio-w64",
+    "pcie-mmio-r64",
+    "pcie-mmio-w64",
+    "above-ram-r64",
+    "above-ram-w64",
+    "ipa-top-r64",
+    "ipa-top-w64",
+    "beyond-ipa-r64",
+    "beyond-pa-r64",
+    "all-ones-r64",
+    "beyond-ipa-w64",
+    "fetch-virtio",
+    "fetch-flash",
+    "fetch-gicd",
+    "fetch-above-ram",
+    "fetch-beyond-ipa",
+];
+
+/// The scenario.
+pub fn scenario() -> Box<dyn Scenario> {
+    Box::new(HostileGuest {
+        class: "mmio",
+        vcpus: 1,
+        cases: CASES,
+    })
+}
