@@ -42,7 +42,7 @@ commands:
       --mem SIZE       guest RAM: 512M, 1G, 262144K; plain numbers are MiB (default: 512M)
       --gdb            start halted with a gdb stub on :1234, and say how to attach
   test           the whole test suite: host unit tests, then Linux guests under rhyve
-                 (scenarios linux-smp-1/2/4; console logs in build/logs/); ends with
+                 (scenarios linux-smp-1/2/4, hostile-*; console logs in build/logs/); ends with
                  `N passed, N failed` and fails if any failed
       --quick          host unit tests only (no fuzzing, no image build, no guest download,
                        no QEMU)
@@ -220,6 +220,7 @@ fn test(mut args: Args) -> Result<ExitCode> {
                     image: toolchain::build_image()?,
                 }
             };
+            toolchain::build_test_guests()?;
             Ok(scenarios::Context {
                 host,
                 guest: guest::fetch()?,

@@ -6,6 +6,12 @@
 //! by itself within the timeout (the guest powered off and the hypervisor followed).
 
 mod console_reset;
+mod hostile_common;
+mod hostile_gic;
+mod hostile_memory;
+mod hostile_mmio;
+mod hostile_psci;
+mod hostile_sysreg;
 mod linux_smp;
 
 use std::path::PathBuf;
@@ -46,6 +52,13 @@ pub trait Scenario {
 pub fn all() -> Vec<Box<dyn Scenario>> {
     let mut v = Vec::new();
     v.extend(linux_smp::scenarios());
+    v.extend([
+        hostile_mmio::scenario(),
+        hostile_sysreg::scenario(),
+        hostile_psci::scenario(),
+        hostile_gic::scenario(),
+        hostile_memory::scenario(),
+    ]);
     v.extend(console_reset::scenarios());
     v
 }
