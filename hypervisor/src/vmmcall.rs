@@ -98,7 +98,7 @@ pub fn check(x: &[u64; 8], served: &dyn Served) -> Result<VmmCall, Status> {
     match fid {
         call::VERSION => Ok(VmmCall::Version),
         call::WAIT => Ok(VmmCall::Wait(Response::from_regs([
-            x[1], x[2], x[3], x[4], x[5],
+            x[1], x[2], x[3], x[4], x[5], x[6],
         ]))),
         call::SET_IRQ => {
             let (vm, _) = vm_arg(x[1], served)?;

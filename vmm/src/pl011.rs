@@ -459,6 +459,18 @@ impl Pl011 {
         self.rx_len
     }
 
+    /// UARTFR as a read would return it (reading it has no side effects).
+    pub fn flags(&self) -> u32 {
+        self.fr()
+    }
+
+    /// Whether a data register write can change what the guest sees: only in loopback mode,
+    /// where the byte goes to the receiver. Otherwise the transmitter drains at once and a
+    /// write may be handled later without the guest noticing.
+    pub fn tx_has_visible_effect(&self) -> bool {
+        self.cr.is_set(CR::LBE)
+    }
+
     fn rx_capacity(&self) -> usize {
         if self.lcr_h.is_set(LCR_H::FEN) {
             FIFO_DEPTH

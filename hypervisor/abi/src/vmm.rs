@@ -29,7 +29,7 @@ pub const VERSION: u64 = 1;
 pub mod call {
     /// Returns [`super::VERSION`] in x1.
     pub const VERSION: u32 = 0xC600_0000;
-    /// Completes the current request with the [`super::Response`] in x1-x5, then blocks until
+    /// Completes the current request with the [`super::Response`] in x1-x6, then blocks until
     /// the next [`super::Request`], returned in x0-x7. The first WAIT of a VMM vCPU completes
     /// nothing.
     pub const WAIT: u32 = 0xC600_0001;
@@ -146,6 +146,17 @@ pub enum Request {
         /// The bytes.
         bytes: u64,
     },
+    /// Bytes the guest wrote to its UART's data register, posted: the core queued them
+    /// without an upcall each (see [`UartShadow`]) and hands them over in order, before any
+    /// other request for that VM.
+    UartTx {
+        /// The VM.
+        vm: VmId,
+        /// How many of `bytes` are valid (1..=[`UART_TX_CHUNK`]).
+        len: u8,
+        /// The bytes, packed by [`pack`].
+        bytes: [u64; 4],
+    },
     /// VM `vm` was created or reset: (re)create its devices. Its RAM is `ram_size` bytes at
     /// `ram_base` (guest-physical).
     VmStart {
@@ -184,6 +195,10 @@ impl FaultPlan {
 const KIND_MMIO: u64 = 1;
 const KIND_CONSOLE_INPUT: u64 = 2;
 const KIND_VM_START: u64 = 3;
+const KIND_UART_TX: u64 = 4;
+
+/// Most posted UART bytes in one [`Request::UartTx`].
+pub const UART_TX_CHUNK: usize = 32;
 const WRITE_FLAG: u64 = 1 << 8;
 const SIZE_MASK: u64 = 0xff;
 const VCPU_SHIFT: u64 = 16;
@@ -218,6 +233,16 @@ impl Request {
                 0,
                 0,
                 0,
+                0,
+            ],
+            Self::UartTx { vm, len, bytes } => [
+                KIND_UART_TX,
+                vm.0 as u64,
+                len as u64,
+                bytes[0],
+                bytes[1],
+                bytes[2],
+                bytes[3],
                 0,
             ],
             Self::VmStart {
@@ -265,6 +290,16 @@ impl Request {
                     bytes: r[3],
                 })
             }
+            KIND_UART_TX => {
+                if r[2] == 0 || r[2] > UART_TX_CHUNK as u64 {
+                    return None;
+                }
+                Some(Self::UartTx {
+                    vm: VmId((r[1] & ID_MASK) as u16),
+                    len: r[2] as u8,
+                    bytes: [r[3], r[4], r[5], r[6]],
+                })
+            }
             KIND_VM_START => Some(Self::VmStart {
                 vm: VmId((r[1] & ID_MASK) as u16),
                 ram_base: GuestPhysAddr(r[2]),
@@ -279,7 +314,7 @@ impl Request {
 /// Largest console output carried by a [`Response`] (x4-x5).
 pub const RESPONSE_CONSOLE_CHUNK: usize = 16;
 
-/// The VMM's answer to a request, as the arguments of its next [`call::WAIT`] (x1-x5).
+/// The VMM's answer to a request, as the arguments of its next [`call::WAIT`] (x1-x6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Response {
     /// [`Status::Ok`], or [`Status::DeviceError`] to make the guest's access abort.
@@ -291,6 +326,57 @@ pub struct Response {
     pub console_len: u8,
     /// The output bytes, packed by [`pack`].
     pub console: [u64; 2],
+    /// The state of the request's VM's UART after this request, for the core's fast path.
+    pub uart: UartShadow,
+}
+
+/// What the core may do for a VM's UART without an upcall, as the VMM last said (x6 of
+/// WAIT). Under QEMU an upcall costs a full TLB flush (switching TCR/SCTLR/VTTBR flushes
+/// QEMU's software TLB), and Linux writes its console one byte at a time with a flag
+/// register read before each: without this, every byte would cost two upcalls.
+///
+/// - Reads of UARTFR are answered with `fr`: the flags change only inside upcalls (input,
+///   data register reads), each of which returns a fresh shadow.
+/// - Writes to UARTDR are posted (queued, handed over by [`Request::UartTx`]) while `post_tx`:
+///   the transmitter drains at once, so a write changes nothing the guest can see (the VMM
+///   clears it in loopback mode, where a write feeds the receiver).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct UartShadow {
+    /// The shadow is valid.
+    pub valid: bool,
+    /// Data register writes may be posted.
+    pub post_tx: bool,
+    /// UARTFR.
+    pub fr: u16,
+}
+
+const SHADOW_VALID: u64 = 1 << 63;
+const SHADOW_POST_TX: u64 = 1 << 62;
+const SHADOW_FR: u64 = 0xffff;
+
+impl UartShadow {
+    /// No shadow: every access goes to the VMM.
+    pub const NONE: Self = Self {
+        valid: false,
+        post_tx: false,
+        fr: 0,
+    };
+
+    /// As x6 carries it.
+    pub const fn to_reg(self) -> u64 {
+        (if self.valid { SHADOW_VALID } else { 0 })
+            | (if self.post_tx { SHADOW_POST_TX } else { 0 })
+            | self.fr as u64
+    }
+
+    /// From x6.
+    pub const fn from_reg(x: u64) -> Self {
+        Self {
+            valid: x & SHADOW_VALID != 0,
+            post_tx: x & SHADOW_POST_TX != 0,
+            fr: (x & SHADOW_FR) as u16,
+        }
+    }
 }
 
 impl Response {
@@ -301,6 +387,7 @@ impl Response {
             value,
             console_len: 0,
             console: [0; 2],
+            uart: UartShadow::NONE,
         }
     }
 
@@ -311,23 +398,25 @@ impl Response {
             value: 0,
             console_len: 0,
             console: [0; 2],
+            uart: UartShadow::NONE,
         }
     }
 
     /// The registers x1-x5 of the WAIT that carries this response.
-    pub const fn to_regs(self) -> [u64; 5] {
+    pub const fn to_regs(self) -> [u64; 6] {
         [
             self.status.to_reg(),
             self.value,
             self.console_len as u64,
             self.console[0],
             self.console[1],
+            self.uart.to_reg(),
         ]
     }
 
-    /// The response in WAIT's x1-x5. A status other than Ok counts as a device error; a
+    /// The response in WAIT's x1-x6. A status other than Ok counts as a device error; a
     /// console length beyond [`RESPONSE_CONSOLE_CHUNK`] is cut to it.
-    pub const fn from_regs(r: [u64; 5]) -> Self {
+    pub const fn from_regs(r: [u64; 6]) -> Self {
         let status = match Status::from_reg(r[0]) {
             Some(Status::Ok) => Status::Ok,
             _ => Status::DeviceError,
@@ -342,6 +431,7 @@ impl Response {
             value: r[1],
             console_len: len,
             console: [r[3], r[4]],
+            uart: UartShadow::from_reg(r[5]),
         }
     }
 }
@@ -392,6 +482,11 @@ mod tests {
                 vm: VmId(1),
                 len: 5,
                 bytes: 0x6f_6c_6c_65_68,
+            },
+            Request::UartTx {
+                vm: VmId(1),
+                len: 32,
+                bytes: pack(b"0123456789abcdef0123456789abcdef"),
             },
             Request::VmStart {
                 vm: VmId(2),
@@ -448,8 +543,13 @@ mod tests {
         let mut r = Response::ok(0x1234);
         r.console_len = 3;
         r.console = pack(b"hi!");
+        r.uart = UartShadow {
+            valid: true,
+            post_tx: true,
+            fr: 0x90,
+        };
         assert_eq!(Response::from_regs(r.to_regs()), r);
-        let bad = Response::from_regs([77, 5, 1000, 0, 0]);
+        let bad = Response::from_regs([77, 5, 1000, 0, 0, 0]);
         assert_eq!(
             bad.status,
             Status::DeviceError,

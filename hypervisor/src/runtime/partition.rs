@@ -151,14 +151,78 @@ impl Partition {
         running: Option<VcpuId>,
         req: Request,
     ) -> Result<Response, Down> {
+        self.flush_posted(cpu, vm, running)?;
+        self.call(cpu, vm, running, req)
+    }
+
+    /// Hands `vm`'s posted UART bytes to the VMM, if there are any.
+    pub fn flush_posted(&self, cpu: &PerCpu, vm: &Vm, running: Option<VcpuId>) -> Result<(), Down> {
+        let (len, bytes) = {
+            let mut posted = vm.uart_posted.lock();
+            if posted.len == 0 {
+                return Ok(());
+            }
+            let out = (posted.len, vabi::pack::<4>(&posted.bytes[..posted.len]));
+            posted.len = 0;
+            out
+        };
+        let req = Request::UartTx {
+            vm: vm.id,
+            len: len as u8,
+            bytes,
+        };
+        self.call(cpu, vm, running, req).map(|_| ())
+    }
+
+    /// Posts a guest write to its UART data register, if the VMM's shadow allows it; false if
+    /// the write must go to the VMM now.
+    pub fn post_uart_tx(&self, cpu: &PerCpu, vm: &Vm, running: Option<VcpuId>, byte: u8) -> bool {
+        let shadow = vabi::UartShadow::from_reg(vm.uart_shadow.load(Ordering::Acquire));
+        if !shadow.valid || !shadow.post_tx {
+            return false;
+        }
+        let full = {
+            let mut posted = vm.uart_posted.lock();
+            if posted.len == posted.bytes.len() {
+                return false;
+            }
+            let n = posted.len;
+            posted.bytes[n] = byte;
+            posted.len += 1;
+            posted.len == posted.bytes.len()
+        };
+        if full {
+            let _ = self.flush_posted(cpu, vm, running);
+        }
+        true
+    }
+
+    /// The UART flag register as the VMM last reported it, if it may be used.
+    pub fn uart_flags(&self, vm: &Vm) -> Option<u16> {
+        let shadow = vabi::UartShadow::from_reg(vm.uart_shadow.load(Ordering::Acquire));
+        shadow.valid.then_some(shadow.fr)
+    }
+
+    /// One request to the VMM, keeping `vm`'s UART shadow up to date.
+    fn call(
+        &self,
+        cpu: &PerCpu,
+        vm: &Vm,
+        running: Option<VcpuId>,
+        req: Request,
+    ) -> Result<Response, Down> {
         if !self.alive() {
+            vm.uart_shadow.store(0, Ordering::Release);
             WARN_DOWN.warn(format_args!(
                 "VM {}: a device access failed: the VMM partition is down: abort injected",
                 vm.id.0
             ));
             return Err(Down);
         }
-        self.upcall(cpu, Some((vm, running)), Some(req))
+        let r = self.upcall(cpu, Some((vm, running)), Some(req));
+        let shadow = r.map_or(vabi::UartShadow::NONE, |resp| resp.uart);
+        vm.uart_shadow.store(shadow.to_reg(), Ordering::Release);
+        r
     }
 
     fn upcall(

@@ -19,7 +19,7 @@ use crate::inject::{self, GuestException};
 use crate::psci::{self, PsciAction, PsciContext, PsciStatus, VcpuPower};
 use crate::sysreg;
 use aarch64_cpu::registers::HCR_EL2;
-use abi::layout::{PTIMER_INTID, VTIMER_INTID};
+use abi::layout::{PL011_BASE, PTIMER_INTID, VTIMER_INTID};
 use abi::vmm::Request;
 use abi::{GuestPhysAddr, VcpuId};
 use tock_registers::interfaces::Writeable;
@@ -150,6 +150,7 @@ pub fn run(cpu: &PerCpu, vm: &Vm, v: VcpuId) {
         let flow = match kind {
             ExitKind::Irq | ExitKind::Fiq => {
                 stats::count(Counter::Irq);
+                flush_uart(cpu, vm, v);
                 irq::handle_pending(cpu, Some((vm, v)));
                 Flow::Continue
             }
@@ -240,6 +241,7 @@ fn handle_sync(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
         }
         Exit::Wfi => {
             stats::count(Counter::Wfi);
+            flush_uart(cpu, vm, v);
             regs.elr += skip;
             if !vm.vgic.has_pending(v) {
                 cpu::wfi();
@@ -294,6 +296,19 @@ fn fetch_fault_in_vectors(regs: &GuestRegs) -> bool {
     regs.elr.wrapping_sub(vbar) < VECTOR_TABLE_SIZE
 }
 
+/// Hands posted console output to the VMM (on a WFI or a timer tick, so that output appears
+/// even when the guest writes nothing more).
+fn flush_uart(cpu: &PerCpu, vm: &Vm, v: VcpuId) {
+    if let Some(p) = partition::get() {
+        let _ = p.flush_posted(cpu, vm, Some(v));
+    }
+}
+
+/// UARTDR's offset in the PL011 frame (PL011 TRM 3.3.1).
+const UARTDR: u64 = 0x000;
+/// UARTFR's offset (PL011 TRM 3.3.3).
+const UARTFR: u64 = 0x018;
+
 /// Why an access could not be completed; the guest gets an abort either way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum MmioError {
@@ -334,6 +349,20 @@ fn emulate_mmio(
         let Some(p) = partition::get() else {
             return Err(MmioError::DeviceFailed);
         };
+        // The UART's console fast path (see abi::vmm::UartShadow): a flag read or a data
+        // write needs no upcall.
+        let uart_off = a.ipa.0.wrapping_sub(PL011_BASE.0);
+        if uart_off == UARTFR && !a.write {
+            if let Some(fr) = p.uart_flags(vm) {
+                if a.reg != 31 {
+                    regs.x[a.reg as usize] = u64::from(fr) & mask;
+                }
+                return Ok(());
+            }
+        }
+        if uart_off == UARTDR && a.write && p.post_uart_tx(cpu, vm, Some(v), store_value as u8) {
+            return Ok(());
+        }
         let req = Request::Mmio {
             vm: vm.id,
             vcpu: v,
@@ -451,11 +480,13 @@ fn psci_call(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
             regs.x[0] = PsciStatus::Success.to_x0();
         }
         PsciAction::SystemOff => {
+            flush_uart(cpu, vm, v);
             log::info!("VM {}: guest powered off", vm.id.0);
             super::vm_stopped(vm);
             return Flow::Stop;
         }
         PsciAction::SystemReset => {
+            flush_uart(cpu, vm, v);
             log::info!("VM {}: guest asked for a reset", vm.id.0);
             super::vm_reset(vm, v);
             return Flow::Stop;

@@ -85,6 +85,15 @@ impl VcpuSlot {
     }
 }
 
+/// Posted UART bytes, in order.
+#[derive(Default)]
+pub struct Posted {
+    /// The bytes.
+    pub bytes: [u8; abi::vmm::UART_TX_CHUNK],
+    /// How many.
+    pub len: usize,
+}
+
 /// One virtual machine.
 pub struct Vm {
     /// Its identifier.
@@ -105,6 +114,11 @@ pub struct Vm {
     pub vcpus: Vec<VcpuSlot>,
     /// False once the guest powered off or died, and while it is being reset.
     pub alive: AtomicBool,
+    /// The VMM's shadow of the guest UART (`abi::vmm::UartShadow` in register form): lets
+    /// the exit path answer flag reads and post data writes without an upcall.
+    pub uart_shadow: AtomicU64,
+    /// Data register writes posted under that shadow, not yet handed to the VMM.
+    pub uart_posted: spin::Mutex<Posted>,
     /// A reset was asked for and is not done yet.
     pub resetting: AtomicBool,
     /// What the VM was built from, to rebuild it on reset (stays in reserved memory).
@@ -217,6 +231,8 @@ impl Vm {
             vcpus,
             alive: AtomicBool::new(true),
             resetting: AtomicBool::new(false),
+            uart_shadow: AtomicU64::new(0),
+            uart_posted: spin::Mutex::new(Posted::default()),
             bundle: bundle.clone(),
         })
     }

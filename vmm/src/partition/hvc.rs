@@ -25,7 +25,7 @@ fn hvc(fid: u32, args: [u64; 7]) -> [u64; 8] {
 /// registers.
 pub fn wait(response: Response) -> [u64; 8] {
     let r = response.to_regs();
-    hvc(call::WAIT, [r[0], r[1], r[2], r[3], r[4], 0, 0])
+    hvc(call::WAIT, [r[0], r[1], r[2], r[3], r[4], r[5], 0])
 }
 
 /// Sets an SPI line of `vm`.
@@ -45,7 +45,6 @@ pub fn map_guest(vm: VmId) -> Option<Status> {
 }
 
 /// Console output for `vm`, in chunks.
-#[allow(dead_code)]
 pub fn console_write(vm: VmId, bytes: &[u8]) {
     for chunk in bytes.chunks(CONSOLE_CHUNK) {
         let r: [u64; 4] = pack(chunk);
