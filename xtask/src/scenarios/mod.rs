@@ -13,6 +13,7 @@ mod hostile_mmio;
 mod hostile_psci;
 mod hostile_sysreg;
 mod linux_smp;
+mod vmm_fault;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +41,11 @@ pub trait Scenario {
     fn timeout(&self) -> Duration {
         Duration::from_secs(600)
     }
+    /// The hypervisor's own command line (QEMU `-append` for the rhyve image), for its test
+    /// hooks; none by default. Ignored when the guest boots straight.
+    fn hypervisor_args(&self) -> Option<String> {
+        None
+    }
     /// What to type on the console, and when (none by default).
     fn inputs(&self) -> Vec<Input> {
         Vec::new()
@@ -60,6 +66,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         hostile_memory::scenario(),
     ]);
     v.extend(console_reset::scenarios());
+    v.extend(vmm_fault::scenarios());
     v
 }
 
@@ -126,10 +133,13 @@ pub fn run(s: &dyn Scenario, ctx: &Context) -> Outcome {
         boot.vcpus = n;
     }
     let bundle = sys::build_dir().join("bundles").join(format!("{name}.bin"));
-    let machine = match boot.machine(&ctx.host, &bundle) {
+    let mut machine = match boot.machine(&ctx.host, &bundle) {
         Ok(m) => m,
         Err(e) => return Outcome::not_run(name, e.to_string()),
     };
+    if let (Host::Rhyve { .. }, Some(args)) = (&ctx.host, s.hypervisor_args()) {
+        machine.append = Some(args);
+    }
     let stops = [
         Stop {
             marker: RHYVE_PANIC,

@@ -16,6 +16,8 @@ pub mod fid {
     pub const MIGRATE_INFO_TYPE: u32 = 0x8400_0006;
     /// SYSTEM_OFF.
     pub const SYSTEM_OFF: u32 = 0x8400_0008;
+    /// SYSTEM_RESET.
+    pub const SYSTEM_RESET: u32 = 0x8400_0009;
     /// PSCI_FEATURES.
     pub const PSCI_FEATURES: u32 = 0x8400_000a;
     /// SMCCC_VERSION.
