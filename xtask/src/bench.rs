@@ -136,9 +136,55 @@ pub fn bench(runs: u32, image: Option<std::path::PathBuf>, guest: &GuestFiles) -
         );
     }
     let failed: u32 = series.iter().map(|s| s.failed).sum();
+    if let Some(image) = series.iter().find_map(|s| match &s.host {
+        Host::Rhyve { image } => Some(image.clone()),
+        Host::Straight => None,
+    }) {
+        exit_round_trips(&image)?;
+    }
     if failed > 0 {
         return Err(Error::Failed(format!(
             "{failed} boot(s) never reached {MARKER}; see build/logs/bench-*.log"
+        )));
+    }
+    Ok(())
+}
+
+/// Boots the `exitbench` test guest under rhyve once and prints what it measured: the round
+/// trip of one exit per path (null, core device, VMM device by upcall, VMM fast path), in
+/// guest counter ticks and nanoseconds.
+fn exit_round_trips(image: &std::path::Path) -> Result<()> {
+    crate::toolchain::build_test_guests()?;
+    let boot = GuestBoot {
+        kernel: crate::toolchain::test_guest_bin("exitbench"),
+        initrd: None,
+        cmdline: String::new(),
+        vcpus: 1,
+        mem_mib: 32,
+    };
+    let build = sys::build_dir();
+    let machine = boot.machine(
+        &Host::Rhyve {
+            image: image.to_path_buf(),
+        },
+        &build.join("bundles/exitbench.bin"),
+    )?;
+    let log = build.join("logs/bench-exitbench.log");
+    let console = qemu::run_captured(&machine, &log, TIMEOUT, &[], &[])?;
+    println!("exit round trip, as the guest sees it (one exit each, mean of 2000):");
+    let mut seen = 0;
+    for l in console
+        .lines
+        .iter()
+        .filter(|l| l.text.starts_with("RHYVE-BENCH "))
+    {
+        println!("  {}", &l.text["RHYVE-BENCH ".len()..]);
+        seen += 1;
+    }
+    if seen == 0 {
+        return Err(Error::Failed(format!(
+            "exitbench printed no figures; see {}",
+            log.display()
         )));
     }
     Ok(())

@@ -20,7 +20,15 @@ const BIN: &str = "rhyve";
 /// The test guests' package (tests/guests).
 const TEST_GUEST_PACKAGE: &str = "rhyve-test-guests";
 /// Its binaries, one per attack class (docs/attack-classes.md).
-pub const TEST_GUESTS: &[&str] = &["mmio", "sysreg", "psci", "gic", "memory", "vmmfault"];
+pub const TEST_GUESTS: &[&str] = &[
+    "mmio",
+    "sysreg",
+    "psci",
+    "gic",
+    "memory",
+    "vmmfault",
+    "exitbench",
+];
 /// Debian's packages for path (c).
 const DEBIAN_PACKAGES: &[&str] = &[
     "rustc-web",
