@@ -17,9 +17,9 @@ mod guest {
     use abi::layout::{GICD_BASE, PL011_BASE};
     use tg::esr::Expect;
     use tg::rt::access::{read32, write32};
+    use tg::rt::exception::trap;
     use tg::rt::gic::gicd;
     use tg::rt::psci::{fid, hvc, system_off};
-    use tg::rt::exception::trap;
 
     /// Writes the model survives (the fault is planned on the next one).
     const GOOD_WRITES: u32 = 40;
