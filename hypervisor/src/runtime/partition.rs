@@ -7,7 +7,8 @@
 //! exception the VMM takes, or its PANIC call, ends the partition: the core logs it, every
 //! later request fails at once, and the guests see their devices abort instead of hanging.
 //!
-//! Lock order: a CPU's VMM vCPU lock -> the stage-2 lock -> (vGIC locks, console).
+//! Lock order: a VM's UART flush lock -> a CPU's VMM vCPU lock -> the stage-2 lock -> (a VM's
+//! posted-bytes lock, vGIC locks, console). The flush lock is never taken inside an upcall.
 
 use super::memory::{FreeRam, GuestRam};
 use super::percpu::PerCpu;
@@ -157,6 +158,10 @@ impl Partition {
 
     /// Hands `vm`'s posted UART bytes to the VMM, if there are any.
     pub fn flush_posted(&self, cpu: &PerCpu, vm: &Vm, running: Option<VcpuId>) -> Result<(), Down> {
+        if vm.uart_posted.lock().len == 0 {
+            return Ok(());
+        }
+        let _order = vm.uart_flush.lock();
         let (len, bytes) = {
             let mut posted = vm.uart_posted.lock();
             if posted.len == 0 {

@@ -119,6 +119,9 @@ pub struct Vm {
     pub uart_shadow: AtomicU64,
     /// Data register writes posted under that shadow, not yet handed to the VMM.
     pub uart_posted: spin::Mutex<Posted>,
+    /// Held by the CPU handing posted bytes to the VMM, across the upcall: two CPUs flushing
+    /// at once would print their chunks in either order.
+    pub uart_flush: spin::Mutex<()>,
     /// A reset was asked for and is not done yet.
     pub resetting: AtomicBool,
     /// What the VM was built from, to rebuild it on reset (stays in reserved memory).
@@ -233,6 +236,7 @@ impl Vm {
             resetting: AtomicBool::new(false),
             uart_shadow: AtomicU64::new(0),
             uart_posted: spin::Mutex::new(Posted::default()),
+            uart_flush: spin::Mutex::new(()),
             bundle: bundle.clone(),
         })
     }
