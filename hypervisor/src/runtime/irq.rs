@@ -10,11 +10,13 @@ use super::{console, machine, partition};
 use crate::arch::gic;
 use crate::arch::regs::{read_sysreg, write_sysreg};
 use crate::vgic::{Kick, ListRegs};
+use aarch64_cpu::registers::ICH_VTR_EL2;
 use abi::layout::{MAINTENANCE_INTID, PTIMER_INTID, VTIMER_INTID};
 use abi::vmm::Request;
 use abi::{IntId, VcpuId};
 use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Mutex;
+use tock_registers::interfaces::Readable;
 
 /// The SGI one CPU sends another to make it look at its vCPU's pending interrupts or power
 /// state.
@@ -40,12 +42,9 @@ fn lr(n: usize, write: Option<u64>) -> u64 {
     lr_access!(n, write, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
 }
 
-/// ICH_VTR_EL2.ListRegs field: number of list registers minus one.
-const VTR_LIST_REGS: u64 = 0x1f;
-
 impl ListRegs for HwListRegs {
     fn count(&self) -> usize {
-        (read_sysreg!("ich_vtr_el2") & VTR_LIST_REGS) as usize + 1
+        ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1
     }
     fn read(&self, n: usize) -> u64 {
         lr(n, None)

@@ -199,7 +199,6 @@ fn free_ram(plat: &Platform, dtb: usize, dtb_size: usize, image_base: usize) -> 
     for &r in plat.reserved.as_slice() {
         taken.push(r);
     }
-    let _ = boot::image_start;
     FreeRam::new(plat.ram.as_slice(), taken.as_slice())
 }
 

@@ -301,8 +301,8 @@ impl Partition {
                     x.copy_from_slice(&regs.x[..8]);
                     match vmmcall::check(&x, &ServedBy(ctx.map(|(vm, _)| vm))) {
                         Ok(VmmCall::Wait(resp)) => {
-                            if let Some((vm, _)) = ctx {
-                                print_console(vm, &resp);
+                            if ctx.is_some() {
+                                print_console(&resp);
                             }
                             return Ok(resp);
                         }
@@ -408,7 +408,8 @@ impl Partition {
     }
 }
 
-fn print_console(_vm: &Vm, resp: &Response) {
+/// Prints the console output a response carries.
+fn print_console(resp: &Response) {
     if resp.console_len == 0 {
         return;
     }

@@ -9,7 +9,7 @@ use core::sync::atomic::Ordering;
 use tock_registers::{register_bitfields, LocalRegisterCopy};
 
 use super::irq::{Bank, IrqField};
-use super::region::{self, merge64, raz, slice64, wi, Region, Widths};
+use super::region::{self, irq_region, merge64, raz, slice64, wi, Region, Widths};
 use super::{spi_index, Kick, Vgic, AFFINITY};
 
 register_bitfields! [u32,
@@ -71,18 +71,6 @@ pub fn group_enables(ctlr: u32) -> (bool, bool) {
 
 /// Start of `GICD_IROUTER<n>`; `IROUTER<n>` is at `IROUTER + 8n` (n < 32 reserved).
 const IROUTER: u64 = 0x6000;
-
-macro_rules! irq_region {
-    ($start:expr, $len:expr, $widths:expr, $field:expr) => {
-        Region {
-            start: $start,
-            len: $len,
-            widths: $widths,
-            read: |vgic, who, off, size| irq_read(vgic, who, $field, off, size),
-            write: |vgic, who, off, size, value| irq_write(vgic, who, $field, off, size, value),
-        }
-    };
-}
 
 /// The GICD register map. Offsets not listed are RAZ/WI.
 const REGIONS: &[Region<VcpuId>] = &[

@@ -6,7 +6,7 @@ use tock_registers::{register_bitfields, LocalRegisterCopy};
 
 use super::dist::{iidr, pidr2, PIDR2_OFFSET};
 use super::irq::{Bank, IrqField};
-use super::region::{self, raz, slice64, wi, Region, Widths};
+use super::region::{self, irq_region, raz, slice64, wi, Region, Widths};
 use super::{Kick, Vgic, AFFINITY};
 
 register_bitfields! [u64,
@@ -32,18 +32,6 @@ register_bitfields! [u32,
         ChildrenAsleep OFFSET(2) NUMBITS(1) []
     ]
 ];
-
-macro_rules! irq_region {
-    ($start:expr, $len:expr, $widths:expr, $field:expr) => {
-        Region {
-            start: $start,
-            len: $len,
-            widths: $widths,
-            read: |vgic, who, off, size| irq_read(vgic, who, $field, off, size),
-            write: |vgic, who, off, size, value| irq_write(vgic, who, $field, off, size, value),
-        }
-    };
-}
 
 /// RD_base. Offsets not listed are RAZ/WI.
 const RD_REGIONS: &[Region<VcpuId>] = &[

@@ -4,6 +4,22 @@
 
 use super::{Kick, Vgic};
 
+/// A region of per-interrupt bit fields (IGROUPR, ISENABLER, IPRIORITYR...), served by the
+/// invoking module's `irq_read` / `irq_write` (the distributor's SPIs or a redistributor's
+/// SGIs and PPIs).
+macro_rules! irq_region {
+    ($start:expr, $len:expr, $widths:expr, $field:expr) => {
+        Region {
+            start: $start,
+            len: $len,
+            widths: $widths,
+            read: |vgic, who, off, size| irq_read(vgic, who, $field, off, size),
+            write: |vgic, who, off, size, value| irq_write(vgic, who, $field, off, size, value),
+        }
+    };
+}
+pub(super) use irq_region;
+
 /// Access sizes (in bytes) a region accepts; the bit for `n` bytes is `n` itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Widths(u8);

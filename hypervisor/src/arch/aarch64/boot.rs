@@ -128,11 +128,6 @@ pub struct Stack(pub [u8; BOOT_STACK_SIZE]);
 #[no_mangle]
 pub static mut BOOT_STACK: Stack = Stack([0; BOOT_STACK_SIZE]);
 
-/// Physical address of the first byte of the image (identity-mapped, so also its address).
-pub fn image_start() -> usize {
-    core::ptr::addr_of!(_head) as usize
-}
-
 /// Physical address of `secondary_entry`, for PSCI CPU_ON.
 pub fn secondary_entry_addr() -> usize {
     secondary_entry as *const () as usize

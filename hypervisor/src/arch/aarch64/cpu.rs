@@ -39,6 +39,20 @@ pub fn affinity(mpidr: u64) -> u64 {
     .value
 }
 
+/// Aff3 of an affinity value.
+pub fn aff3(aff: u64) -> u64 {
+    LocalRegisterCopy::<u64, MPIDR::Register>::new(aff).read(MPIDR::AFF3)
+}
+
+/// Aff2.Aff1.Aff0 of an affinity value, as one 24-bit number.
+pub fn aff2_0(aff: u64) -> u64 {
+    let m = LocalRegisterCopy::<u64, MPIDR::Register>::new(aff);
+    (MPIDR::AFF0.val(m.read(MPIDR::AFF0))
+        + MPIDR::AFF1.val(m.read(MPIDR::AFF1))
+        + MPIDR::AFF2.val(m.read(MPIDR::AFF2)))
+    .value
+}
+
 /// Waits for an interrupt (the CPU sleeps; QEMU gives the host CPU away).
 pub fn wfi() {
     // SAFETY: WFI only suspends execution until an interrupt or event.

@@ -6,10 +6,12 @@
 //! so that an interrupt handed to a guest through a hardware list register stays active until
 //! the guest deactivates it (GICv3 4.4).
 
-use super::regs::{read_sysreg, write_sysreg, ICC_CTLR, ICC_SGI1R, ICC_SRE, ICH_HCR};
+use super::cpu::{aff2_0, aff3};
+use super::regs::{read_sysreg, write_sysreg, ICC_CTLR, ICC_INTID, ICC_SGI1R, ICC_SRE, ICH_HCR};
 use core::ptr::NonNull;
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::registers::{ReadOnly, ReadWrite};
+use tock_registers::LocalRegisterCopy;
 use tock_registers::{register_bitfields, register_structs};
 
 register_bitfields! {u32,
@@ -45,6 +47,13 @@ register_bitfields! {u64,
         LAST OFFSET(4) NUMBITS(1) [],
         /// Virtual LPIs supported: two more 64 KiB frames per redistributor.
         VLPIS OFFSET(1) NUMBITS(1) []
+    ],
+    /// GICR_TYPER.Affinity_Value's packing of an affinity (12.11.40).
+    GICR_AFFINITY [
+        /// Aff3.
+        AFF3 OFFSET(24) NUMBITS(8) [],
+        /// Aff2.Aff1.Aff0.
+        AFF2_0 OFFSET(0) NUMBITS(24) []
     ],
     /// GICD_IROUTER<n> (12.9.21).
     GICD_IROUTER [
@@ -166,7 +175,7 @@ impl Distributor {
             return;
         }
         r.irouter[n]
-            .write(GICD_IROUTER::AFF3.val(aff >> 32) + GICD_IROUTER::AFF2_0.val(aff & 0xff_ffff));
+            .write(GICD_IROUTER::AFF3.val(aff3(aff)) + GICD_IROUTER::AFF2_0.val(aff2_0(aff)));
         r.ipriorityr[n].set(PRIORITY);
         r.isenabler[n / 32].set(1 << (n % 32));
     }
@@ -188,7 +197,8 @@ impl Redistributor {
     /// # Safety
     /// The region must be the identity-mapped GICR region from the device tree.
     pub unsafe fn find(base: usize, size: usize, aff: u64) -> Option<Self> {
-        let packed = (aff >> 32) << 24 | (aff & 0xff_ffff);
+        let packed =
+            (GICR_AFFINITY::AFF3.val(aff3(aff)) + GICR_AFFINITY::AFF2_0.val(aff2_0(aff))).value;
         let mut frame = base;
         while frame + 2 * FRAME <= base + size {
             // SAFETY: `frame` lies in the GICR region (caller's contract).
@@ -261,7 +271,8 @@ pub fn init_cpu_interface() {
 
 /// Acknowledges the highest-priority pending interrupt; `None` when nothing is pending.
 pub fn acknowledge() -> Option<u32> {
-    let intid = (read_sysreg!("icc_iar1_el1") & 0xff_ffff) as u32;
+    let iar = LocalRegisterCopy::<u64, ICC_INTID::Register>::new(read_sysreg!("icc_iar1_el1"));
+    let intid = iar.read(ICC_INTID::INTID) as u32;
     (intid < SPURIOUS_START).then_some(intid)
 }
 

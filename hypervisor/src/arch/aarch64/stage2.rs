@@ -62,7 +62,6 @@ pub enum Stage2Error {
 /// One VM's stage-2 tables.
 pub struct Stage2 {
     root: *mut u64,
-    root_tables: usize,
     ipa_bits: u32,
     pa_range: u64,
 }
@@ -109,7 +108,6 @@ impl Stage2 {
         let root = new_table(root_tables * TABLE_BYTES)?;
         Ok(Self {
             root,
-            root_tables,
             ipa_bits,
             pa_range,
         })
@@ -177,7 +175,6 @@ impl Stage2 {
 
     /// VTTBR_EL2 for these tables and `vmid`.
     pub fn vttbr(&self, vmid: u8) -> u64 {
-        let _ = self.root_tables;
         (VTTBR::VMID.val(vmid as u64) + VTTBR::BADDR.val(self.root as u64 >> 1)).value
     }
 }
