@@ -236,6 +236,10 @@ impl Vgic {
     /// A guest load of `size` bytes (1, 2, 4, 8) from `ipa` in the vGIC's frames. Accesses
     /// the register does not allow, and unknown offsets, read as zero.
     pub fn mmio_read(&self, accessor: VcpuId, ipa: GuestPhysAddr, size: u8) -> u64 {
+        if accessor.index() >= self.nr_vcpus {
+            // Only a vCPU of this VM can access its GIC; nothing may name another.
+            return 0;
+        }
         match Self::locate(ipa, self.nr_vcpus) {
             Some(Frame::Dist(off)) => dist::read(self, accessor, off, size),
             Some(Frame::Rd(vcpu, off)) => redist::read_rd(self, vcpu, off, size),
@@ -245,8 +249,13 @@ impl Vgic {
     }
 
     /// A guest store of `size` bytes of `value` to `ipa`. Accesses the register does not
-    /// allow, and unknown offsets, are ignored.
+    /// allow, unknown offsets, and accessors that are not vCPUs of this VM are ignored.
     pub fn mmio_write(&self, accessor: VcpuId, ipa: GuestPhysAddr, size: u8, value: u64) -> Kick {
+        if accessor.index() >= self.nr_vcpus {
+            // Writes record their accessor (an activated interrupt's owner); an accessor that is
+            // not a vCPU of this VM must not end up in the state or in a kick.
+            return Kick::none();
+        }
         match Self::locate(ipa, self.nr_vcpus) {
             Some(Frame::Dist(off)) => dist::write(self, accessor, off, size, value),
             Some(Frame::Rd(vcpu, off)) => redist::write_rd(self, vcpu, off, size, value),

@@ -929,3 +929,16 @@ fn reset_forgets_configuration_and_pending_state() {
     exit_and_enter(&vgic, 0, &mut lrs0);
     assert!(lrs0.find(uart.0).is_some());
 }
+
+/// Found by the vgic_mmio fuzzer: an ISACTIVER write from an accessor that is not a vCPU of
+/// the VM made it an interrupt's owner and came back in the kick.
+#[test]
+fn accessor_outside_the_vm_is_ignored() {
+    let vgic = Vgic::new(3);
+    linux_init(&vgic, 3);
+    let isactiver_spis = gicd(0x0300 + 4);
+    let kick = vgic.mmio_write(VcpuId(3), isactiver_spis, 4, u64::from(u32::MAX));
+    assert!(kick.is_empty(), "kick names {:?}", kicked(kick));
+    assert_eq!(vgic.mmio_read(VcpuId(3), isactiver_spis, 4), 0);
+    assert_eq!(r32(&vgic, isactiver_spis), 0, "nothing was activated");
+}
