@@ -7,6 +7,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod bundle;
+pub mod config;
 pub mod fdt;
 pub mod image;
 pub mod loader;

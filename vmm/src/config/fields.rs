@@ -1,0 +1,343 @@
+//! The keys of a `[[vm]]` table: each value's type and range.
+
+use super::syntax::{found, Value};
+use super::*;
+use alloc::format;
+use alloc::string::{String, ToString};
+
+/// The keys of a `[[vm]]` table.
+const KEYS: [&str; 11] = [
+    "name",
+    "vcpus",
+    "cpus",
+    "memory",
+    "kernel",
+    "initrd",
+    "cmdline",
+    "devices",
+    "disk",
+    "mac",
+    "autostart",
+];
+
+/// A MAC address with this bit set in its first octet is a group (multicast) address.
+const MAC_GROUP_BIT: u8 = 0x01;
+
+/// A field refused: which (`kernel.size` for a key of an inline table) and why.
+pub(super) struct Refusal {
+    pub(super) field: String,
+    pub(super) reason: String,
+}
+
+fn refuse(field: &str, reason: impl Into<String>) -> Refusal {
+    Refusal {
+        field: field.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn expected(field: &str, what: &str, v: &Value<'_>) -> Refusal {
+    refuse(field, format!("expected {what}, found {}", v.kind()))
+}
+
+/// The fields of one VM as they are read.
+#[derive(Default)]
+pub(super) struct Fields {
+    pub(super) name: Option<String>,
+    pub(super) vcpus: Option<u32>,
+    pub(super) cpus: Option<u64>,
+    pub(super) mem_size: Option<u64>,
+    pub(super) kernel: Option<Source>,
+    pub(super) initrd: Option<Source>,
+    pub(super) cmdline: Option<String>,
+    pub(super) devices: Option<Devices>,
+    pub(super) disk: Option<Disk>,
+    pub(super) mac: Option<[u8; 6]>,
+    pub(super) autostart: Option<bool>,
+}
+
+impl Fields {
+    /// Reads `key = v` into its field.
+    pub(super) fn set(&mut self, key: &str, v: &Value<'_>) -> Result<(), Refusal> {
+        match key {
+            "name" => self.name = Some(name(v)?),
+            "vcpus" => self.vcpus = Some(vcpus(v)?),
+            "cpus" => self.cpus = Some(cpus(v)?),
+            "memory" => self.mem_size = Some(memory(v)?),
+            "kernel" => self.kernel = Some(source("kernel", v)?),
+            "initrd" => self.initrd = Some(source("initrd", v)?),
+            "cmdline" => match v {
+                Value::Str(s) => self.cmdline = Some(s.clone()),
+                v => return Err(expected("cmdline", "a string", v)),
+            },
+            "devices" => self.devices = Some(devices(v)?),
+            "disk" => self.disk = Some(disk(v)?),
+            "mac" => self.mac = Some(mac(v)?),
+            "autostart" => match v {
+                Value::Bool(b) => self.autostart = Some(*b),
+                v => return Err(expected("autostart", "a boolean", v)),
+            },
+            _ => {
+                return Err(refuse(
+                    key,
+                    format!("unknown key (known: {})", KEYS.join(", ")),
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn name(v: &Value<'_>) -> Result<String, Refusal> {
+    let Value::Str(s) = v else {
+        return Err(expected("name", "a string", v));
+    };
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
+    if s.is_empty() || s.len() > MAX_NAME || !s.chars().all(ok_char) {
+        return Err(refuse(
+            "name",
+            format!(
+                "{} is not 1 to {MAX_NAME} characters of a-z, 0-9, _ and -",
+                found(s)
+            ),
+        ));
+    }
+    Ok(s.clone())
+}
+
+fn vcpus(v: &Value<'_>) -> Result<u32, Refusal> {
+    match v {
+        Value::Int(n) if (1..=u64::from(MAX_VCPUS)).contains(n) => Ok(*n as u32),
+        Value::Int(n) => Err(refuse(
+            "vcpus",
+            format!("{n} is out of range (1..={MAX_VCPUS})"),
+        )),
+        v => Err(expected("vcpus", "an integer", v)),
+    }
+}
+
+fn cpus(v: &Value<'_>) -> Result<u64, Refusal> {
+    let Value::Array(items) = v else {
+        return Err(expected("cpus", "an array of CPU numbers", v));
+    };
+    if items.is_empty() {
+        return Err(refuse(
+            "cpus",
+            "empty: name at least one CPU, or leave cpus out for any",
+        ));
+    }
+    let mut mask = 0u64;
+    for item in items {
+        let Value::Int(cpu) = item else {
+            return Err(expected("cpus", "an array of CPU numbers", v));
+        };
+        if *cpu > MAX_CPU {
+            return Err(refuse(
+                "cpus",
+                format!("CPU {cpu} is out of range (0..={MAX_CPU})"),
+            ));
+        }
+        if mask & (1 << cpu) != 0 {
+            return Err(refuse("cpus", format!("CPU {cpu} listed twice")));
+        }
+        mask |= 1 << cpu;
+    }
+    Ok(mask)
+}
+
+fn memory(v: &Value<'_>) -> Result<u64, Refusal> {
+    let bytes = match v {
+        Value::Int(n) => *n,
+        Value::Str(s) => size_string(s).ok_or_else(|| {
+            refuse(
+                "memory",
+                format!(
+                    "expected a size like \"256M\", \"1G\" or \"65536K\", found {}",
+                    found(s)
+                ),
+            )
+        })?,
+        v => return Err(expected("memory", "a size (\"256M\") or bytes", v)),
+    };
+    if !bytes.is_multiple_of(MEM_ALIGN) {
+        return Err(refuse(
+            "memory",
+            format!(
+                "{} is not a multiple of {}",
+                human_size(bytes),
+                human_size(MEM_ALIGN)
+            ),
+        ));
+    }
+    if !(MIN_MEM..=MAX_MEM).contains(&bytes) {
+        return Err(refuse(
+            "memory",
+            format!(
+                "{} is out of range ({}..={})",
+                human_size(bytes),
+                human_size(MIN_MEM),
+                human_size(MAX_MEM)
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// `"256M"`, `"1G"`, `"65536K"`: decimal digits and a binary unit; `None` if not that or
+/// too large.
+fn size_string(s: &str) -> Option<u64> {
+    let (digits, unit) = s.split_at(s.len().checked_sub(1)?);
+    let unit = match unit {
+        "K" => KIB,
+        "M" => MIB,
+        "G" => GIB,
+        _ => return None,
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(unit)
+}
+
+fn source(field: &str, v: &Value<'_>) -> Result<Source, Refusal> {
+    const WHAT: &str = "a file name or { addr = .., size = .. }";
+    match v {
+        Value::Str(s) if s.is_empty() => Err(refuse(field, "empty file name")),
+        Value::Str(s) => Ok(Source::Bundle(s.clone())),
+        Value::Table(entries) => {
+            let mut addr = None;
+            let mut size = None;
+            for (k, value) in entries {
+                let sub = format!("{field}.{k}");
+                let slot = match *k {
+                    "addr" => &mut addr,
+                    "size" => &mut size,
+                    _ => return Err(refuse(&sub, "unknown key (known: addr, size)")),
+                };
+                match value {
+                    Value::Int(n) => *slot = Some(*n),
+                    v => return Err(expected(&sub, "an integer", v)),
+                }
+            }
+            let addr = addr.ok_or_else(|| refuse(&format!("{field}.addr"), "missing"))?;
+            let size = size.ok_or_else(|| refuse(&format!("{field}.size"), "missing"))?;
+            if size == 0 {
+                return Err(refuse(&format!("{field}.size"), "must not be zero"));
+            }
+            if addr.checked_add(size).is_none() {
+                return Err(refuse(
+                    field,
+                    format!("{addr:#x} + {size:#x} is past the end of the address space"),
+                ));
+            }
+            Ok(Source::Memory { addr, size })
+        }
+        v => Err(expected(field, WHAT, v)),
+    }
+}
+
+fn devices(v: &Value<'_>) -> Result<Devices, Refusal> {
+    let Value::Array(items) = v else {
+        return Err(expected("devices", "an array of device names", v));
+    };
+    let mut d = Devices::NONE;
+    for item in items {
+        let Value::Str(s) = item else {
+            return Err(expected("devices", "an array of device names", v));
+        };
+        let flag = DEVICE_NAMES
+            .iter()
+            .position(|n| n == s)
+            .and_then(|i| d.flag(i))
+            .ok_or_else(|| {
+                refuse(
+                    "devices",
+                    format!(
+                        "unknown device {} (known: {})",
+                        found(s),
+                        DEVICE_NAMES.join(", ")
+                    ),
+                )
+            })?;
+        if *flag {
+            return Err(refuse("devices", format!("\"{s}\" listed twice")));
+        }
+        *flag = true;
+    }
+    Ok(d)
+}
+
+fn disk(v: &Value<'_>) -> Result<Disk, Refusal> {
+    match v {
+        Value::Str(s) if s.is_empty() => Err(refuse("disk", "empty file name")),
+        Value::Str(s) => Ok(Disk {
+            file: s.clone(),
+            readonly: false,
+        }),
+        Value::Table(entries) => {
+            let mut file = None;
+            let mut readonly = false;
+            for (k, value) in entries {
+                match (*k, value) {
+                    ("file", Value::Str(s)) if s.is_empty() => {
+                        return Err(refuse("disk.file", "empty file name"))
+                    }
+                    ("file", Value::Str(s)) => file = Some(s.clone()),
+                    ("file", v) => return Err(expected("disk.file", "a string", v)),
+                    ("readonly", Value::Bool(b)) => readonly = *b,
+                    ("readonly", v) => return Err(expected("disk.readonly", "a boolean", v)),
+                    (k, _) => {
+                        return Err(refuse(
+                            &format!("disk.{k}"),
+                            "unknown key (known: file, readonly)",
+                        ))
+                    }
+                }
+            }
+            let file = file.ok_or_else(|| refuse("disk.file", "missing"))?;
+            Ok(Disk { file, readonly })
+        }
+        v => Err(expected(
+            "disk",
+            "a file name or { file = .., readonly = .. }",
+            v,
+        )),
+    }
+}
+
+fn mac(v: &Value<'_>) -> Result<[u8; 6], Refusal> {
+    let Value::Str(s) = v else {
+        return Err(expected("mac", "a string", v));
+    };
+    let bad = || {
+        refuse(
+            "mac",
+            format!(
+                "expected six hex octets like \"52:54:00:12:34:56\", found {}",
+                found(s)
+            ),
+        )
+    };
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for octet in mac.iter_mut() {
+        let part = parts.next().ok_or_else(bad)?;
+        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        *octet = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    if mac[0] & MAC_GROUP_BIT != 0 {
+        return Err(refuse(
+            "mac",
+            format!("{} is a multicast address (first octet odd)", found(s)),
+        ));
+    }
+    if mac == [0; 6] {
+        return Err(refuse("mac", "the all-zero address"));
+    }
+    Ok(mac)
+}

@@ -1,0 +1,448 @@
+//! VM descriptions: the TOML file that says which VMs the machine runs.
+//!
+//! The hypervisor reads this file at boot from the boot bundle, so the parser is `no_std` and
+//! must take any text without panicking. A bad VM description is refused with the line, the
+//! field and the reason, and never hides the VMs around it. `cargo xtask run --config` reads
+//! the same file on the host with the same code.
+//!
+//! # The format: a strict subset of TOML
+//!
+//! ```toml
+//! # two guests
+//! [[vm]]
+//! name = "alpha"
+//! vcpus = 2
+//! cpus = [0, 1]
+//! memory = "256M"
+//! kernel = "build/guest/Image"
+//! initrd = "build/guest/initramfs.cpio"
+//! cmdline = "console=ttyAMA0"
+//!
+//! [[vm]]
+//! name = "beta"
+//! memory = 0x1000_0000
+//! kernel = { addr = 0x4800_0000, size = 0x100_0000 }
+//! devices = ["pl011", "virtio-blk"]
+//! disk = { file = "beta.img", readonly = true }
+//! ```
+//!
+//! - One item per line: a blank line, a `# comment`, a `[[vm]]` header, or `key = value`,
+//!   each optionally followed by a comment. Lines end with LF or CRLF. Spaces and tabs are
+//!   whitespace.
+//! - Keys are bare: `A-Z a-z 0-9 _ -`. No dotted or quoted keys.
+//! - Values:
+//!   - basic strings `"..."`, with the escapes `\"`, `\\`, `\n` and `\t`; no other control
+//!     character;
+//!   - non-negative integers, decimal (no leading zero) or `0x` hex, with `_` between digits;
+//!   - `true` and `false`;
+//!   - arrays of integers or of strings, on one line, a trailing comma allowed;
+//!   - inline tables `{ key = value, ... }` of strings, integers and booleans, on one line.
+//! - `[[vm]]` starts a VM table; every `key = value` up to the next header belongs to it. Any
+//!   other header (`[vm]`, `[[disk]]`, ...) is refused, with everything under it; so is any
+//!   `key = value` before the first `[[vm]]`.
+//!
+//! # The keys of a `[[vm]]` table
+//!
+//! | key | value | default |
+//! |---|---|---|
+//! | `name` | `[a-z0-9_-]{1,16}`, unique in the file | required |
+//! | `vcpus` | 1..=[`MAX_VCPUS`] | 1 |
+//! | `cpus` | physical CPUs that may run it, `[0, 1]`: each 0..=63, none twice, not empty | any |
+//! | `memory` | `"256M"`, `"1G"`, `"65536K"` or bytes; a multiple of 2 MiB, 16 MiB..=[`MAX_MEM`] | required |
+//! | `kernel` | a file of the boot bundle `"path"`, or host RAM `{ addr = A, size = S }` (S > 0) | required |
+//! | `initrd` | as `kernel` | none |
+//! | `cmdline` | string | `""` |
+//! | `devices` | any of `"pl011"`, `"virtio-console"`, `"virtio-blk"`, `"virtio-net"`, `"virtio-rng"`, none twice | `["pl011"]` |
+//! | `disk` | `"path"` or `{ file = "path", readonly = true }`; needs `"virtio-blk"` | none |
+//! | `mac` | `"52:54:00:12:34:56"`, unicast, not zero; needs `"virtio-net"` | none |
+//! | `autostart` | boolean | `true` |
+//!
+//! File names are kept as written (non-empty); what they name is the host's business.
+//! Unknown keys, a key given twice, a wrong type or an out-of-range value refuse the VM. At
+//! most [`MAX_VMS`] `[[vm]]` tables: the ones after are refused.
+
+mod fields;
+mod syntax;
+mod write;
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+use fields::{name, Fields};
+use syntax::{read_line, Header, Item, LineError};
+
+/// Most VMs one file may describe: one VMM serves at most this many.
+pub const MAX_VMS: usize = abi::vmm::MAX_VMS;
+/// Most vCPUs of one VM: as many as the guest's redistributor region holds.
+pub const MAX_VCPUS: u32 = abi::layout::MAX_VCPUS as u32;
+/// Highest physical CPU number a `cpus` list may name (the mask is a `u64`).
+pub const MAX_CPU: u64 = u64::BITS as u64 - 1;
+/// Guest RAM is mapped in blocks of this size.
+pub const MEM_ALIGN: u64 = 2 << 20;
+/// Least guest RAM: room for a kernel, its initrd and a device tree.
+pub const MIN_MEM: u64 = 16 << 20;
+/// Most guest RAM: the VM's window in the VMM's view.
+pub const MAX_MEM: u64 = abi::vmm::GUEST_WINDOW_SIZE;
+/// Longest VM name.
+pub const MAX_NAME: usize = 16;
+
+/// The `devices` names, in the order [`Devices::flag`] numbers them.
+pub const DEVICE_NAMES: [&str; 5] = [
+    "pl011",
+    "virtio-console",
+    "virtio-blk",
+    "virtio-net",
+    "virtio-rng",
+];
+
+const KIB: u64 = 1 << 10;
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// One VM as the file describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmDesc {
+    /// Its name: `[a-z0-9_-]{1,16}`, unique in the file.
+    pub name: String,
+    /// vCPU count, 1..=[`MAX_VCPUS`].
+    pub vcpus: u32,
+    /// The physical CPUs that may run it, as a bit mask (bit n = CPU n); `None`: any.
+    pub cpus: Option<u64>,
+    /// Guest RAM in bytes: a multiple of [`MEM_ALIGN`], [`MIN_MEM`]..=[`MAX_MEM`].
+    pub mem_size: u64,
+    /// The kernel.
+    pub kernel: Source,
+    /// The initrd, if any.
+    pub initrd: Option<Source>,
+    /// The kernel command line.
+    pub cmdline: String,
+    /// The devices the VMM partition models for it.
+    pub devices: Devices,
+    /// The virtio-blk disk.
+    pub disk: Option<Disk>,
+    /// The virtio-net MAC address.
+    pub mac: Option<[u8; 6]>,
+    /// Started at boot; otherwise only defined, to be started later.
+    pub autostart: bool,
+}
+
+/// Where a kernel or initrd comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A file packed in the boot bundle under this name (`kernel = "build/guest/Image"`).
+    Bundle(String),
+    /// Bytes already in host RAM, placed by the firmware or QEMU's generic loader
+    /// (`kernel = { addr = 0x48000000, size = 0x1000000 }`).
+    Memory {
+        /// Host physical address.
+        addr: u64,
+        /// Length in bytes, not zero.
+        size: u64,
+    },
+}
+
+/// The devices of a VM. All false: a VM the VMM partition does not serve at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Devices {
+    /// The PL011 UART (the console).
+    pub pl011: bool,
+    /// A virtio console.
+    pub virtio_console: bool,
+    /// A virtio block device (see [`VmDesc::disk`]).
+    pub virtio_blk: bool,
+    /// A virtio network device (see [`VmDesc::mac`]).
+    pub virtio_net: bool,
+    /// A virtio entropy source.
+    pub virtio_rng: bool,
+}
+
+impl Devices {
+    /// No device.
+    pub const NONE: Self = Self {
+        pl011: false,
+        virtio_console: false,
+        virtio_blk: false,
+        virtio_net: false,
+        virtio_rng: false,
+    };
+    /// What a VM gets when its table has no `devices` key.
+    pub const DEFAULT: Self = Self {
+        pl011: true,
+        ..Self::NONE
+    };
+
+    /// The flag of device `i` of [`DEVICE_NAMES`], if there is one.
+    pub fn flag(&mut self, i: usize) -> Option<&mut bool> {
+        match i {
+            0 => Some(&mut self.pl011),
+            1 => Some(&mut self.virtio_console),
+            2 => Some(&mut self.virtio_blk),
+            3 => Some(&mut self.virtio_net),
+            4 => Some(&mut self.virtio_rng),
+            _ => None,
+        }
+    }
+
+    /// Whether device `i` of [`DEVICE_NAMES`] is present.
+    pub fn has(&self, i: usize) -> bool {
+        let mut copy = *self;
+        copy.flag(i).is_some_and(|f| *f)
+    }
+
+    /// The names of the devices present, in [`DEVICE_NAMES`] order.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        DEVICE_NAMES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.has(*i))
+            .map(|(_, n)| *n)
+    }
+}
+
+/// A VM's disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    /// What backs it, as the file says (the host decides what the name means).
+    pub file: String,
+    /// The guest may not write it.
+    pub readonly: bool,
+}
+
+/// Why a VM (or a part of the file outside any VM) was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The VM's name, when its table gives a valid one.
+    pub vm: Option<String>,
+    /// The line (from 1) of the fault, or of the VM's `[[vm]]` header for a missing key.
+    pub line: usize,
+    /// The field at fault (`kernel.size` for a key of an inline table), if one is.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.vm {
+            Some(vm) => write!(f, "vm \"{vm}\" (line {}): ", self.line)?,
+            None => write!(f, "line {}: ", self.line)?,
+        }
+        if let Some(field) = &self.field {
+            write!(f, "field \"{field}\": ")?;
+        }
+        f.write_str(&self.reason)
+    }
+}
+
+/// Every `[[vm]]` table, in file order: each either described or refused with its reason.
+/// Errors outside any `[[vm]]` table (text before the first one, unknown table headers) are
+/// reported as an entry of their own; a bad VM never hides the good ones.
+pub fn parse(text: &str) -> Vec<Result<VmDesc, ConfigError>> {
+    let mut out = Vec::new();
+    let mut names: Vec<(String, usize)> = Vec::new();
+    let mut tables = 0;
+    let mut section = Section::Preamble;
+    for (i, raw) in text.split('\n').enumerate() {
+        let line = i + 1;
+        let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        match read_line(raw) {
+            Ok(Item::Blank) => {}
+            Ok(Item::Header(header)) => {
+                if let Section::Vm(t) = core::mem::replace(&mut section, Section::Skipped) {
+                    tables += 1;
+                    out.push(t.describe(tables, &mut names));
+                }
+                match header {
+                    Header::Vm(error) => {
+                        section = Section::Vm(Table {
+                            line,
+                            error,
+                            entries: Vec::new(),
+                        })
+                    }
+                    Header::Other(reason) => out.push(Err(ConfigError {
+                        vm: None,
+                        line,
+                        field: None,
+                        reason,
+                    })),
+                }
+            }
+            item => match &mut section {
+                Section::Vm(t) => t.entries.push((line, item)),
+                Section::Skipped => {}
+                Section::Preamble => {
+                    let (field, reason) = match item {
+                        Ok(Item::Entry(key, _)) => (
+                            Some(key.to_string()),
+                            "outside any [[vm]] table".to_string(),
+                        ),
+                        Err(e) => (e.field, e.reason),
+                        Ok(_) => continue,
+                    };
+                    out.push(Err(ConfigError {
+                        vm: None,
+                        line,
+                        field,
+                        reason,
+                    }));
+                }
+            },
+        }
+    }
+    if let Section::Vm(t) = section {
+        tables += 1;
+        out.push(t.describe(tables, &mut names));
+    }
+    out
+}
+
+/// Where the lines being read belong.
+enum Section<'a> {
+    /// Before the first header.
+    Preamble,
+    /// Under a refused header.
+    Skipped,
+    /// In a `[[vm]]` table.
+    Vm(Table<'a>),
+}
+
+/// The lines of one `[[vm]]` table, before they are checked.
+struct Table<'a> {
+    /// Its header's line.
+    line: usize,
+    /// What is wrong on its header line.
+    error: Option<String>,
+    /// Its `key = value` lines (or why they do not read), with their line numbers.
+    entries: Vec<(usize, Result<Item<'a>, LineError>)>,
+}
+
+impl Table<'_> {
+    /// Checks this table, the `number`th `[[vm]]` of the file; `names` holds the names (and
+    /// lines) of the tables before it and gets this one's.
+    fn describe(
+        self,
+        number: usize,
+        names: &mut Vec<(String, usize)>,
+    ) -> Result<VmDesc, ConfigError> {
+        // The name, if one is valid, labels every error of the table.
+        let named = self.entries.iter().find_map(|(line, e)| match e {
+            Ok(Item::Entry("name", v)) => name(v).ok().map(|n| (n, *line)),
+            _ => None,
+        });
+        let vm = named.as_ref().map(|(n, _)| n.clone());
+        let err = |line: usize, field: Option<String>, reason: String| ConfigError {
+            vm: vm.clone(),
+            line,
+            field,
+            reason,
+        };
+        let duplicate = named.as_ref().and_then(|(n, line)| {
+            let first = names.iter().find(|(m, _)| m == n).map(|(_, l)| *l);
+            if first.is_none() {
+                names.push((n.clone(), *line));
+            }
+            first.map(|f| (*line, f))
+        });
+
+        if number > MAX_VMS {
+            return Err(err(
+                self.line,
+                None,
+                format!("more than {MAX_VMS} VMs: at most {MAX_VMS} [[vm]] tables"),
+            ));
+        }
+        if let Some(reason) = self.error {
+            return Err(err(self.line, None, reason));
+        }
+        let mut f = Fields::default();
+        let mut seen: Vec<(&str, usize)> = Vec::new();
+        for (line, entry) in &self.entries {
+            let (key, value) = match entry {
+                Ok(Item::Entry(k, v)) => (*k, v),
+                Ok(_) => continue,
+                Err(e) => return Err(err(*line, e.field.clone(), e.reason.clone())),
+            };
+            if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+                return Err(err(
+                    *line,
+                    Some(key.into()),
+                    format!("given twice (first at line {first})"),
+                ));
+            }
+            seen.push((key, *line));
+            f.set(key, value)
+                .map_err(|r| err(*line, Some(r.field), r.reason))?;
+        }
+        let line_of = |key: &str| {
+            seen.iter()
+                .find(|(k, _)| *k == key)
+                .map_or(self.line, |(_, l)| *l)
+        };
+        let missing = |key: &str| {
+            err(
+                self.line,
+                Some(key.into()),
+                "missing: every [[vm]] needs one".into(),
+            )
+        };
+        let name = f.name.ok_or_else(|| missing("name"))?;
+        let mem_size = f.mem_size.ok_or_else(|| missing("memory"))?;
+        let kernel = f.kernel.ok_or_else(|| missing("kernel"))?;
+        let devices = f.devices.unwrap_or(Devices::DEFAULT);
+        if f.disk.is_some() && !devices.virtio_blk {
+            return Err(err(
+                line_of("disk"),
+                Some("disk".into()),
+                "a disk needs \"virtio-blk\" in devices".into(),
+            ));
+        }
+        if f.mac.is_some() && !devices.virtio_net {
+            return Err(err(
+                line_of("mac"),
+                Some("mac".into()),
+                "a MAC address needs \"virtio-net\" in devices".into(),
+            ));
+        }
+        if let Some((line, first)) = duplicate {
+            return Err(err(
+                line,
+                Some("name".into()),
+                format!("\"{name}\" is already the name of the VM at line {first}"),
+            ));
+        }
+        Ok(VmDesc {
+            name,
+            vcpus: f.vcpus.unwrap_or(1),
+            cpus: f.cpus,
+            mem_size,
+            kernel,
+            initrd: f.initrd,
+            cmdline: f.cmdline.unwrap_or_default(),
+            devices,
+            disk: f.disk,
+            mac: f.mac,
+            autostart: f.autostart.unwrap_or(true),
+        })
+    }
+}
+
+/// `bytes` as a whole number of the largest unit that divides it: (count, "G" | "M" | "K").
+fn size_unit(bytes: u64) -> Option<(u64, &'static str)> {
+    [(GIB, "G"), (MIB, "M"), (KIB, "K")]
+        .into_iter()
+        .find(|(unit, _)| bytes != 0 && bytes.is_multiple_of(*unit))
+        .map(|(unit, name)| (bytes / unit, name))
+}
+
+/// `bytes` for a message: "3 MiB", "1 GiB", "4097 bytes".
+fn human_size(bytes: u64) -> String {
+    match size_unit(bytes) {
+        Some((n, unit)) => format!("{n} {unit}iB"),
+        None => format!("{bytes} bytes"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

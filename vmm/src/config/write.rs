@@ -1,0 +1,107 @@
+//! A [`VmDesc`] written back as a `[[vm]]` table.
+
+use super::{size_unit, Source, VmDesc, MAX_CPU};
+use alloc::string::String;
+use core::fmt::{self, Write as _};
+
+impl VmDesc {
+    /// This VM as a `[[vm]]` table that [`parse`] reads back as the same `VmDesc` (when the
+    /// description is one `parse` accepts). Defaults are written out too.
+    pub fn to_toml(&self) -> String {
+        let mut s = String::from("[[vm]]\n");
+        // Writing to a String cannot fail.
+        let _ = self.write_toml(&mut s);
+        s
+    }
+
+    fn write_toml(&self, s: &mut String) -> fmt::Result {
+        writeln!(s, "name = {}", Quoted(&self.name))?;
+        writeln!(s, "vcpus = {}", self.vcpus)?;
+        if let Some(mask) = self.cpus {
+            s.push_str("cpus = [");
+            let mut first = true;
+            for cpu in (0..=MAX_CPU).filter(|c| mask & (1 << c) != 0) {
+                if !first {
+                    s.push_str(", ");
+                }
+                first = false;
+                write!(s, "{cpu}")?;
+            }
+            s.push_str("]\n");
+        }
+        let m = self.mem_size;
+        match size_unit(m) {
+            Some((n, unit)) => writeln!(s, "memory = \"{n}{unit}\"")?,
+            None => writeln!(s, "memory = {m}")?,
+        }
+        writeln!(s, "kernel = {}", self.kernel)?;
+        if let Some(initrd) = &self.initrd {
+            writeln!(s, "initrd = {initrd}")?;
+        }
+        writeln!(s, "cmdline = {}", Quoted(&self.cmdline))?;
+        s.push_str("devices = [");
+        for (i, name) in self.devices.names().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            write!(s, "\"{name}\"")?;
+        }
+        s.push_str("]\n");
+        if let Some(d) = &self.disk {
+            writeln!(
+                s,
+                "disk = {{ file = {}, readonly = {} }}",
+                Quoted(&d.file),
+                d.readonly
+            )?;
+        }
+        if let Some(m) = self.mac {
+            writeln!(
+                s,
+                "mac = \"{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\"",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            )?;
+        }
+        writeln!(s, "autostart = {}", self.autostart)
+    }
+
+    /// The names of the boot bundle's files this VM needs (its kernel, then its initrd).
+    pub fn bundle_files(&self) -> impl Iterator<Item = &str> {
+        [Some(&self.kernel), self.initrd.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|s| match s {
+                Source::Bundle(name) => Some(name.as_str()),
+                Source::Memory { .. } => None,
+            })
+    }
+}
+
+impl fmt::Display for Source {
+    /// As a TOML value.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Bundle(name) => write!(f, "{}", Quoted(name)),
+            Self::Memory { addr, size } => write!(f, "{{ addr = {addr:#x}, size = {size:#x} }}"),
+        }
+    }
+}
+
+/// A string as a TOML basic string.
+struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                '\t' => f.write_str("\\t")?,
+                c => f.write_char(c)?,
+            }
+        }
+        f.write_char('"')
+    }
+}
