@@ -107,6 +107,48 @@ impl SysRegId {
     }
 }
 
+/// ID_AA64PFR0_EL1.
+pub const ID_AA64PFR0_EL1: SysRegId = SysRegId::new(3, 0, 0, 4, 0);
+/// ID_AA64PFR1_EL1.
+pub const ID_AA64PFR1_EL1: SysRegId = SysRegId::new(3, 0, 0, 4, 1);
+/// ID_AA64ZFR0_EL1: the SVE features.
+pub const ID_AA64ZFR0_EL1: SysRegId = SysRegId::new(3, 0, 0, 4, 4);
+/// ID_AA64SMFR0_EL1: the SME features.
+pub const ID_AA64SMFR0_EL1: SysRegId = SysRegId::new(3, 0, 0, 4, 5);
+
+register_bitfields! {u64,
+    /// ID_AA64PFR0_EL1 (Arm ARM DDI 0487, D19.2): the fields hidden from some guests.
+    ID_PFR0 [
+        /// Scalable Vector Extension.
+        SVE OFFSET(32) NUMBITS(4) []
+    ],
+    /// ID_AA64PFR1_EL1: the fields hidden from some guests.
+    ID_PFR1 [
+        /// Scalable Matrix Extension.
+        SME OFFSET(24) NUMBITS(4) []
+    ]
+}
+
+/// What a guest whose vCPUs time-share a CPU reads from ID register `reg`, whose value on the
+/// machine is `real`: SVE and SME hidden (their register state is not switched between
+/// vCPUs, and their instructions trap to an UNDEF), everything else as the machine has it.
+pub fn shared_cpu_id_value(reg: SysRegId, real: u64) -> u64 {
+    match reg {
+        ID_AA64PFR0_EL1 => {
+            let mut v = LocalRegisterCopy::<u64, ID_PFR0::Register>::new(real);
+            v.modify(ID_PFR0::SVE.val(0));
+            v.get()
+        }
+        ID_AA64PFR1_EL1 => {
+            let mut v = LocalRegisterCopy::<u64, ID_PFR1::Register>::new(real);
+            v.modify(ID_PFR1::SME.val(0));
+            v.get()
+        }
+        ID_AA64ZFR0_EL1 | ID_AA64SMFR0_EL1 => 0,
+        _ => real,
+    }
+}
+
 /// ICC_SGI1R_EL1: generate a Group 1 SGI for the current Security state.
 pub const ICC_SGI1R_EL1: SysRegId = SysRegId::new(3, 0, 12, 11, 5);
 /// ICC_ASGI1R_EL1: generate a Group 1 SGI for the other Security state.
@@ -305,6 +347,18 @@ mod tests {
         let access = SysRegAccess::from_iss(sgi0.value);
         assert_eq!(access.reg, ICC_SGI0R_EL1);
         assert!(!access.read);
+    }
+
+    #[test]
+    fn shared_cpu_guests_see_no_sve_or_sme() {
+        let pfr0 = 0x1101_0000_2222u64 | (1 << 32);
+        assert_eq!(shared_cpu_id_value(ID_AA64PFR0_EL1, pfr0), pfr0 & !(0xf << 32));
+        let pfr1 = (2u64 << 24) | 0x21;
+        assert_eq!(shared_cpu_id_value(ID_AA64PFR1_EL1, pfr1), 0x21);
+        assert_eq!(shared_cpu_id_value(ID_AA64ZFR0_EL1, 0x1234), 0);
+        assert_eq!(shared_cpu_id_value(ID_AA64SMFR0_EL1, 0x1234), 0);
+        let isar0 = SysRegId::new(3, 0, 0, 6, 0);
+        assert_eq!(shared_cpu_id_value(isar0, 0xdead_beef), 0xdead_beef);
     }
 
     #[test]

@@ -1,11 +1,20 @@
 //! The machine's console: a polled PL011 driver for the UART the firmware's device tree names
-//! as stdout, and the `log` backend that prints `rhyve: ...` lines on it.
+//! as stdout, the `log` backend that prints `rhyve: ...` lines on it, and the VMs' output
+//! kept apart on it.
 //!
-//! Lock order: the console lock is a leaf; take it last and hold it for one line or byte.
+//! With several VMs, every line a VM prints starts with its name in brackets (`[alpha] `),
+//! and a line of one source is ended before another source prints: the hypervisor's own
+//! lines and the other VMs' never land in the middle of a VM's line. With one VM its output
+//! goes through as it is.
+//!
+//! Lock order: the line lock, then the UART lock, which is a leaf; both held for one line or
+//! one chunk of bytes.
 
+use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt::{self, Write};
 use core::ptr::NonNull;
-use spin::Mutex;
+use spin::{Mutex, Once};
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 use tock_registers::{register_bitfields, register_structs};
@@ -132,17 +141,86 @@ pub fn drain_rx(room: usize, mut sink: impl FnMut(u8)) {
     }
 }
 
-/// Writes one byte of guest output, as it is.
-pub fn put_raw(byte: u8) {
-    if let Some(u) = CONSOLE.lock().as_ref() {
-        u.put(byte);
+/// Who printed last, and whether its line is finished.
+struct Line {
+    /// The VM whose line is open (None: the hypervisor).
+    owner: Option<usize>,
+    /// The last byte printed ended a line.
+    at_start: bool,
+}
+
+static LINE: Mutex<Line> = Mutex::new(Line {
+    owner: None,
+    at_start: true,
+});
+static NAMES: Once<Vec<String>> = Once::new();
+
+/// Names the VMs, by id, for the prefixes of their lines (none with a single VM).
+pub fn set_vm_names<'a>(names: impl Iterator<Item = &'a str>) {
+    NAMES.call_once(|| names.map(String::from).collect());
+}
+
+/// Writes output of VM `vm`: as it is when it is the only VM, else line by line with its
+/// name in front.
+pub fn guest_output(vm: usize, bytes: &[u8]) {
+    let names = NAMES.get();
+    let name = names.filter(|n| n.len() > 1).and_then(|n| n.get(vm));
+    let mut line = LINE.lock();
+    let guard = CONSOLE.lock();
+    let Some(u) = guard.as_ref() else { return };
+    for &b in bytes {
+        if let Some(name) = name {
+            if line.owner != Some(vm) && !line.at_start {
+                u.put(b'\r');
+                u.put(b'\n');
+                line.at_start = true;
+            }
+            if line.at_start && b != b'\r' && b != b'\n' {
+                u.put(b'[');
+                name.bytes().for_each(|c| u.put(c));
+                u.put(b']');
+                u.put(b' ');
+                line.at_start = false;
+            }
+        }
+        u.put(b);
+        line.owner = Some(vm);
+        if b == b'\n' {
+            line.at_start = true;
+        } else if b != b'\r' {
+            line.at_start = false;
+        }
     }
 }
 
-/// Writes formatted text (used by the logger and the panic path).
+/// Writes formatted text of the hypervisor's own (the logger, the monitor) on a line of its
+/// own.
 pub fn write_fmt(args: fmt::Arguments<'_>) {
+    let mut line = LINE.lock();
     if let Some(u) = CONSOLE.lock().as_mut() {
-        let _ = u.write_fmt(args);
+        if !line.at_start {
+            u.put(b'\r');
+            u.put(b'\n');
+        }
+        let mut w = Tracked { uart: u, last: b'\n' };
+        let _ = w.write_fmt(args);
+        line.owner = None;
+        line.at_start = w.last == b'\n';
+    }
+}
+
+/// The UART, remembering the last byte written.
+struct Tracked<'a> {
+    uart: &'a mut Uart,
+    last: u8,
+}
+
+impl Write for Tracked<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if let Some(b) = s.bytes().last() {
+            self.last = b;
+        }
+        self.uart.write_str(s)
     }
 }
 

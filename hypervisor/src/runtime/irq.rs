@@ -6,13 +6,13 @@
 
 use super::percpu::PerCpu;
 use super::vm::Vm;
-use super::{console, machine, partition};
+use super::{console, machine, monitor, partition, sched};
 use crate::arch::gic;
 use crate::arch::regs::{read_sysreg, write_sysreg};
 use crate::vgic::{Kick, ListRegs};
 use aarch64_cpu::registers::ICH_VTR_EL2;
-use abi::layout::{MAINTENANCE_INTID, PTIMER_INTID, VTIMER_INTID};
-use abi::vmm::Request;
+use abi::layout::{HTIMER_INTID, MAINTENANCE_INTID, PTIMER_INTID, VTIMER_INTID};
+use abi::vmm::{Request, MAX_VMS};
 use abi::{IntId, VcpuId};
 use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Mutex;
@@ -100,7 +100,9 @@ pub fn handle_pending(cpu: &PerCpu, running: Option<(&Vm, VcpuId)>) {
         if intid == VTIMER_INTID.0 || intid == PTIMER_INTID.0 {
             if let Some((vm, v)) = running {
                 // Stays active until the guest deactivates the virtual one.
-                super::stats::count(super::stats::Counter::TimerInjected);
+                if let Some(slot) = vm.vcpu(v) {
+                    slot.count(super::stats::Counter::TimerInjected);
+                }
                 let k = vm.vgic.inject_mapped(v, IntId(intid));
                 kick(vm, v, k);
                 continue;
@@ -108,16 +110,20 @@ pub fn handle_pending(cpu: &PerCpu, running: Option<(&Vm, VcpuId)>) {
             // No guest to give it to: silence the timer that fired.
             write_sysreg!("cntv_ctl_el0", 0);
             write_sysreg!("cntp_ctl_el0", 0);
+        } else if intid == HTIMER_INTID.0 {
+            sched::htimer_fired(cpu);
+        } else if intid == KICK_SGI {
+            cpu.resched.store(true, Ordering::Release);
         } else if Some(intid) == machine().uart_intid {
             console_input();
-        } else if intid != KICK_SGI && intid != MAINTENANCE_INTID.0 {
+        } else if intid != MAINTENANCE_INTID.0 {
             log::warn!("CPU {}: unexpected interrupt {intid}", cpu.index);
         }
         gic::deactivate(intid);
     }
 }
 
-/// Typed bytes not yet taken by the guest's UART (its FIFO was full, or they arrived while the
+/// Typed bytes not yet taken by a guest's UART (its FIFO was full, or they arrived while the
 /// VMM was busy): kept here so that nothing typed is lost.
 struct InputRing {
     buf: [u8; INPUT_RING],
@@ -127,12 +133,15 @@ struct InputRing {
 
 const INPUT_RING: usize = 256;
 
-static INPUT: Mutex<InputRing> = Mutex::new(InputRing {
-    buf: [0; INPUT_RING],
-    head: 0,
-    len: 0,
-});
-static INPUT_WAITING: AtomicBool = AtomicBool::new(false);
+/// One ring per VM: input typed for one VM never reaches another.
+static INPUT: [Mutex<InputRing>; MAX_VMS] = [const {
+    Mutex::new(InputRing {
+        buf: [0; INPUT_RING],
+        head: 0,
+        len: 0,
+    })
+}; MAX_VMS];
+static INPUT_WAITING: [AtomicBool; MAX_VMS] = [const { AtomicBool::new(false) }; MAX_VMS];
 static DELIVERING: AtomicBool = AtomicBool::new(false);
 
 impl InputRing {
@@ -162,33 +171,47 @@ impl InputRing {
     }
 }
 
-/// Takes typed bytes off the machine's UART into the input ring; the guest gets them at the
-/// next [`deliver_input`] (never from here: this may run inside a VMM upcall).
+/// Takes typed bytes off the machine's UART: escapes and monitor keys to the monitor, the
+/// rest into the input ring of the VM that has the console; the VM gets them at the next
+/// [`deliver_input`] (never from here: this may run inside a VMM upcall).
 fn console_input() {
-    let mut ring = INPUT.lock();
-    let room = INPUT_RING - ring.len;
+    let focus = monitor::focus_vm();
+    let room = INPUT
+        .get(focus)
+        .map_or(INPUT_RING, |r| INPUT_RING - r.lock().len);
+    let mut full = false;
     console::drain_rx(room, |b| {
-        ring.push(b);
+        monitor::feed(b, |vm, b| {
+            if let (Some(ring), Some(waiting)) = (INPUT.get(vm), INPUT_WAITING.get(vm)) {
+                let mut ring = ring.lock();
+                ring.push(b);
+                full |= ring.len == INPUT_RING;
+                waiting.store(true, Ordering::Release);
+            }
+        })
     });
-    if ring.len == INPUT_RING {
+    if full {
         // Leave the rest in the UART and stop its interrupt until the guest reads.
         console::set_rx_interrupt(false);
     }
-    INPUT_WAITING.store(ring.len > 0, Ordering::Release);
 }
 
-/// Hands waiting typed bytes to `vm`'s UART, in the VMM, as far as its FIFO takes them.
+/// Hands bytes typed for `vm` to its UART, in the VMM, as far as its FIFO takes them.
 ///
 /// The ring's lock is never held across the upcall: an interrupt taken while the VMM runs
 /// may add bytes to it (see [`console_input`]). One CPU delivers at a time.
 pub fn deliver_input(cpu: &PerCpu, vm: &Vm, running: Option<VcpuId>) {
-    if !INPUT_WAITING.load(Ordering::Acquire) || DELIVERING.swap(true, Ordering::AcqRel) {
+    let i = vm.id.0 as usize;
+    let (Some(ring), Some(waiting)) = (INPUT.get(i), INPUT_WAITING.get(i)) else {
+        return;
+    };
+    if !waiting.load(Ordering::Acquire) || DELIVERING.swap(true, Ordering::AcqRel) {
         return;
     }
-    if let Some(p) = partition::get() {
-        loop {
+    match partition::get() {
+        Some(p) if vm.spec.served => loop {
             let (len, bytes) = {
-                let ring = INPUT.lock();
+                let ring = ring.lock();
                 if ring.len == 0 {
                     break;
                 }
@@ -203,17 +226,23 @@ pub fn deliver_input(cpu: &PerCpu, vm: &Vm, running: Option<VcpuId>) {
             let taken = p
                 .request(cpu, vm, running, req)
                 .map_or(len as usize, |r| (r.value as usize).min(len as usize));
-            INPUT.lock().pop(taken);
+            ring.lock().pop(taken);
             if taken < len as usize {
                 break;
             }
+        },
+        // Nothing reads a console here: what was typed is dropped.
+        _ => {
+            let mut ring = ring.lock();
+            let n = ring.len;
+            ring.pop(n);
         }
     }
-    let ring = INPUT.lock();
+    let ring = ring.lock();
     if ring.len < INPUT_RING {
         console::set_rx_interrupt(true);
     }
-    INPUT_WAITING.store(ring.len > 0, Ordering::Release);
+    waiting.store(ring.len > 0, Ordering::Release);
     drop(ring);
     DELIVERING.store(false, Ordering::Release);
 }

@@ -56,6 +56,11 @@ impl FreeRam {
         }
     }
 
+    /// Keeps `[start, start + size)` out of what is handed out.
+    pub fn reserve(&mut self, start: u64, size: u64) {
+        self.remove(start, start.saturating_add(size));
+    }
+
     /// Takes `size` bytes aligned to `align` (a power of two) from the highest free range that
     /// has room.
     pub fn carve(&mut self, size: u64, align: u64) -> Option<u64> {

@@ -1,8 +1,8 @@
 //! The core's life on the machine: boot on the primary CPU, bring up the others, build the
-//! VM, then every CPU runs the vCPU pinned to it.
+//! VMs the boot bundle describes, then every CPU runs the vCPUs placed on it.
 //!
-//! Lock order across the runtime: a CPU's VMM vCPU -> partition stage 2 -> console input
-//! ring -> vGIC locks -> console.
+//! Lock order across the runtime: a vCPU's context -> a CPU's VMM vCPU -> partition stage 2
+//! -> console input rings -> vGIC locks -> console.
 
 pub mod console;
 pub mod fault;
@@ -11,7 +11,9 @@ pub mod memory;
 pub mod partition;
 pub mod percpu;
 pub mod platform;
+pub mod monitor;
 pub mod ratelimit;
+pub mod sched;
 pub mod stats;
 pub mod vcpu;
 pub mod vm;
@@ -20,16 +22,20 @@ use crate::arch::cpu::{self, BootArgs};
 use crate::arch::firmware::{self, Conduit};
 use crate::arch::gic::{self, Distributor, Redistributor};
 use crate::arch::{boot, exception, mmu};
-use abi::layout::{MAINTENANCE_INTID, PTIMER_INTID, VTIMER_INTID};
+use abi::layout::{HTIMER_INTID, MAINTENANCE_INTID, PTIMER_INTID, VTIMER_INTID};
 use abi::{VcpuId, VmId};
 use alloc::boxed::Box;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use memory::FreeRam;
 use percpu::PerCpu;
 use platform::{Platform, MAX_CPUS};
+use sched::{Leave, Sched};
 use spin::Once;
-use vm::{Power, Vm};
+use vm::{Power, Vm, VmSpec};
 use vmm::bundle::Bundle;
+use vmm::config::{self, Source, VmDesc};
 
 /// Heap for page tables and VM state.
 const HEAP_SIZE: u64 = 16 << 20;
@@ -68,16 +74,26 @@ impl Machine {
 use crate::psci;
 
 static MACHINE: Once<Machine> = Once::new();
-/// The VM (one, until the configuration issue brings several).
-pub static VM: Once<Vm> = Once::new();
+/// The VMs, by id.
+static VMS: Once<Vec<Vm>> = Once::new();
 static ONLINE: AtomicUsize = AtomicUsize::new(0);
+/// A VM reset or start is waiting for a CPU to carry it out.
+static SERVICE: AtomicBool = AtomicBool::new(false);
 /// The firmware conduit, known as soon as the tree is read (power-off needs it early).
 static CONDUIT: Once<Conduit> = Once::new();
 /// The VMM fault the hypervisor's command line planned (a test hook).
 static VMM_FAULT: Once<abi::vmm::FaultPlan> = Once::new();
 
-/// Asks the VMM to (re)create `vm`'s devices.
+/// The VMs, by id (empty until they are built).
+pub fn vms() -> &'static [Vm] {
+    VMS.get().map_or(&[], |v| v.as_slice())
+}
+
+/// Asks the VMM to (re)create `vm`'s devices (nothing for a VM it does not serve).
 fn start_devices(cpu: &PerCpu, vm: &Vm) -> Result<(), partition::Down> {
+    if !vm.spec.served {
+        return Ok(());
+    }
     let p = partition::get().ok_or(partition::Down)?;
     let req = abi::vmm::Request::VmStart {
         vm: vm.id,
@@ -150,6 +166,54 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
     machine.gicd.init();
     let cpu0 = init_this_cpu(machine, 0);
 
+    let nr = machine.nr_cpus;
+    let bundle = boot_bundle(&plat);
+    let descs = config::parse(bundle.config);
+    for (addr, size) in preloaded(&descs) {
+        if addr < heap + HEAP_SIZE && heap < addr.saturating_add(size) {
+            fail(format_args!(
+                "configuration: preloaded memory {addr:#x}+{size:#x} overlaps the hypervisor's heap at {heap:#x}: load it lower"
+            ));
+        }
+        free.reserve(addr, size);
+    }
+    let ram = plat.ram.as_slice();
+    let vms = build_vms(&bundle, descs, &mut free, ram, nr, &machine.cpu_affs[..nr]);
+    if vms.is_empty() {
+        fail(format_args!("no VM could be built: nothing to run"));
+    }
+    let vms = VMS.call_once(|| vms);
+    VMM_FAULT.call_once(|| plat.vmm_fault);
+    if vms.iter().any(|vm| vm.spec.served) {
+        if let Err(e) = partition::create(&mut free, cpu0, nr) {
+            log::error!("{e}: the VMs it would serve do not start");
+        }
+    }
+    for vm in vms.iter().filter(|vm| vm.started.load(Ordering::Acquire)) {
+        if start_devices(cpu0, vm).is_err() {
+            log::error!(
+                "VM {} \"{}\" not started: the VMM partition did not create its devices",
+                vm.id.0,
+                vm.spec.name
+            );
+            vm.alive.store(false, Ordering::Release);
+            vm.started.store(false, Ordering::Release);
+            if let Some(s) = vm.vcpu(VcpuId(0)) {
+                s.set_power(Power::Off);
+            }
+        }
+    }
+    console::set_vm_names(vms.iter().map(|vm| vm.spec.name.as_str()));
+    if let Some(intid) = machine.uart_intid {
+        machine.gicd.enable_spi(intid, cpu0.aff);
+        console::enable_rx_interrupt();
+    }
+    start_secondaries(machine);
+    cpu_loop(cpu0)
+}
+
+/// The boot bundle, found where the loader put it.
+fn boot_bundle(plat: &Platform) -> Bundle<'static> {
     let Some((start, end)) = plat.bundle else {
         fail(format_args!(
             "no boot bundle: pass one as the initrd (QEMU -initrd, or booti's initrd argument)"
@@ -157,31 +221,141 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
     };
     // SAFETY: the loader placed the bundle at [start, end), which stays reserved for ever.
     let bytes = unsafe { core::slice::from_raw_parts(start as *const u8, (end - start) as usize) };
-    let bundle = match Bundle::parse(bytes) {
+    match Bundle::parse(bytes) {
         Ok(b) => b,
         Err(e) => fail(format_args!("boot bundle refused: {e}")),
-    };
-    let nr = machine.nr_cpus;
-    let vm = match Vm::build(VmId(0), &bundle, &mut free, &machine.cpu_affs[..nr]) {
-        Ok(vm) => VM.call_once(|| vm),
-        Err(e) => fail(format_args!("VM 0 not started: {e}")),
-    };
-    VMM_FAULT.call_once(|| plat.vmm_fault);
-    match partition::create(&mut free, cpu0, nr) {
-        Ok(_) => {}
-        Err(e) => fail(format_args!("{e}")),
     }
-    if start_devices(cpu0, vm).is_err() {
-        fail(format_args!(
-            "VM 0 not started: the VMM partition did not create its devices"
-        ));
+}
+
+/// The memory of kernels and initrds a description says are already in RAM (placed by QEMU's
+/// generic loader, or a boot loader): kept out of the RAM handed out.
+fn preloaded(descs: &[Result<VmDesc, config::ConfigError>]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for d in descs.iter().flatten() {
+        for src in core::iter::once(&d.kernel).chain(d.initrd.as_ref()) {
+            if let Source::Memory { addr, size } = *src {
+                out.push((addr, size));
+            }
+        }
     }
-    if let Some(intid) = machine.uart_intid {
-        machine.gicd.enable_spi(intid, cpu0.aff);
-        console::enable_rx_interrupt();
+    out
+}
+
+/// The bytes `src` names: a file of the bundle, or memory a loader filled (which must be RAM
+/// of the machine and clear of the hypervisor's own).
+fn source_bytes(
+    bundle: &Bundle<'static>,
+    src: &Source,
+    field: &str,
+    ram: &[crate::arch::mmu::RamRange],
+) -> Result<&'static [u8], String> {
+    match src {
+        Source::Bundle(name) => bundle
+            .file(name)
+            .ok_or_else(|| alloc::format!("field \"{field}\": no file \"{name}\" in the boot bundle")),
+        Source::Memory { addr, size } => {
+            let end = addr.checked_add(*size);
+            let inside = end.is_some_and(|e| {
+                ram.iter()
+                    .any(|r| *addr >= r.start && e <= r.start + r.size)
+            });
+            if !inside || *size == 0 {
+                return Err(alloc::format!(
+                    "field \"{field}\": {addr:#x}+{size:#x} is not in the machine's RAM"
+                ));
+            }
+            // SAFETY: RAM of the machine that `preloaded` kept out of every allocation; the
+            // loader that filled it is done, and nothing writes it from now on.
+            Ok(unsafe { core::slice::from_raw_parts(*addr as *const u8, *size as usize) })
+        }
     }
-    start_secondaries(machine);
-    cpu_loop(cpu0)
+}
+
+/// Places each vCPU of a VM that may run on the CPUs of `mask` on the least loaded of them.
+fn place(vcpus: u32, mask: Option<u64>, nr_cpus: usize, load: &mut [usize]) -> Option<Vec<usize>> {
+    let allowed: Vec<usize> = (0..nr_cpus.min(64))
+        .filter(|&c| mask.is_none_or(|m| m & (1 << c) != 0))
+        .collect();
+    if allowed.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for _ in 0..vcpus {
+        let &c = allowed.iter().min_by_key(|&&c| (load[c], c))?;
+        load[c] += 1;
+        out.push(c);
+    }
+    Some(out)
+}
+
+/// Builds every VM the bundle's configuration describes; one that cannot be built is reported
+/// with its reason and the others go on.
+fn build_vms(
+    bundle: &Bundle<'static>,
+    descs: Vec<Result<VmDesc, config::ConfigError>>,
+    free: &mut FreeRam,
+    ram: &[crate::arch::mmu::RamRange],
+    nr_cpus: usize,
+    affs: &[u64],
+) -> Vec<Vm> {
+    let mut load = [0usize; MAX_CPUS];
+    let mut placed = Vec::new();
+    for d in descs {
+        let d = match d {
+            Ok(d) => d,
+            Err(e) => {
+                log::error!("configuration: {e}: that VM is not started");
+                continue;
+            }
+        };
+        let kernel = source_bytes(bundle, &d.kernel, "kernel", ram);
+        let initrd = d
+            .initrd
+            .as_ref()
+            .map(|s| source_bytes(bundle, s, "initrd", ram))
+            .transpose();
+        let (kernel, initrd) = match (kernel, initrd) {
+            (Ok(k), Ok(i)) => (k, i),
+            (Err(e), _) | (_, Err(e)) => {
+                log::error!("configuration: vm \"{}\": {e}: that VM is not started", d.name);
+                continue;
+            }
+        };
+        let Some(placement) = place(d.vcpus, d.cpus, nr_cpus, &mut load) else {
+            log::error!(
+                "configuration: vm \"{}\": field \"cpus\": none of those CPUs exists (the machine has {nr_cpus}): that VM is not started",
+                d.name
+            );
+            continue;
+        };
+        let spec = VmSpec {
+            served: d.devices != config::Devices::NONE,
+            name: d.name,
+            vcpus: d.vcpus,
+            mem_size: d.mem_size,
+            kernel,
+            initrd,
+            cmdline: d.cmdline,
+            autostart: d.autostart,
+        };
+        placed.push((spec, placement));
+    }
+    let mut vms = Vec::new();
+    for (spec, placement) in placed {
+        let shared = placement.iter().any(|&c| load[c] > 1);
+        let id = VmId(vms.len() as u16);
+        let name = spec.name.clone();
+        match Vm::build(id, spec, free, &placement, affs, shared) {
+            Ok(vm) => vms.push(vm),
+            Err(e) => {
+                for &c in &placement {
+                    load[c] -= 1;
+                }
+                log::error!("VM \"{name}\" not started: {e}");
+            }
+        }
+    }
+    vms
 }
 
 fn free_ram(plat: &Platform, dtb: usize, dtb_size: usize, image_base: usize) -> FreeRam {
@@ -262,12 +436,18 @@ fn init_this_cpu(machine: &Machine, index: usize) -> &'static PerCpu {
         MAINTENANCE_INTID.0,
         VTIMER_INTID.0,
         PTIMER_INTID.0,
+        HTIMER_INTID.0,
     ] {
         redist.enable_private(intid);
     }
     gic::init_cpu_interface();
     ONLINE.fetch_add(1, Ordering::AcqRel);
-    Box::leak(Box::new(PerCpu { index, aff, redist }))
+    Box::leak(Box::new(PerCpu {
+        index,
+        aff,
+        redist,
+        resched: AtomicBool::new(false),
+    }))
 }
 
 fn start_secondaries(machine: &'static Machine) {
@@ -276,9 +456,13 @@ fn start_secondaries(machine: &'static Machine) {
         return;
     };
     let me = cpu::affinity(cpu::mpidr());
-    let needed = VM.get().map_or(1, |vm| vm.vcpus.len());
+    let used = |index: usize| {
+        vms()
+            .iter()
+            .any(|vm| vm.vcpus.iter().any(|s| s.pcpu == index))
+    };
     for (index, &aff) in machine.cpu_affs[..machine.nr_cpus].iter().enumerate() {
-        if aff == me || index >= needed {
+        if aff == me || !used(index) {
             continue;
         }
         let stack = Box::leak(alloc::vec![0u8; STACK_SIZE].into_boxed_slice());
@@ -315,56 +499,94 @@ pub extern "C" fn secondary_main(args: &BootArgs) -> ! {
     cpu_loop(cpu)
 }
 
-/// Every CPU's life after boot: run the vCPU pinned here whenever it is on; otherwise sleep
-/// until kicked.
+/// Every CPU's life after boot: run the vCPUs placed here as its scheduler picks them;
+/// sleep when none can run.
 fn cpu_loop(cpu: &'static PerCpu) -> ! {
+    let mut sched = Sched::new(cpu.index);
     loop {
-        if let Some(vm) = VM.get() {
-            let v = VcpuId(cpu.index as u16);
-            if vm.alive.load(Ordering::Acquire)
-                && vm.vcpu(v).is_some_and(|s| s.power() == Power::OnPending)
-            {
-                vcpu::run(cpu, vm, v);
+        service(cpu);
+        if let Some((vm, v)) = sched.pick() {
+            if vcpu::run(cpu, &mut sched, vm, v) == Leave::Stopped {
+                service(cpu);
             }
-            finish_reset(cpu, vm);
-            irq::deliver_input(cpu, vm, None);
-            if vm.alive.load(Ordering::Acquire)
-                && vm.vcpu(v).is_some_and(|s| s.power() == Power::OnPending)
-            {
-                continue;
-            }
+            continue;
         }
-        irq::handle_pending(cpu, None);
-        cpu::wfi();
+        if let Some(vm) = vms().get(monitor::focus_vm()) {
+            irq::deliver_input(cpu, vm, None);
+        }
+        sched.idle(cpu);
     }
 }
 
-/// Called when `vm` powered off or died: stops its vCPUs, and the machine when no VM is left.
-pub fn vm_stopped(vm: &Vm) {
-    vm.alive.store(false, Ordering::Release);
-    stats::print();
-    log::info!("VM {} stopped; no VM left: powering off", vm.id.0);
-    power_off();
+/// Carries out VM resets and starts that wait for their vCPUs to stop (any CPU may: the
+/// first to find a VM's vCPUs all off does it).
+pub fn service(cpu: &PerCpu) {
+    if !SERVICE.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    let mut waiting = false;
+    for vm in vms() {
+        finish_reset(cpu, vm);
+        waiting |= vm.resetting.load(Ordering::Acquire);
+    }
+    if waiting {
+        SERVICE.store(true, Ordering::Release);
+    }
 }
 
-/// Called when a vCPU of `vm` asked for a reset: stops every vCPU; the CPU whose vCPU stops
-/// last rebuilds the VM (see [`finish_reset`]).
-pub fn vm_reset(vm: &Vm, caller: VcpuId) {
-    vm.resetting.store(true, Ordering::Release);
-    vm.alive.store(false, Ordering::Release);
+/// Kicks the CPU of every vCPU of `vm`, so that each looks at the VM's state again.
+fn kick_all(vm: &Vm) {
     let mut kick = crate::vgic::Kick::default();
-    for (i, slot) in vm.vcpus.iter().enumerate() {
+    for i in 0..vm.vcpus.len() {
+        kick.add(VcpuId(i as u16));
+    }
+    irq::kick(vm, VcpuId(u16::MAX), kick);
+}
+
+/// Whether every VM is done: none runs, none is being reset, none waits to be started. The
+/// machine then has nothing left to do.
+fn all_done() -> bool {
+    vms().iter().all(|vm| {
+        !vm.alive.load(Ordering::Acquire)
+            && !vm.resetting.load(Ordering::Acquire)
+            && vm.started.load(Ordering::Acquire)
+    })
+}
+
+/// Called when `vm` powered off or died: stops its vCPUs; powers the machine off when no
+/// VM is left to run.
+pub fn vm_stopped(vm: &Vm) {
+    stop_vm(vm);
+    if all_done() {
+        stats::print();
+        log::info!("VM {} stopped; no VM left: powering off", vm.id.0);
+        power_off();
+    }
+    log::info!("VM {} \"{}\" stopped", vm.id.0, vm.spec.name);
+}
+
+/// Stops `vm`'s vCPUs (each on its own CPU, which turns it off).
+pub fn stop_vm(vm: &Vm) {
+    vm.alive.store(false, Ordering::Release);
+    for slot in vm.vcpus.iter() {
         // A vCPU started but not yet picked up will not run now.
         if slot.power() == Power::OnPending {
             slot.set_power(Power::Off);
         }
-        kick.add(VcpuId(i as u16));
     }
-    irq::kick(vm, caller, kick);
+    kick_all(vm);
 }
 
-/// Rebuilds `vm` once a reset was asked for and all its vCPUs are off. Every CPU calls this
-/// when its vCPU stops and when it idles; the first to find all vCPUs off does the work.
+/// Called when a vCPU of `vm` asked for a reset (or the monitor did): stops every vCPU; the
+/// first CPU to find them all off rebuilds the VM (see [`finish_reset`]).
+pub fn vm_reset(vm: &Vm, _caller: VcpuId) {
+    vm.started.store(true, Ordering::Release);
+    vm.resetting.store(true, Ordering::Release);
+    SERVICE.store(true, Ordering::Release);
+    stop_vm(vm);
+}
+
+/// Rebuilds `vm` once a reset was asked for and all its vCPUs are off.
 fn finish_reset(cpu: &PerCpu, vm: &Vm) {
     if !vm.resetting.load(Ordering::Acquire) || vm.vcpus.iter().any(|s| s.power() != Power::Off) {
         return;
@@ -385,14 +607,12 @@ fn finish_reset(cpu: &PerCpu, vm: &Vm) {
         });
     match reloaded {
         Ok(()) => {
-            log::info!("VM {}: reset: starting again", vm.id.0);
+            log::info!("VM {} \"{}\": starting", vm.id.0, vm.spec.name);
             vm.alive.store(true, Ordering::Release);
-            let mut kick = crate::vgic::Kick::default();
-            kick.add(VcpuId(0));
-            irq::kick(vm, VcpuId(u16::MAX), kick);
+            kick_all(vm);
         }
         Err(e) => {
-            log::error!("VM {}: reset failed: {e}", vm.id.0);
+            log::error!("VM {} \"{}\": start failed: {e}", vm.id.0, vm.spec.name);
             vm_stopped(vm);
         }
     }

@@ -301,8 +301,8 @@ impl Partition {
                     x.copy_from_slice(&regs.x[..8]);
                     match vmmcall::check(&x, &ServedBy(ctx.map(|(vm, _)| vm))) {
                         Ok(VmmCall::Wait(resp)) => {
-                            if ctx.is_some() {
-                                print_console(&resp);
+                            if let Some((vm, _)) = ctx {
+                                print_console(vm, &resp);
                             }
                             return Ok(resp);
                         }
@@ -359,9 +359,7 @@ impl Partition {
             VmmCall::ConsoleWrite { len, bytes, .. } => {
                 let mut buf = [0u8; vabi::CONSOLE_CHUNK];
                 let n = vabi::unpack(bytes, len, &mut buf);
-                for b in &buf[..n] {
-                    console::put_raw(*b);
-                }
+                console::guest_output(vm.id.0 as usize, &buf[..n]);
                 Status::Ok
             }
             VmmCall::VcpuCtl { vcpu, run, .. } => {
@@ -408,14 +406,12 @@ impl Partition {
     }
 }
 
-/// Prints the console output a response carries.
-fn print_console(resp: &Response) {
+/// Prints the console output a response for `vm` carries.
+fn print_console(vm: &Vm, resp: &Response) {
     if resp.console_len == 0 {
         return;
     }
     let mut buf = [0u8; vabi::RESPONSE_CONSOLE_CHUNK];
     let n = vabi::unpack(resp.console, resp.console_len as usize, &mut buf);
-    for b in &buf[..n] {
-        console::put_raw(*b);
-    }
+    console::guest_output(vm.id.0 as usize, &buf[..n]);
 }

@@ -1,5 +1,6 @@
-//! Exit counters by reason, for the monitor and the benchmarks (like kvm_stat). Relaxed
-//! atomics: a counter costs one uncontended add on the exit path.
+//! Exit counters by reason (like kvm_stat or `bhyvectl --get-stats`): machine-wide ones for
+//! the benchmarks, and one set per vCPU for the monitor. Relaxed atomics: a counter costs one
+//! uncontended add on the exit path.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -7,13 +8,13 @@ use core::sync::atomic::{AtomicU64, Ordering};
 #[derive(Clone, Copy, Debug)]
 #[repr(usize)]
 pub enum Counter {
-    /// Emulated MMIO accesses.
+    /// Data aborts on emulated devices (MMIO).
     Mmio,
     /// HVC/SMC calls.
     Hvc,
     /// Trapped system registers.
     SysReg,
-    /// Trapped WFI.
+    /// Trapped WFI (and WFE, where trapped).
     Wfi,
     /// IRQ exits.
     Irq,
@@ -25,41 +26,62 @@ pub enum Counter {
     Other,
 }
 
-const NAMES: [&str; 8] = [
+/// Number of counters.
+pub const NR_COUNTERS: usize = 8;
+
+/// The counters' names, in [`Counter`] order.
+pub const NAMES: [&str; NR_COUNTERS] = [
     "mmio", "hvc", "sysreg", "wfi", "irq", "timer", "kick", "other",
 ];
 
-static COUNTS: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+static COUNTS: [AtomicU64; NR_COUNTERS] = [const { AtomicU64::new(0) }; NR_COUNTERS];
 
-/// Counts one event.
+/// Counts one machine-wide event.
 #[inline]
 pub fn count(c: Counter) {
     COUNTS[c as usize].fetch_add(1, Ordering::Relaxed);
 }
 
-/// Prints every counter on one line.
+/// One vCPU's counters; only its own physical CPU adds to them.
+#[derive(Default)]
+pub struct VcpuStats([AtomicU64; NR_COUNTERS]);
+
+impl VcpuStats {
+    /// Counts one event, here and machine-wide.
+    #[inline]
+    pub fn count(&self, c: Counter) {
+        self.0[c as usize].fetch_add(1, Ordering::Relaxed);
+        count(c);
+    }
+
+    /// Adds these counters to `sum`.
+    pub fn add_to(&self, sum: &mut [u64; NR_COUNTERS]) {
+        for (s, c) in sum.iter_mut().zip(self.0.iter()) {
+            *s += c.load(Ordering::Relaxed);
+        }
+    }
+}
+
+/// Prints the machine-wide counters on one line.
 pub fn print() {
-    let mut line = [0u64; 8];
+    let mut line = [0u64; NR_COUNTERS];
     for (v, c) in line.iter_mut().zip(COUNTS.iter()) {
         *v = c.load(Ordering::Relaxed);
     }
-    log::info!(
-        "exits: {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
-        NAMES[0],
-        line[0],
-        NAMES[1],
-        line[1],
-        NAMES[2],
-        line[2],
-        NAMES[3],
-        line[3],
-        NAMES[4],
-        line[4],
-        NAMES[5],
-        line[5],
-        NAMES[6],
-        line[6],
-        NAMES[7],
-        line[7]
-    );
+    log::info!("exits: {}", Line(&line));
+}
+
+/// Counters as `name value` pairs on one line.
+pub struct Line<'a>(pub &'a [u64; NR_COUNTERS]);
+
+impl core::fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, (n, v)) in NAMES.iter().zip(self.0.iter()).enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{n} {v}")?;
+        }
+        Ok(())
+    }
 }

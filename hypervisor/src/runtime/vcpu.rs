@@ -1,12 +1,14 @@
 //! Running a vCPU on its physical CPU: entry, the exit loop, and each exit's answer.
 //!
 //! The exit path allocates nothing and logs nothing except rate-limited guest misbehaviour.
-//! vCPU i of the VM is pinned to physical CPU i, so the guest's EL1 system registers, FP/SIMD
-//! and timer state stay in the CPU between exits; only x0-x30, PC and PSTATE are switched.
+//! A vCPU alone on its CPU keeps its EL1 system registers, FP/SIMD and timer state in the CPU
+//! between exits; only x0-x30, PC and PSTATE are switched. When several vCPUs share a CPU
+//! ([`super::sched`]), the scheduler switches the rest when another vCPU takes the CPU.
 
 use super::percpu::PerCpu;
-use super::stats::{self, Counter};
-use super::vm::{Power, Vm};
+use super::sched::{Leave, Sched};
+use super::stats::Counter;
+use super::vm::{Power, Vm, VcpuSlot};
 use super::{irq, machine, partition, ratelimit::RateLimit};
 use crate::arch::exception::{self, ExitKind, GuestRegs};
 use crate::arch::regs::{
@@ -23,12 +25,13 @@ use abi::layout::{PL011_BASE, PTIMER_INTID, VTIMER_INTID};
 use abi::vmm::Request;
 use abi::{GuestPhysAddr, VcpuId};
 use tock_registers::interfaces::Writeable;
+use core::sync::atomic::Ordering;
 use tock_registers::LocalRegisterCopy;
 
 /// What the run loop does after an exit.
 enum Flow {
     Continue,
-    Stop,
+    Leave(Leave),
 }
 
 static WARN_ABORT: RateLimit = RateLimit::new();
@@ -37,13 +40,15 @@ static WARN_UNDEF: RateLimit = RateLimit::new();
 static WARN_NO_SYNDROME: RateLimit = RateLimit::once();
 
 /// HCR_EL2 while a guest runs: stage 2 on; IRQ/FIQ/SError to EL2 (which gives the guest the
-/// virtual CPU interface); SMC and WFI trapped (WFE is not: pinned vCPUs lose nothing by
-/// spinning, and Linux's spinlocks use it); pointer authentication and AArch64 EL1.
-/// FB (broadcast of local TLB and I-cache invalidations) stays off: a pinned vCPU never moves
-/// to another CPU, so its local invalidations need not reach others (under QEMU each broadcast
-/// is a synchronous flush of every CPU). A scheduler that migrates vCPUs must flush on a move.
-fn hcr() -> u64 {
-    (HCR_EL2::VM::Enable
+/// virtual CPU interface); SMC and WFI trapped; pointer authentication and AArch64 EL1.
+/// WFE is trapped only on a CPU shared with other vCPUs (a spinning vCPU then lets the lock
+/// holder run; alone on its CPU it loses nothing by spinning, and Linux's spinlocks use it),
+/// and so are the ID registers (to hide SVE and SME, whose state is not switched).
+/// FB (broadcast of local TLB and I-cache invalidations) stays off: a vCPU never moves to
+/// another CPU, so its local invalidations need not reach others (under QEMU each broadcast
+/// is a synchronous flush of every CPU).
+fn hcr(shared: bool) -> u64 {
+    let mut v = HCR_EL2::VM::Enable
         + HCR_EL2::SWIO::SET
         + HCR_EL2::FMO::EnableVirtualFIQ
         + HCR_EL2::IMO::EnableVirtualIRQ
@@ -53,30 +58,33 @@ fn hcr() -> u64 {
         + HCR_EL2::TWI::SET
         + HCR_EL2::RW::EL1IsAarch64
         + HCR_EL2::API::DisableTrapPointerAuthInstToEl2
-        + HCR_EL2::APK::DisableTrapPointerAuthKeyRegsToEl2)
-        .value
+        + HCR_EL2::APK::DisableTrapPointerAuthKeyRegsToEl2;
+    if shared {
+        v += HCR_EL2::TWE::SET + HCR_EL2::TID3::SET;
+    }
+    v.value
 }
 
-/// CPTR_EL2: nothing trapped (FP, SVE, SME stay the guest's), RES1 bits set, and the trap bits
-/// of absent features left at their RES1 value.
-fn cptr() -> u64 {
+/// CPTR_EL2: FP stays the guest's; SVE and SME too on a CPU of its own (trapped, and hidden,
+/// when shared); RES1 bits set, and the trap bits of absent features left at their RES1 value.
+fn cptr(shared: bool) -> u64 {
     let pfr0 =
         LocalRegisterCopy::<u64, ID_AA64PFR0::Register>::new(read_sysreg!("id_aa64pfr0_el1"));
     let pfr1 =
         LocalRegisterCopy::<u64, ID_AA64PFR1::Register>::new(read_sysreg!("id_aa64pfr1_el1"));
     let mut v = CPTR_EL2::RES1_13::SET + CPTR_EL2::RES1_9::SET + CPTR_EL2::RES1_LOW.val(0xff);
-    if pfr0.read(ID_AA64PFR0::SVE) == 0 {
+    if shared || pfr0.read(ID_AA64PFR0::SVE) == 0 {
         v += CPTR_EL2::TZ::SET;
     }
-    if pfr1.read(ID_AA64PFR1::SME) == 0 {
+    if shared || pfr1.read(ID_AA64PFR1::SME) == 0 {
         v += CPTR_EL2::TSM::SET;
     }
     v.value
 }
 
 /// Puts the EL1 system registers in the state the arm64 boot protocol expects (MMU and caches
-/// off, timers off), and loads this VM's EL2 controls.
-fn load_vcpu_state(cpu: &PerCpu, vm: &Vm, v: VcpuId) {
+/// off, timers off), for a vCPU starting afresh.
+fn reset_el1_state() {
     let sctlr = (SCTLR_EL1_RES1::B28.val(3)
         + SCTLR_EL1_RES1::B22.val(3)
         + SCTLR_EL1_RES1::B20::SET
@@ -99,6 +107,11 @@ fn load_vcpu_state(cpu: &PerCpu, vm: &Vm, v: VcpuId) {
     write_sysreg!("sp_el0", 0);
     write_sysreg!("sp_el1", 0);
     write_sysreg!("mdscr_el1", 0);
+}
+
+/// Loads this VM's and vCPU's EL2 controls (they are the VMM's during an upcall, and another
+/// VM's when this CPU ran one).
+fn load_el2_controls(vm: &Vm, v: VcpuId) {
     write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
     let vmpidr = MPIDR::RES1::SET.value | v.mpidr_affinity();
     write_sysreg!("vmpidr_el2", vmpidr);
@@ -107,78 +120,133 @@ fn load_vcpu_state(cpu: &PerCpu, vm: &Vm, v: VcpuId) {
         "cnthctl_el2",
         (CNTHCTL::EL1PCEN::SET + CNTHCTL::EL1PCTEN::SET).value
     );
-    write_sysreg!("cptr_el2", cptr());
+    write_sysreg!("cptr_el2", cptr(vm.shared));
     write_sysreg!("vtcr_el2", vm.vtcr);
     write_sysreg!("vttbr_el2", vm.vttbr);
+    HCR_EL2.set(hcr(vm.shared));
     cpu::isb();
+}
+
+/// Clears what a vCPU starting afresh must not inherit from the last one here.
+fn reset_cpu_interface(cpu: &PerCpu) {
     // SAFETY: drops any stale stage-1/2 TLB entries of this VMID on this CPU before first use.
     unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
     irq::reset_list_registers();
     // A timer interrupt the previous vCPU here never deactivated would block this one's.
     cpu.redist.clear_active(VTIMER_INTID.0);
     cpu.redist.clear_active(PTIMER_INTID.0);
-    HCR_EL2.set(hcr());
-    cpu::isb();
 }
 
-/// Runs vCPU `v` of `vm` on this CPU until it powers off, or the VM stops.
-pub fn run(cpu: &PerCpu, vm: &Vm, v: VcpuId) {
-    let Some(slot) = vm.vcpu(v) else { return };
-    let entry = slot.entry.load(core::sync::atomic::Ordering::Acquire);
-    let context = slot.context.load(core::sync::atomic::Ordering::Acquire);
-    load_vcpu_state(cpu, vm, v);
-    let mut regs = GuestRegs::default();
-    regs.x[0] = context;
-    regs.elr = entry;
-    regs.spsr = (SPSR::M::EL1h + SPSR::D::SET + SPSR::A::SET + SPSR::I::SET + SPSR::F::SET).value;
-    slot.set_power(Power::On);
+/// Runs vCPU `v` of `vm` on this CPU until it powers off, its VM stops, or (on a shared CPU)
+/// it waits or is preempted.
+pub fn run(cpu: &PerCpu, sched: &mut Sched, vm: &Vm, v: VcpuId) -> Leave {
+    let Some(slot) = vm.vcpu(v) else {
+        return Leave::Stopped;
+    };
+    let fresh = slot.power() == Power::OnPending;
+    sched.switch_to(cpu, vm, v, fresh);
+    load_el2_controls(vm, v);
+    let mut state = slot.state.lock();
+    if fresh {
+        reset_el1_state();
+        reset_cpu_interface(cpu);
+        vm.vgic.unload(v);
+        state.regs = GuestRegs::default();
+        state.regs.x[0] = slot.context.load(Ordering::Acquire);
+        state.regs.elr = slot.entry.load(Ordering::Acquire);
+        state.regs.spsr =
+            (SPSR::M::EL1h + SPSR::D::SET + SPSR::A::SET + SPSR::I::SET + SPSR::F::SET).value;
+        slot.set_power(Power::On);
+    }
+    sched.arm_timer(Some((vm, v)));
+    let regs = &mut state.regs;
     let mut lrs = irq::HwListRegs;
-    loop {
-        if !vm.alive.load(core::sync::atomic::Ordering::Acquire) || slot.power() != Power::On {
-            break;
+    let leave = loop {
+        if !vm.alive.load(Ordering::Acquire) || slot.power() != Power::On {
+            break Leave::Stopped;
         }
-        while slot.paused() && vm.alive.load(core::sync::atomic::Ordering::Acquire) {
-            irq::handle_pending(cpu, Some((vm, v)));
-            cpu::wfi();
+        if slot.paused() {
+            if sched.shared() {
+                break Leave::Preempted;
+            }
+            while slot.paused() && vm.alive.load(Ordering::Acquire) {
+                irq::handle_pending(cpu, Some((vm, v)));
+                cpu::wfi();
+            }
+            continue;
         }
         irq::deliver_input(cpu, vm, Some(v));
         if vm.vgic.needs_flush(v) {
             vm.vgic.flush(v, &mut lrs);
         }
-        let kind = exception::run(&mut regs);
+        let kind = exception::run(regs);
         vm.vgic.sync(v, &mut lrs);
         let flow = match kind {
             ExitKind::Irq | ExitKind::Fiq => {
-                stats::count(Counter::Irq);
+                slot.count(Counter::Irq);
                 flush_uart(cpu, vm, v);
                 irq::handle_pending(cpu, Some((vm, v)));
-                Flow::Continue
+                super::service(cpu);
+                if sched.should_preempt(cpu, (vm, v)) {
+                    Flow::Leave(Leave::Preempted)
+                } else {
+                    sched.arm_timer(Some((vm, v)));
+                    Flow::Continue
+                }
             }
-            ExitKind::Sync => handle_sync(cpu, vm, v, &mut regs),
+            ExitKind::Sync => handle_sync(cpu, sched, vm, v, slot, regs),
             ExitKind::SError => {
-                guest_died(vm, v, &regs, "an SError (asynchronous external abort)");
-                Flow::Stop
+                guest_died(vm, v, regs, "an SError (asynchronous external abort)");
+                Flow::Leave(Leave::Stopped)
             }
         };
-        if let Flow::Stop = flow {
-            break;
+        if let Flow::Leave(l) = flow {
+            break l;
+        }
+    };
+    if leave == Leave::Stopped {
+        write_sysreg!("cntv_ctl_el0", 0);
+        write_sysreg!("cntp_ctl_el0", 0);
+        if slot.power() == Power::On {
+            slot.set_power(Power::Off);
         }
     }
-    write_sysreg!("cntv_ctl_el0", 0);
-    write_sysreg!("cntp_ctl_el0", 0);
-    if slot.power() == Power::On {
-        slot.set_power(Power::Off);
-    }
+    leave
 }
 
-fn handle_sync(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
+/// A vCPU waits for an interrupt (WFI, or a PSCI CPU_SUSPEND): on a shared CPU it gives the
+/// CPU away when another vCPU can use it; otherwise the CPU sleeps until an interrupt.
+fn wait_for_interrupt(cpu: &PerCpu, sched: &Sched, vm: &Vm, v: VcpuId, slot: &VcpuSlot) -> Flow {
+    flush_uart(cpu, vm, v);
+    if !vm.vgic.has_pending(v) {
+        if sched.shared() && sched.others_runnable((vm, v)) {
+            slot.deadline.store(u64::MAX, Ordering::Release);
+            Sched::block(slot);
+            return Flow::Leave(Leave::Blocked);
+        }
+        sched.arm_timer(Some((vm, v)));
+        cpu::wfi();
+    }
+    irq::handle_pending(cpu, Some((vm, v)));
+    super::service(cpu);
+    Flow::Continue
+}
+
+fn handle_sync(
+    cpu: &PerCpu,
+    sched: &Sched,
+    vm: &Vm,
+    v: VcpuId,
+    slot: &VcpuSlot,
+    regs: &mut GuestRegs,
+) -> Flow {
     let esr = read_sysreg!("esr_el2");
     let far = read_sysreg!("far_el2");
     let hpfar = read_sysreg!("hpfar_el2");
     let skip = exit::instruction_len(esr);
     match exit::decode(esr, far, hpfar) {
         Exit::Mmio(access) => {
-            stats::count(Counter::Mmio);
+            slot.count(Counter::Mmio);
             match emulate_mmio(cpu, vm, v, regs, &access) {
                 Ok(()) => regs.elr += skip,
                 Err(why) => {
@@ -204,7 +272,7 @@ fn handle_sync(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
         Exit::StageTwoFetch { far, .. } => {
             if fetch_fault_in_vectors(regs) {
                 guest_died(vm, v, regs, "its exception vectors are not in its memory");
-                return Flow::Stop;
+                return Flow::Leave(Leave::Stopped);
             }
             inject(regs, GuestException::InstructionAbort { far });
         }
@@ -232,26 +300,36 @@ fn handle_sync(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
             }
         }
         Exit::Hvc { .. } => {
-            stats::count(Counter::Hvc);
-            return psci_call(cpu, vm, v, regs);
+            slot.count(Counter::Hvc);
+            return psci_call(cpu, sched, vm, v, slot, regs);
         }
         Exit::Smc { .. } => {
+            slot.count(Counter::Hvc);
             regs.elr += skip;
-            return psci_call(cpu, vm, v, regs);
+            return psci_call(cpu, sched, vm, v, slot, regs);
         }
         Exit::Wfi => {
-            stats::count(Counter::Wfi);
-            flush_uart(cpu, vm, v);
+            slot.count(Counter::Wfi);
             regs.elr += skip;
-            if !vm.vgic.has_pending(v) {
-                cpu::wfi();
-            }
-            irq::handle_pending(cpu, Some((vm, v)));
+            return wait_for_interrupt(cpu, sched, vm, v, slot);
         }
-        Exit::Wfe => regs.elr += skip,
+        Exit::Wfe => {
+            // Trapped only on a shared CPU: the vCPU spins on a lock, perhaps held by a vCPU
+            // waiting for this CPU.
+            slot.count(Counter::Wfi);
+            regs.elr += skip;
+            if sched.others_runnable((vm, v)) {
+                return Flow::Leave(Leave::Preempted);
+            }
+        }
         Exit::SysReg(acc) => {
-            stats::count(Counter::SysReg);
-            if !acc.read && acc.reg == sysreg::ICC_SGI1R_EL1 {
+            slot.count(Counter::SysReg);
+            if acc.read && acc.reg.is_id_register() {
+                if acc.rt != 31 {
+                    regs.x[acc.rt as usize] = id_register(acc.reg);
+                }
+                regs.elr += skip;
+            } else if !acc.read && acc.reg == sysreg::ICC_SGI1R_EL1 {
                 let value = if acc.rt == 31 {
                     0
                 } else {
@@ -275,7 +353,7 @@ fn handle_sync(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
             }
         }
         Exit::Unknown { ec, iss, .. } => {
-            stats::count(Counter::Other);
+            slot.count(Counter::Other);
             WARN_UNDEF.warn(format_args!(
                 "VM {} vCPU {}: unexpected trap EC {ec:#x} ISS {iss:#x} at {:#x}: UNDEF injected",
                 vm.id.0, v.0, regs.elr
@@ -400,6 +478,12 @@ fn emulate_mmio(
     Ok(())
 }
 
+/// A trapped ID register read (trapped on shared CPUs only): the machine's value, less what
+/// such a guest must not use.
+fn id_register(reg: sysreg::SysRegId) -> u64 {
+    sysreg::shared_cpu_id_value(reg, cpu::read_id_register(reg.crm, reg.op2))
+}
+
 fn inject(regs: &mut GuestRegs, exc: GuestException) {
     let vbar = read_sysreg!("vbar_el1");
     let e = inject::entry(exc, regs.elr, regs.spsr, vbar, true);
@@ -440,7 +524,14 @@ impl PsciContext for Psci<'_> {
     }
 }
 
-fn psci_call(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
+fn psci_call(
+    cpu: &PerCpu,
+    sched: &Sched,
+    vm: &Vm,
+    v: VcpuId,
+    slot: &VcpuSlot,
+    regs: &mut GuestRegs,
+) -> Flow {
     let call = psci::decode(regs.x[0], regs.x[1], regs.x[2], regs.x[3]);
     let action = psci::handle(&call, &Psci { vm, caller: v });
     match action {
@@ -465,31 +556,26 @@ fn psci_call(cpu: &PerCpu, vm: &Vm, v: VcpuId, regs: &mut GuestRegs) -> Flow {
             }
         }
         PsciAction::CpuOff => {
-            if let Some(s) = vm.vcpu(v) {
-                s.set_power(Power::Off);
-            }
-            return Flow::Stop;
+            slot.set_power(Power::Off);
+            return Flow::Leave(Leave::Stopped);
         }
         PsciAction::CpuSuspend { .. } => {
             // Every suspend is a standby, as KVM does: wait for an interrupt, then return
             // SUCCESS (allowed for power-down states too: the caller resumes after the call).
-            if !vm.vgic.has_pending(v) {
-                cpu::wfi();
-            }
-            irq::handle_pending(cpu, Some((vm, v)));
             regs.x[0] = PsciStatus::Success.to_x0();
+            return wait_for_interrupt(cpu, sched, vm, v, slot);
         }
         PsciAction::SystemOff => {
             flush_uart(cpu, vm, v);
             log::info!("VM {}: guest powered off", vm.id.0);
             super::vm_stopped(vm);
-            return Flow::Stop;
+            return Flow::Leave(Leave::Stopped);
         }
         PsciAction::SystemReset => {
             flush_uart(cpu, vm, v);
             log::info!("VM {}: guest asked for a reset", vm.id.0);
             super::vm_reset(vm, v);
-            return Flow::Stop;
+            return Flow::Leave(Leave::Stopped);
         }
         PsciAction::ForwardWorkaround(fid) => {
             if let Some(conduit) = machine().conduit {

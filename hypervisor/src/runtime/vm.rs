@@ -1,18 +1,45 @@
-//! A virtual machine: its RAM and stage-2 tables, virtual GIC, UART, and vCPU slots.
+//! A virtual machine: its RAM and stage-2 tables, virtual GIC, console state, and vCPU
+//! slots.
 //!
-//! Lock order: the vGIC's internal locks only; the VM's devices live in the VMM partition.
+//! Lock order: a vCPU's context lock -> the vGIC's internal locks; the VM's devices live in
+//! the VMM partition.
 
 use super::memory::{FreeRam, GuestRam};
+use super::stats::{Counter, VcpuStats};
+use crate::arch::context::CpuContext;
+use crate::arch::exception::GuestRegs;
 use crate::arch::regs::read_sysreg;
 use crate::arch::stage2::{Stage2, BLOCK_SIZE};
 use crate::vgic::Vgic;
 use abi::layout::{MAX_VCPUS, RAM_BASE};
 use abi::{GuestPhysAddr, HostPhysAddr, VcpuId, VmId};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use vmm::bundle::Bundle;
 use vmm::loader::{self, GuestConfig};
+
+/// What a VM is built from: its description, with kernel and initrd found.
+#[derive(Clone, Debug)]
+pub struct VmSpec {
+    /// Its name, for the console and the monitor.
+    pub name: String,
+    /// Number of vCPUs.
+    pub vcpus: u32,
+    /// Guest RAM size in bytes.
+    pub mem_size: u64,
+    /// The kernel (in memory that stays reserved for ever).
+    pub kernel: &'static [u8],
+    /// The initrd, if any.
+    pub initrd: Option<&'static [u8]>,
+    /// The kernel command line.
+    pub cmdline: String,
+    /// Whether the VMM partition serves it (its UART and other devices); a VM it does not
+    /// serve has no device but the GIC and the timer.
+    pub served: bool,
+    /// Start at boot; otherwise the monitor starts it.
+    pub autostart: bool,
+}
 
 /// A vCPU's power state as PSCI sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +53,15 @@ pub enum Power {
     On = 2,
 }
 
+/// A vCPU's state while it is off its physical CPU (only that CPU touches it).
+#[derive(Default)]
+pub struct VcpuState {
+    /// General registers, PC and PSTATE.
+    pub regs: GuestRegs,
+    /// Everything else the CPU holds for it.
+    pub cpu: CpuContext,
+}
+
 /// What the VM's other vCPUs and the physical CPUs share about one vCPU.
 pub struct VcpuSlot {
     power: AtomicU8,
@@ -35,8 +71,18 @@ pub struct VcpuSlot {
     pub entry: AtomicU64,
     /// x0 for the next start.
     pub context: AtomicU64,
+    /// The physical CPU that runs it (index in the tree's CPU list).
+    pub pcpu: usize,
     /// That CPU's MPIDR affinity (for kicks).
     pub pcpu_aff: u64,
+    /// Waiting in WFI off its CPU: runnable again on an interrupt or at `deadline`.
+    pub blocked: AtomicBool,
+    /// Physical counter value at which its timer fires (u64::MAX: never), while blocked.
+    pub deadline: AtomicU64,
+    /// Its saved state while another vCPU has its CPU.
+    pub state: spin::Mutex<VcpuState>,
+    /// Exits by reason.
+    pub stats: VcpuStats,
 }
 
 impl VcpuSlot {
@@ -62,6 +108,12 @@ impl VcpuSlot {
     /// Sets the power state.
     pub fn set_power(&self, p: Power) {
         self.power.store(p as u8, Ordering::Release);
+    }
+
+    /// Counts one exit of this vCPU.
+    #[inline]
+    pub fn count(&self, c: Counter) {
+        self.stats.count(c);
     }
 
     /// Moves Off -> OnPending with `entry`/`context`; false if it was not Off.
@@ -96,8 +148,13 @@ pub struct Posted {
 
 /// One virtual machine.
 pub struct Vm {
-    /// Its identifier.
+    /// Its identifier (its index in the VM table).
     pub id: VmId,
+    /// What it was built from (to rebuild it on reset).
+    pub spec: VmSpec,
+    /// Some physical CPU of it also runs other vCPUs: its full CPU state is switched, and SVE
+    /// and SME (whose state is not) are hidden from it.
+    pub shared: bool,
     /// Its interrupt controller.
     pub vgic: Vgic,
     /// Its RAM.
@@ -122,17 +179,18 @@ pub struct Vm {
     /// Held by the CPU handing posted bytes to the VMM, across the upcall: two CPUs flushing
     /// at once would print their chunks in either order.
     pub uart_flush: spin::Mutex<()>,
-    /// A reset was asked for and is not done yet.
+    /// A reset (or a start) was asked for and is not done yet.
     pub resetting: AtomicBool,
-    /// What the VM was built from, to rebuild it on reset (stays in reserved memory).
-    bundle: Bundle<'static>,
+    /// Has run since boot (a VM with `autostart` off has not until the monitor starts it).
+    pub started: AtomicBool,
 }
 
 /// Why a VM could not be built.
 #[derive(Debug)]
 pub enum VmError {
-    /// More vCPUs than physical CPUs (vCPUs are pinned until the scheduler exists).
-    TooManyVcpus { vcpus: u32, cpus: usize },
+    /// More vCPUs than a VM may have.
+    TooManyVcpus { vcpus: u32 },
+
     /// Guest RAM size not usable.
     BadMemSize(u64),
     /// Not enough free RAM.
@@ -146,10 +204,10 @@ pub enum VmError {
 impl fmt::Display for VmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::TooManyVcpus { vcpus, cpus } => write!(
-                f,
-                "{vcpus} vCPUs asked for but the machine has {cpus} CPUs (each vCPU is pinned to its own CPU)"
-            ),
+            Self::TooManyVcpus { vcpus } => {
+                write!(f, "{vcpus} vCPUs asked for; a VM has 1 to {MAX_VCPUS}")
+            }
+
             Self::BadMemSize(s) => write!(f, "guest RAM size {s:#x} is zero or not a multiple of 2 MiB"),
             Self::NoRam(s) => write!(f, "no {s:#x} bytes of free RAM left for the guest"),
             Self::Stage2(e) => write!(f, "stage-2 tables: {e:?}"),
@@ -159,13 +217,13 @@ impl fmt::Display for VmError {
 }
 
 /// Loads kernel, initrd and a generated device tree into `ram`.
-fn load(bundle: &Bundle<'_>, ram: &mut GuestRam) -> Result<loader::BootInfo, VmError> {
+fn load(spec: &VmSpec, ram: &mut GuestRam) -> Result<loader::BootInfo, VmError> {
     let cfg = GuestConfig {
-        vcpus: bundle.vcpus,
+        vcpus: spec.vcpus,
         mem_size: ram.size,
-        kernel: bundle.kernel,
-        initrd: bundle.initrd,
-        cmdline: bundle.cmdline,
+        kernel: spec.kernel,
+        initrd: spec.initrd,
+        cmdline: &spec.cmdline,
     };
     let boot = loader::load(&cfg, ram).map_err(VmError::Load)?;
     crate::arch::cpu::invalidate_icache();
@@ -173,22 +231,22 @@ fn load(bundle: &Bundle<'_>, ram: &mut GuestRam) -> Result<loader::BootInfo, VmE
 }
 
 impl Vm {
-    /// Builds VM `id` from `bundle`: carves its RAM, maps it, loads kernel, initrd and a
-    /// generated device tree.
+    /// Builds VM `id` from `spec`: carves its RAM, maps it, loads kernel, initrd and a
+    /// generated device tree. vCPU i runs on physical CPU `placement[i]` (whose affinity
+    /// `cpu_affs` gives); `shared` says whether one of those CPUs runs other vCPUs too.
     pub fn build(
         id: VmId,
-        bundle: &Bundle<'static>,
+        spec: VmSpec,
         free: &mut FreeRam,
+        placement: &[usize],
         cpu_affs: &[u64],
+        shared: bool,
     ) -> Result<Self, VmError> {
-        let nr = bundle.vcpus as usize;
-        if nr > cpu_affs.len() || nr > MAX_VCPUS {
-            return Err(VmError::TooManyVcpus {
-                vcpus: bundle.vcpus,
-                cpus: cpu_affs.len(),
-            });
+        let nr = spec.vcpus as usize;
+        if nr == 0 || nr > MAX_VCPUS || placement.len() != nr {
+            return Err(VmError::TooManyVcpus { vcpus: spec.vcpus });
         }
-        let size = bundle.mem_size;
+        let size = spec.mem_size;
         if size == 0 || size % BLOCK_SIZE != 0 {
             return Err(VmError::BadMemSize(size));
         }
@@ -202,26 +260,37 @@ impl Vm {
         stage2
             .map_ram(RAM_BASE, HostPhysAddr(pa), size)
             .map_err(VmError::Stage2)?;
-        let boot = load(bundle, &mut ram)?;
+        let boot = load(&spec, &mut ram)?;
         let vmid = id.0 as u8 + 1;
-        let vcpus = (0..nr)
-            .map(|i| VcpuSlot {
+        let vcpus = placement
+            .iter()
+            .map(|&pcpu| VcpuSlot {
                 power: AtomicU8::new(Power::Off as u8),
                 paused: AtomicBool::new(false),
                 entry: AtomicU64::new(0),
                 context: AtomicU64::new(0),
-                pcpu_aff: cpu_affs[i],
+                pcpu,
+                pcpu_aff: cpu_affs[pcpu],
+                blocked: AtomicBool::new(false),
+                deadline: AtomicU64::new(u64::MAX),
+                state: spin::Mutex::new(VcpuState::default()),
+                stats: VcpuStats::default(),
             })
             .collect::<Vec<_>>();
-        vcpus[0].request_on(boot.entry.0, boot.dtb.0);
+        if spec.autostart {
+            vcpus[0].request_on(boot.entry.0, boot.dtb.0);
+        }
         log::info!(
-            "VM {}: {} vCPUs, {} MiB RAM at host {:#x}, entry {}, device tree {}",
+            "VM {} \"{}\": {} vCPUs on CPUs {:?}, {} MiB RAM at host {:#x}, entry {}, device tree {}{}",
             id.0,
+            spec.name,
             nr,
+            placement,
             size >> 20,
             pa,
             boot.entry,
-            boot.dtb
+            boot.dtb,
+            if spec.autostart { "" } else { " (not started: the monitor starts it)" }
         );
         Ok(Self {
             id,
@@ -232,12 +301,14 @@ impl Vm {
             _stage2: stage2,
             cntvoff: read_sysreg!("cntpct_el0"),
             vcpus,
-            alive: AtomicBool::new(true),
+            alive: AtomicBool::new(spec.autostart),
             resetting: AtomicBool::new(false),
+            started: AtomicBool::new(spec.autostart),
             uart_shadow: AtomicU64::new(0),
             uart_posted: spin::Mutex::new(Posted::default()),
             uart_flush: spin::Mutex::new(()),
-            bundle: bundle.clone(),
+            spec,
+            shared,
         })
     }
 
@@ -246,7 +317,7 @@ impl Vm {
     /// vCPU of the VM runs.
     pub fn reload(&self) -> Result<(), VmError> {
         let mut ram = self.ram;
-        let boot = load(&self.bundle, &mut ram)?;
+        let boot = load(&self.spec, &mut ram)?;
         self.vgic.reset();
         for slot in self.vcpus.iter() {
             slot.set_power(Power::Off);

@@ -337,6 +337,12 @@ impl Vgic {
         })
     }
 
+    /// `vcpu` left its physical CPU, whose list registers were then cleared (after a `sync`):
+    /// its next `flush` must write again what it still has pending or active.
+    pub fn unload(&self, vcpu: VcpuId) {
+        self.mark_dirty(vcpu);
+    }
+
     /// GICD_CTLR.EnableGrp0 and EnableGrp1.
     fn group_enables(&self) -> (bool, bool) {
         dist::group_enables(self.ctlr.load(Ordering::Acquire))

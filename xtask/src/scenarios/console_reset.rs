@@ -19,7 +19,7 @@ const CMDLINE: &str = "console=ttyAMA0 quiet";
 /// Printed by tests/guest/init.sh just before it starts the shell.
 const BANNER: &str = "rhyve busybox guest:";
 /// Printed by rhyve when the reset VM starts again.
-const RESET: &str = "rhyve: VM 0: reset: starting again";
+const RESET: &str = "rhyve: VM 0 \"vm0\": starting";
 /// Time for the shell to start reading after the banner.
 const SETTLE: Duration = Duration::from_secs(2);
 

@@ -3,6 +3,7 @@
 
 pub mod boot;
 pub mod cpu;
+pub mod context;
 pub mod el1;
 pub mod exception;
 pub mod firmware;

@@ -110,6 +110,32 @@ register_bitfields! {u64,
         SME OFFSET(24) NUMBITS(4) []
     ],
 
+    /// ID_AA64ISAR1_EL1 (D19.2.62): pointer authentication.
+    pub ID_AA64ISAR1 [
+        /// Generic authentication, IMPLEMENTATION DEFINED algorithm.
+        GPI OFFSET(28) NUMBITS(4) [],
+        /// Generic authentication, QARMA5.
+        GPA OFFSET(24) NUMBITS(4) [],
+        /// Address authentication, IMPLEMENTATION DEFINED algorithm.
+        API OFFSET(8) NUMBITS(4) [],
+        /// Address authentication, QARMA5.
+        APA OFFSET(4) NUMBITS(4) []
+    ],
+
+    /// ID_AA64ISAR2_EL1 (D19.2.63): pointer authentication with QARMA3.
+    pub ID_AA64ISAR2 [
+        /// Address authentication, QARMA3.
+        APA3 OFFSET(12) NUMBITS(4) [],
+        /// Generic authentication, QARMA3.
+        GPA3 OFFSET(8) NUMBITS(4) []
+    ],
+
+    /// ICH_VTR_EL2 (GICv3 12.5.17): the preemption levels of the virtual CPU interface.
+    pub ICH_VTR_PRE [
+        /// Virtual preemption bits, minus one.
+        PREbits OFFSET(26) NUMBITS(3) []
+    ],
+
     /// CTR_EL0 (D19.2.34).
     pub CTR [
         /// log2 of the smallest data cache line, in words.
