@@ -1,7 +1,9 @@
 #!/bin/busybox sh
 # /init of rhyve's busybox test guest (packed into build/guest/initramfs.cpio by
 # `cargo xtask fetch-guest`). Its kernel command line picks the mode:
-#   rhyve.test=1   print what the integration tests check (CPU count, interrupt counts), power off
+#   rhyve.test=1   print what the integration tests check (CPU count, memory, interrupt
+#                  counts), then power off (after the ticks, if any)
+#   rhyve.ticks=N  print `RHYVE-TICK i` every half second, N times (after the test, if any)
 #   rhyve.bench=1  power off at once (the benchmark times boot up to RHYVE-INIT-START)
 #   otherwise      an interactive shell on the console
 # The markers below are read by xtask/src/scenarios/; change them together.
@@ -40,8 +42,24 @@ cross_cpu_activity() {
 	wait 2>/dev/null
 }
 
+param_value() {
+	for p in $cmdline; do
+		case "$p" in "$1"=*) echo "${p#*=}" ;; esac
+	done
+}
+
+ticks() {
+	i=1
+	while [ "$i" -le "$1" ]; do
+		echo "RHYVE-TICK $i"
+		usleep 500000
+		i=$((i + 1))
+	done
+}
+
 if has_param rhyve.test=1; then
 	echo "RHYVE-NPROC $(nproc)"
+	echo "RHYVE-MEMTOTAL $(grep MemTotal /proc/meminfo)"
 	echo "RHYVE-IRQ-BEGIN 1"
 	cat /proc/interrupts
 	echo "RHYVE-IRQ-END 1"
@@ -50,6 +68,15 @@ if has_param rhyve.test=1; then
 	cat /proc/interrupts
 	echo "RHYVE-IRQ-END 2"
 	echo RHYVE-TEST-DONE
+fi
+
+n=$(param_value rhyve.ticks)
+if [ -n "$n" ]; then
+	ticks "$n"
+	echo RHYVE-TICKS-DONE
+fi
+
+if has_param rhyve.test=1 || [ -n "$n" ]; then
 	poweroff -f
 fi
 

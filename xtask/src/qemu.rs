@@ -68,6 +68,18 @@ impl Machine {
         }
     }
 
+    /// The machine that runs rhyve with `bundle` on `smp` CPUs and `mem_mib` of RAM.
+    pub fn rhyve_sized(image: &Path, bundle: &Path, smp: u32, mem_mib: u64) -> Self {
+        Self {
+            virtualization: true,
+            smp,
+            mem_mib,
+            kernel: image.to_path_buf(),
+            initrd: Some(bundle.to_path_buf()),
+            append: None,
+        }
+    }
+
     /// A guest booted straight by QEMU, no hypervisor.
     pub fn straight(
         kernel: &Path,

@@ -179,8 +179,15 @@ fn console_input() {
     let room = INPUT
         .get(focus)
         .map_or(INPUT_RING, |r| INPUT_RING - r.lock().len);
-    let mut full = false;
+    // Taken off the UART first: the monitor prints, which needs the console's lock.
+    let mut typed = [0u8; INPUT_RING];
+    let mut n = 0;
     console::drain_rx(room, |b| {
+        typed[n] = b;
+        n += 1;
+    });
+    let mut full = false;
+    for &b in &typed[..n] {
         monitor::feed(b, |vm, b| {
             if let (Some(ring), Some(waiting)) = (INPUT.get(vm), INPUT_WAITING.get(vm)) {
                 let mut ring = ring.lock();
@@ -188,8 +195,8 @@ fn console_input() {
                 full |= ring.len == INPUT_RING;
                 waiting.store(true, Ordering::Release);
             }
-        })
-    });
+        });
+    }
     if full {
         // Leave the rest in the UART and stop its interrupt until the guest reads.
         console::set_rx_interrupt(false);

@@ -359,7 +359,7 @@ impl Partition {
             VmmCall::ConsoleWrite { len, bytes, .. } => {
                 let mut buf = [0u8; vabi::CONSOLE_CHUNK];
                 let n = vabi::unpack(bytes, len, &mut buf);
-                console::guest_output(vm.id.0 as usize, &buf[..n]);
+                console::guest_output(vm.id.0 as usize, super::monitor::focus_vm(), &buf[..n]);
                 Status::Ok
             }
             VmmCall::VcpuCtl { vcpu, run, .. } => {
@@ -413,5 +413,5 @@ fn print_console(vm: &Vm, resp: &Response) {
     }
     let mut buf = [0u8; vabi::RESPONSE_CONSOLE_CHUNK];
     let n = vabi::unpack(resp.console, resp.console_len as usize, &mut buf);
-    console::guest_output(vm.id.0 as usize, &buf[..n]);
+    console::guest_output(vm.id.0 as usize, super::monitor::focus_vm(), &buf[..n]);
 }

@@ -13,12 +13,13 @@ mod hostile_mmio;
 mod hostile_psci;
 mod hostile_sysreg;
 mod linux_smp;
+mod multi_vm;
 mod vmm_fault;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::boot::{GuestBoot, Host};
+use crate::boot::{self, GuestBoot, Host};
 use crate::guest::GuestFiles;
 use crate::qemu::{self, Capture, Input, Stop};
 use crate::sys;
@@ -46,6 +47,11 @@ pub trait Scenario {
     fn hypervisor_args(&self) -> Option<String> {
         None
     }
+    /// Several VMs to boot under rhyve instead of [`Scenario::boot`]'s one guest (none by
+    /// default). Such a scenario cannot boot straight.
+    fn vms(&self, _guest: &GuestFiles) -> Option<VmsBoot> {
+        None
+    }
     /// What to type on the console, and when (none by default).
     fn inputs(&self) -> Vec<Input> {
         Vec::new()
@@ -67,7 +73,21 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
     ]);
     v.extend(console_reset::scenarios());
     v.extend(vmm_fault::scenarios());
+    v.extend(multi_vm::scenarios());
     v
+}
+
+/// Several VMs for one run: a configuration (`vmm::config`) and the machine that runs it.
+#[derive(Debug, Clone)]
+pub struct VmsBoot {
+    /// The configuration text.
+    pub config: String,
+    /// The files it names: the name in the bundle, the path on the host.
+    pub files: Vec<(String, PathBuf)>,
+    /// CPUs of the QEMU machine.
+    pub smp: u32,
+    /// RAM of the QEMU machine, in MiB (the VMs' and the hypervisor's).
+    pub mem_mib: u64,
 }
 
 /// How scenarios are run.
@@ -133,7 +153,15 @@ pub fn run(s: &dyn Scenario, ctx: &Context) -> Outcome {
         boot.vcpus = n;
     }
     let bundle = sys::build_dir().join("bundles").join(format!("{name}.bin"));
-    let mut machine = match boot.machine(&ctx.host, &bundle) {
+    let machine = match (s.vms(&ctx.guest), &ctx.host) {
+        (None, _) => boot.machine(&ctx.host, &bundle),
+        (Some(_), Host::Straight) => {
+            return Outcome::not_run(name, "several VMs only run under rhyve".into())
+        }
+        (Some(v), Host::Rhyve { image }) => boot::write_config_bundle(&v.config, &v.files, &bundle)
+            .map(|()| qemu::Machine::rhyve_sized(image, &bundle, v.smp, v.mem_mib)),
+    };
+    let mut machine = match machine {
         Ok(m) => m,
         Err(e) => return Outcome::not_run(name, e.to_string()),
     };

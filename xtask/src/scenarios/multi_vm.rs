@@ -1,0 +1,296 @@
+//! Several VMs on one machine (`vmm::config` descriptions in the boot bundle).
+//!
+//! - `multi-vm`: two Linux guests with different vCPU counts and memory sizes, one sharing a
+//!   CPU with the other, plus a malformed description. Each guest reports its own CPU count
+//!   and MemTotal; the small one powers off while the other keeps printing ticks; the bad
+//!   description is refused with its field and reason while the good VMs run; the monitor's
+//!   exit counters, read twice, are non-zero and grow.
+//! - `overcommit`: a VM with more vCPUs than the machine has CPUs boots all of them.
+//!
+//! With several VMs each guest line arrives as `[name] text` (a continuation of a line other
+//! output broke as `[name]+ text`): [`vm_lines`] puts a VM's own text back together.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::boot::GuestBoot;
+use crate::guest::GuestFiles;
+use crate::qemu::{Capture, Input, HYPERVISOR_MEM_MIB};
+
+use super::{Scenario, VmsBoot};
+
+/// The scenarios.
+pub fn scenarios() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(MultiVm), Box::new(Overcommit)]
+}
+
+/// The kernel and initramfs under the names the configurations use.
+fn linux_files(guest: &GuestFiles) -> Vec<(String, PathBuf)> {
+    vec![
+        ("Image".into(), guest.kernel.clone()),
+        ("initramfs".into(), guest.initrd.clone()),
+    ]
+}
+
+/// The lines VM `name` printed, each whole again, in order.
+pub fn vm_lines<'a>(console: &'a Capture, name: &str) -> Vec<String> {
+    let start = format!("[{name}] ");
+    let cont = format!("[{name}]+ ");
+    let mut out: Vec<String> = Vec::new();
+    for l in &console.lines {
+        if let Some(rest) = l.text.strip_prefix(&start) {
+            out.push(rest.to_string());
+        } else if let Some(rest) = l.text.strip_prefix(&cont) {
+            match out.last_mut() {
+                Some(last) => last.push_str(rest),
+                None => out.push(rest.to_string()),
+            }
+        }
+    }
+    out
+}
+
+/// The value after `marker` on VM `name`'s first line that has it.
+fn value_after(lines: &[String], marker: &str) -> Option<String> {
+    lines
+        .iter()
+        .find_map(|l| l.split_once(marker).map(|(_, v)| v.trim().to_string()))
+}
+
+/// MemTotal in kB from a `RHYVE-MEMTOTAL MemTotal: N kB` line.
+fn mem_total_kb(lines: &[String]) -> Option<u64> {
+    value_after(lines, "RHYVE-MEMTOTAL MemTotal:")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Checks a VM's CPU count and that its MemTotal fits its RAM (the kernel keeps some).
+fn check_shape(lines: &[String], name: &str, vcpus: u32, mem_mib: u64, f: &mut Vec<String>) {
+    match value_after(lines, "RHYVE-NPROC") {
+        Some(n) if n == vcpus.to_string() => {}
+        Some(n) => f.push(format!("VM {name}: {n} CPUs, expected {vcpus}")),
+        None => f.push(format!("VM {name}: no RHYVE-NPROC line: its init did not run")),
+    }
+    match mem_total_kb(lines) {
+        Some(kb) if kb <= mem_mib * 1024 && kb >= mem_mib * 1024 * 6 / 10 => {}
+        Some(kb) => f.push(format!(
+            "VM {name}: MemTotal {kb} kB does not fit its {mem_mib} MiB"
+        )),
+        None => f.push(format!("VM {name}: no RHYVE-MEMTOTAL line")),
+    }
+}
+
+const ALPHA_MIB: u64 = 256;
+const BETA_MIB: u64 = 192;
+/// Ticks the big VM prints after its test (every half second).
+const TICKS: u32 = 24;
+/// Printed by the monitor for VM 0's counters.
+const ALPHA_STATS: &str = "VM 0 \"alpha\" exits:";
+
+struct MultiVm;
+
+impl Scenario for MultiVm {
+    fn name(&self) -> String {
+        "multi-vm".into()
+    }
+
+    fn boot(&self, guest: &GuestFiles) -> GuestBoot {
+        GuestBoot {
+            kernel: guest.kernel.clone(),
+            initrd: Some(guest.initrd.clone()),
+            cmdline: String::new(),
+            vcpus: 2,
+            mem_mib: ALPHA_MIB,
+        }
+    }
+
+    fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
+        let config = format!(
+            r#"# Two guests, the second sharing CPU 1 with the first.
+[[vm]]
+name = "alpha"
+vcpus = 2
+cpus = [0, 1]
+memory = "{ALPHA_MIB}M"
+kernel = "Image"
+initrd = "initramfs"
+cmdline = "console=ttyAMA0 quiet rhyve.test=1 rhyve.ticks={TICKS}"
+
+[[vm]]
+name = "beta"
+vcpus = 1
+cpus = [1]
+memory = "{BETA_MIB}M"
+kernel = "Image"
+initrd = "initramfs"
+cmdline = "console=ttyAMA0 quiet rhyve.test=1"
+
+# Refused at boot: its memory is not a multiple of 2 MiB.
+[[vm]]
+name = "broken"
+memory = "3M"
+kernel = "Image"
+"#
+        );
+        Some(VmsBoot {
+            config,
+            files: linux_files(guest),
+            smp: 2,
+            mem_mib: ALPHA_MIB + BETA_MIB + HYPERVISOR_MEM_MIB,
+        })
+    }
+
+    fn inputs(&self) -> Vec<Input> {
+        vec![
+            Input {
+                after: "[alpha] RHYVE-TICK 2",
+                delay: Duration::from_millis(100),
+                send: "\x1dm",
+            },
+            Input {
+                after: "the monitor (",
+                delay: Duration::from_millis(200),
+                send: "stats\n",
+            },
+            Input {
+                after: "[alpha] RHYVE-TICK 6",
+                delay: Duration::from_millis(100),
+                send: "stats\n",
+            },
+            Input {
+                after: "[alpha] RHYVE-TICK 7",
+                delay: Duration::from_millis(100),
+                send: "list\n",
+            },
+        ]
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(400)
+    }
+
+    fn check(&self, console: &Capture) -> Vec<String> {
+        let mut f = Vec::new();
+        let alpha = vm_lines(console, "alpha");
+        let beta = vm_lines(console, "beta");
+        check_shape(&alpha, "alpha", 2, ALPHA_MIB, &mut f);
+        check_shape(&beta, "beta", 1, BETA_MIB, &mut f);
+        let refused = console.lines.iter().any(|l| {
+            l.text.contains("configuration: vm \"broken\"")
+                && l.text.contains("field \"memory\"")
+                && l.text.contains("not a multiple of 2 MiB")
+        });
+        if !refused {
+            f.push("no boot message refusing VM \"broken\" for its field \"memory\"".into());
+        }
+        if console.find("[broken]").is_some() {
+            f.push("the refused VM \"broken\" printed something".into());
+        }
+        // The small VM powers off; the big one goes on printing.
+        let beta_off = console
+            .lines
+            .iter()
+            .position(|l| l.text.contains("rhyve: VM 1: guest powered off"));
+        let last_tick = console
+            .lines
+            .iter()
+            .rposition(|l| l.text.starts_with("[alpha] RHYVE-TICK "));
+        match (beta_off, last_tick) {
+            (Some(b), Some(t)) if t > b => {}
+            (None, _) => f.push("VM beta never powered off".into()),
+            _ => f.push("VM alpha printed no tick after VM beta powered off".into()),
+        }
+        if !alpha.iter().any(|l| l.contains("RHYVE-TICKS-DONE")) {
+            f.push("VM alpha did not print all its ticks".into());
+        }
+        // The monitor's counters for alpha, read twice.
+        let reads: Vec<u64> = console
+            .lines
+            .iter()
+            .filter_map(|l| l.text.split_once(ALPHA_STATS))
+            .map(|(_, counters)| {
+                counters
+                    .split_whitespace()
+                    .filter_map(|w| w.parse::<u64>().ok())
+                    .sum()
+            })
+            .collect();
+        match reads.as_slice() {
+            [a, b, ..] if *a > 0 && b > a => {}
+            [a, b, ..] => f.push(format!(
+                "the monitor's exit counters for alpha read {a} then {b}: expected non-zero and growing"
+            )),
+            _ => f.push(format!(
+                "expected two `{ALPHA_STATS}` lines from the monitor, found {}",
+                reads.len()
+            )),
+        }
+        if console.find("VM 0 \"alpha\": running").is_none() {
+            f.push("the monitor's `list` did not show VM alpha running".into());
+        }
+        f
+    }
+}
+
+/// vCPUs of the overcommitted VM, on a machine of half as many CPUs.
+const OVER_VCPUS: u32 = 4;
+
+struct Overcommit;
+
+impl Scenario for Overcommit {
+    fn name(&self) -> String {
+        "overcommit".into()
+    }
+
+    fn boot(&self, guest: &GuestFiles) -> GuestBoot {
+        GuestBoot {
+            kernel: guest.kernel.clone(),
+            initrd: Some(guest.initrd.clone()),
+            cmdline: String::new(),
+            vcpus: OVER_VCPUS,
+            mem_mib: ALPHA_MIB,
+        }
+    }
+
+    fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
+        let config = format!(
+            r#"[[vm]]
+name = "wide"
+vcpus = {OVER_VCPUS}
+memory = "{ALPHA_MIB}M"
+kernel = "Image"
+initrd = "initramfs"
+cmdline = "console=ttyAMA0 quiet rhyve.test=1"
+"#
+        );
+        Some(VmsBoot {
+            config,
+            files: linux_files(guest),
+            smp: OVER_VCPUS / 2,
+            mem_mib: ALPHA_MIB + HYPERVISOR_MEM_MIB,
+        })
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(400)
+    }
+
+    fn check(&self, console: &Capture) -> Vec<String> {
+        let mut f = Vec::new();
+        // One VM: its lines come as they are.
+        let lines: Vec<String> = console.lines.iter().map(|l| l.text.clone()).collect();
+        check_shape(&lines, "wide", OVER_VCPUS, ALPHA_MIB, &mut f);
+        let placed = format!("{OVER_VCPUS} vCPUs on CPUs [0, 1, 0, 1]");
+        if console.find(&placed).is_none() {
+            f.push(format!(
+                "rhyve did not report the vCPUs placed two per CPU (`{placed}`)"
+            ));
+        }
+        if !lines.iter().any(|l| l.contains("RHYVE-TEST-DONE")) {
+            f.push("the guest's test did not finish".into());
+        }
+        f
+    }
+}
