@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use vmm::bundle::Bundle;
+use vmm::config::Source;
+
 use crate::error::{IoContext, Result};
 use crate::qemu::Machine;
 
@@ -52,6 +55,33 @@ impl GuestBoot {
     }
 }
 
+/// The name of the single guest's kernel in its bundle.
+const KERNEL_FILE: &str = "kernel";
+/// The name of the single guest's initrd in its bundle.
+const INITRD_FILE: &str = "initrd";
+
+/// The configuration that describes `guest` as the one VM `vm0`, its kernel and initrd packed
+/// in the bundle as [`KERNEL_FILE`] and [`INITRD_FILE`].
+pub fn single_vm_config(guest: &GuestBoot) -> String {
+    vmm::config::VmDesc {
+        name: "vm0".into(),
+        vcpus: guest.vcpus,
+        cpus: None,
+        mem_size: guest.mem_mib << 20,
+        kernel: Source::Bundle(KERNEL_FILE.into()),
+        initrd: guest
+            .initrd
+            .as_ref()
+            .map(|_| Source::Bundle(INITRD_FILE.into())),
+        cmdline: guest.cmdline.clone(),
+        devices: vmm::config::Devices::DEFAULT,
+        disk: None,
+        mac: None,
+        autostart: true,
+    }
+    .to_toml()
+}
+
 /// Writes the boot bundle (`vmm::bundle`) that carries `guest` to the hypervisor.
 pub fn write_bundle(guest: &GuestBoot, path: &Path) -> Result<()> {
     let kernel = std::fs::read(&guest.kernel)
@@ -60,12 +90,14 @@ pub fn write_bundle(guest: &GuestBoot, path: &Path) -> Result<()> {
         Some(p) => Some(std::fs::read(p).ctx(|| format!("reading the initrd {}", p.display()))?),
         None => None,
     };
-    let bytes = vmm::bundle::Bundle {
-        vcpus: guest.vcpus,
-        mem_size: guest.mem_mib << 20,
-        kernel: &kernel,
-        initrd: initrd.as_deref(),
-        cmdline: &guest.cmdline,
+    let config = single_vm_config(guest);
+    let mut files = vec![(KERNEL_FILE, kernel.as_slice())];
+    if let Some(i) = &initrd {
+        files.push((INITRD_FILE, i.as_slice()));
+    }
+    let bytes = Bundle {
+        config: &config,
+        files,
     }
     .to_bytes();
     if let Some(dir) = path.parent() {

@@ -161,8 +161,22 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
         Ok(b) => b,
         Err(e) => fail(format_args!("boot bundle refused: {e}")),
     };
+    // One VM until the core runs several: the first the configuration describes.
+    let descs = vmm::config::parse(bundle.config);
+    for e in descs.iter().filter_map(|d| d.as_ref().err()) {
+        log::warn!("VM description refused: {e}");
+    }
+    let mut described = descs.iter().filter_map(|d| d.as_ref().ok());
+    let Some(desc) = described.next() else {
+        fail(format_args!(
+            "the boot bundle describes no VM that can start"
+        ))
+    };
+    if described.next().is_some() {
+        log::warn!("only the first VM described, \"{}\", is started", desc.name);
+    }
     let nr = machine.nr_cpus;
-    let vm = match Vm::build(VmId(0), &bundle, &mut free, &machine.cpu_affs[..nr]) {
+    let vm = match Vm::build(VmId(0), desc, &bundle, &mut free, &machine.cpu_affs[..nr]) {
         Ok(vm) => VM.call_once(|| vm),
         Err(e) => fail(format_args!("VM 0 not started: {e}")),
     };

@@ -8,10 +8,12 @@ use crate::arch::stage2::{Stage2, BLOCK_SIZE};
 use crate::vgic::Vgic;
 use abi::layout::{MAX_VCPUS, RAM_BASE};
 use abi::{GuestPhysAddr, HostPhysAddr, VcpuId, VmId};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use vmm::bundle::Bundle;
+use vmm::config::{Source, VmDesc};
 use vmm::loader::{self, GuestConfig};
 
 /// A vCPU's power state as PSCI sees it.
@@ -124,8 +126,40 @@ pub struct Vm {
     pub uart_flush: spin::Mutex<()>,
     /// A reset was asked for and is not done yet.
     pub resetting: AtomicBool,
-    /// What the VM was built from, to rebuild it on reset (stays in reserved memory).
-    bundle: Bundle<'static>,
+    /// What the VM was built from, to rebuild it on reset.
+    image: Image,
+}
+
+/// What a VM's RAM is loaded from: its description's files, resolved in the boot bundle
+/// (which stays in reserved memory).
+struct Image {
+    vcpus: u32,
+    kernel: &'static [u8],
+    initrd: Option<&'static [u8]>,
+    cmdline: String,
+}
+
+impl Image {
+    /// `desc`'s kernel and initrd, looked up in `bundle`.
+    fn resolve(desc: &VmDesc, bundle: &Bundle<'static>) -> Result<Self, VmError> {
+        let file = |what: &'static str, src: &Source| match src {
+            Source::Bundle(name) => bundle.file(name).ok_or_else(|| VmError::NoFile {
+                what,
+                name: name.clone(),
+            }),
+            Source::Memory { .. } => Err(VmError::MemorySource(what)),
+        };
+        Ok(Self {
+            vcpus: desc.vcpus,
+            kernel: file("kernel", &desc.kernel)?,
+            initrd: desc
+                .initrd
+                .as_ref()
+                .map(|src| file("initrd", src))
+                .transpose()?,
+            cmdline: desc.cmdline.clone(),
+        })
+    }
 }
 
 /// Why a VM could not be built.
@@ -141,6 +175,10 @@ pub enum VmError {
     Stage2(crate::arch::stage2::Stage2Error),
     /// The loader refused the guest.
     Load(loader::LoadError),
+    /// The description names a file the boot bundle does not carry.
+    NoFile { what: &'static str, name: String },
+    /// The description's kernel or initrd is in host memory, which is not loaded yet.
+    MemorySource(&'static str),
 }
 
 impl fmt::Display for VmError {
@@ -154,18 +192,24 @@ impl fmt::Display for VmError {
             Self::NoRam(s) => write!(f, "no {s:#x} bytes of free RAM left for the guest"),
             Self::Stage2(e) => write!(f, "stage-2 tables: {e:?}"),
             Self::Load(e) => write!(f, "loading the guest: {e}"),
+            Self::NoFile { what, name } => {
+                write!(f, "the {what} \"{name}\" is not in the boot bundle")
+            }
+            Self::MemorySource(what) => {
+                write!(f, "a {what} in host memory ({{ addr, size }}) is not supported yet")
+            }
         }
     }
 }
 
 /// Loads kernel, initrd and a generated device tree into `ram`.
-fn load(bundle: &Bundle<'_>, ram: &mut GuestRam) -> Result<loader::BootInfo, VmError> {
+fn load(image: &Image, ram: &mut GuestRam) -> Result<loader::BootInfo, VmError> {
     let cfg = GuestConfig {
-        vcpus: bundle.vcpus,
+        vcpus: image.vcpus,
         mem_size: ram.size,
-        kernel: bundle.kernel,
-        initrd: bundle.initrd,
-        cmdline: bundle.cmdline,
+        kernel: image.kernel,
+        initrd: image.initrd,
+        cmdline: &image.cmdline,
     };
     let boot = loader::load(&cfg, ram).map_err(VmError::Load)?;
     crate::arch::cpu::invalidate_icache();
@@ -173,22 +217,24 @@ fn load(bundle: &Bundle<'_>, ram: &mut GuestRam) -> Result<loader::BootInfo, VmE
 }
 
 impl Vm {
-    /// Builds VM `id` from `bundle`: carves its RAM, maps it, loads kernel, initrd and a
-    /// generated device tree.
+    /// Builds VM `id` from `desc`, its files in `bundle`: carves its RAM, maps it, loads
+    /// kernel, initrd and a generated device tree.
     pub fn build(
         id: VmId,
+        desc: &VmDesc,
         bundle: &Bundle<'static>,
         free: &mut FreeRam,
         cpu_affs: &[u64],
     ) -> Result<Self, VmError> {
-        let nr = bundle.vcpus as usize;
+        let image = Image::resolve(desc, bundle)?;
+        let nr = desc.vcpus as usize;
         if nr > cpu_affs.len() || nr > MAX_VCPUS {
             return Err(VmError::TooManyVcpus {
-                vcpus: bundle.vcpus,
+                vcpus: desc.vcpus,
                 cpus: cpu_affs.len(),
             });
         }
-        let size = bundle.mem_size;
+        let size = desc.mem_size;
         if size == 0 || size % BLOCK_SIZE != 0 {
             return Err(VmError::BadMemSize(size));
         }
@@ -202,7 +248,7 @@ impl Vm {
         stage2
             .map_ram(RAM_BASE, HostPhysAddr(pa), size)
             .map_err(VmError::Stage2)?;
-        let boot = load(bundle, &mut ram)?;
+        let boot = load(&image, &mut ram)?;
         let vmid = id.0 as u8 + 1;
         let vcpus = (0..nr)
             .map(|i| VcpuSlot {
@@ -237,7 +283,7 @@ impl Vm {
             uart_shadow: AtomicU64::new(0),
             uart_posted: spin::Mutex::new(Posted::default()),
             uart_flush: spin::Mutex::new(()),
-            bundle: bundle.clone(),
+            image,
         })
     }
 
@@ -246,7 +292,7 @@ impl Vm {
     /// vCPU of the VM runs.
     pub fn reload(&self) -> Result<(), VmError> {
         let mut ram = self.ram;
-        let boot = load(&self.bundle, &mut ram)?;
+        let boot = load(&self.image, &mut ram)?;
         self.vgic.reset();
         for slot in self.vcpus.iter() {
             slot.set_power(Power::Off);
