@@ -2,13 +2,23 @@
 //! built from arbitrary parts.
 //!
 //! Invariants: `parse` refuses with the first failing check of the documented order
-//! (truncated, magic, version, header size, flags, vCPUs, sections); a parsed bundle's
-//! sections are slices of the input at the offsets and lengths its header gives, its
-//! vCPU count is nonzero, its kernel nonempty and its initrd, if any, nonempty; and
-//! `parse(to_bytes(b)) == b`, both for a parsed bundle and for one built from parts.
+//! (truncated, magic, version, header size, flags, configuration bounds and UTF-8, file table
+//! bounds, then per file: name bounds, UTF-8, empty, duplicate, contents bounds), as a
+//! reference reading of the layout says; an accepted bundle's configuration, names and
+//! contents are the input's slices at the offsets and lengths the header and table give; and
+//! `parse(to_bytes(b)) == b`, both for a parsed bundle and for one built from parts (which
+//! parse refuses exactly when a name is empty or repeated).
 
 use arbitrary::Unstructured;
-use vmm::bundle::{Bundle, BundleError, HEADER_SIZE, MAGIC, VERSION};
+use vmm::bundle::{Bundle, BundleError, FILE_ENTRY_SIZE, HEADER_SIZE, MAGIC, VERSION};
+
+/// Header offsets, as the module documentation's table gives them.
+const VERSION_AT: usize = 8;
+const HEADER_SIZE_AT: usize = 12;
+const FLAGS_AT: usize = 16;
+const COUNT_AT: usize = 20;
+const CONFIG_AT: usize = 24;
+const TABLE_AT: usize = 40;
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))
@@ -18,15 +28,24 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
 }
 
-/// The (offset, length) of the section whose pair is at `field`.
-fn section(b: &[u8], field: usize) -> (u64, u64) {
-    (u64_at(b, field), u64_at(b, field + 8))
+/// The (offset, length) pair at `at`.
+fn pair(b: &[u8], at: usize) -> (u64, u64) {
+    (u64_at(b, at), u64_at(b, at + 8))
+}
+
+/// Whether the (offset, length) pair lies inside `b`.
+fn inside(b: &[u8], (off, len): (u64, u64)) -> bool {
+    off.checked_add(len)
+        .is_some_and(|end| end <= b.len() as u64)
 }
 
 /// Whether `part` is the slice `whole[off..off + len]`.
 fn is_slice_at(whole: &[u8], part: &[u8], (off, len): (u64, u64)) -> bool {
-    let start = whole.as_ptr() as usize;
-    part.len() as u64 == len && part.as_ptr() as usize == start + off as usize
+    part.len() as u64 == len && part.as_ptr() as usize == whole.as_ptr() as usize + off as usize
+}
+
+fn bytes_at(b: &[u8], (off, len): (u64, u64)) -> &[u8] {
+    &b[off as usize..(off + len) as usize]
 }
 
 pub fn run(data: &[u8]) {
@@ -36,19 +55,29 @@ pub fn run(data: &[u8]) {
     match mode % 3 {
         0 => check_parse(rest),
         1 => {
-            // A well-formed header in front of arbitrary fields and contents, so that the
-            // section checks are reached often.
+            // A well-formed header and in-range pairs in front of arbitrary contents, so that
+            // the per-file checks are reached often.
             let mut b = rest.to_vec();
             if b.len() >= HEADER_SIZE {
+                let len = b.len() as u64;
                 b[..8].copy_from_slice(&MAGIC);
-                b[8..12].copy_from_slice(&VERSION.to_le_bytes());
-                b[20..24].copy_from_slice(&0u32.to_le_bytes());
-                for field in [32, 48, 64] {
-                    let len = b.len() as u64;
-                    let (off, size) = section(&b, field);
-                    if mode & 0x80 == 0 && len > 0 {
-                        b[field..field + 8].copy_from_slice(&(off % len).to_le_bytes());
-                        b[field + 8..field + 16].copy_from_slice(&(size % len).to_le_bytes());
+                b[VERSION_AT..VERSION_AT + 4].copy_from_slice(&VERSION.to_le_bytes());
+                b[HEADER_SIZE_AT..HEADER_SIZE_AT + 4]
+                    .copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
+                b[FLAGS_AT..FLAGS_AT + 4].copy_from_slice(&0u32.to_le_bytes());
+                let count = u32_at(&b, COUNT_AT) % 8;
+                b[COUNT_AT..COUNT_AT + 4].copy_from_slice(&count.to_le_bytes());
+                let mut fields = vec![CONFIG_AT, CONFIG_AT + 8, TABLE_AT];
+                let table = u64_at(&b, TABLE_AT) % len;
+                let entries = (len - table) as usize / FILE_ENTRY_SIZE;
+                for e in 0..entries.min(count as usize) {
+                    let at = table as usize + e * FILE_ENTRY_SIZE;
+                    fields.extend((0..4).map(|k| at + 8 * k));
+                }
+                if mode & 0x80 == 0 {
+                    for at in fields {
+                        let v = u64_at(&b, at) % len;
+                        b[at..at + 8].copy_from_slice(&v.to_le_bytes());
                     }
                 }
             }
@@ -61,73 +90,87 @@ pub fn run(data: &[u8]) {
     }
 }
 
+/// What `parse` must answer for `b`, read independently from the layout tables.
+fn expected(b: &[u8]) -> Result<(), BundleError> {
+    if b.len() < HEADER_SIZE {
+        return Err(BundleError::Truncated);
+    }
+    if b[..8] != MAGIC {
+        return Err(BundleError::BadMagic);
+    }
+    if u32_at(b, VERSION_AT) != VERSION {
+        return Err(BundleError::UnsupportedVersion(u32_at(b, VERSION_AT)));
+    }
+    let hs = u32_at(b, HEADER_SIZE_AT);
+    if (hs as usize) < HEADER_SIZE || hs as usize > b.len() {
+        return Err(BundleError::BadHeaderSize(hs));
+    }
+    if u32_at(b, FLAGS_AT) != 0 {
+        return Err(BundleError::UnknownFlags(u32_at(b, FLAGS_AT)));
+    }
+    let config = pair(b, CONFIG_AT);
+    if !inside(b, config) {
+        return Err(BundleError::SectionOutOfBounds("configuration"));
+    }
+    if std::str::from_utf8(bytes_at(b, config)).is_err() {
+        return Err(BundleError::ConfigNotUtf8);
+    }
+    let count = u32_at(b, COUNT_AT);
+    let table = u64_at(b, TABLE_AT);
+    if !inside(b, (table, u64::from(count) * FILE_ENTRY_SIZE as u64)) {
+        return Err(BundleError::SectionOutOfBounds("file table"));
+    }
+    let mut names: Vec<&[u8]> = Vec::new();
+    for n in 0..count {
+        let entry = table as usize + n as usize * FILE_ENTRY_SIZE;
+        let name = pair(b, entry);
+        if !inside(b, name) {
+            return Err(BundleError::FileNameOutOfBounds(n));
+        }
+        let name = bytes_at(b, name);
+        if std::str::from_utf8(name).is_err() {
+            return Err(BundleError::FileNameNotUtf8(n));
+        }
+        if name.is_empty() {
+            return Err(BundleError::EmptyFileName(n));
+        }
+        if names.contains(&name) {
+            return Err(BundleError::DuplicateFile(n));
+        }
+        names.push(name);
+        if !inside(b, pair(b, entry + 16)) {
+            return Err(BundleError::FileOutOfBounds(n));
+        }
+    }
+    Ok(())
+}
+
 fn check_parse(b: &[u8]) {
     let parsed = Bundle::parse(b);
-    let expected_err = if b.len() < HEADER_SIZE {
-        Some(BundleError::Truncated)
-    } else if b[..8] != MAGIC {
-        Some(BundleError::BadMagic)
-    } else if u32_at(b, 8) != VERSION {
-        Some(BundleError::UnsupportedVersion(u32_at(b, 8)))
-    } else if (u32_at(b, 12) as usize) < HEADER_SIZE {
-        Some(BundleError::BadHeaderSize(u32_at(b, 12)))
-    } else if u32_at(b, 20) != 0 {
-        Some(BundleError::UnknownFlags(u32_at(b, 20)))
-    } else if u32_at(b, 16) == 0 {
-        Some(BundleError::NoVcpus)
-    } else {
-        None
+    let bundle = match (parsed, expected(b)) {
+        (Err(e), Err(x)) => return assert_eq!(e, x),
+        (Ok(_), Err(x)) => panic!("parse accepted a bundle it must refuse with {x:?}"),
+        (Err(e), Ok(())) => panic!("parse refused a valid bundle with {e:?}"),
+        (Ok(bundle), Ok(())) => bundle,
     };
-    let bundle = match (parsed, expected_err) {
-        (Err(e), Some(x)) => return assert_eq!(e, x),
-        (Ok(_), Some(x)) => panic!("parse accepted a bundle it must refuse with {x:?}"),
-        (Err(e), None) => {
-            // Only the section checks remain; each must be true of the bytes.
-            let inside = |(off, len): (u64, u64)| {
-                off.checked_add(len)
-                    .is_some_and(|end| end <= b.len() as u64)
-            };
-            match e {
-                BundleError::SectionOutOfBounds(name) => {
-                    let field = match name {
-                        "kernel" => 32,
-                        "initrd" => 48,
-                        "command line" => 64,
-                        other => panic!("unknown section {other}"),
-                    };
-                    assert!(!inside(section(b, field)), "{name} refused but inside");
-                }
-                BundleError::NoKernel => assert_eq!(section(b, 32).1, 0),
-                BundleError::CmdlineNotUtf8 => {
-                    let (off, len) = section(b, 64);
-                    assert!(std::str::from_utf8(&b[off as usize..(off + len) as usize]).is_err());
-                }
-                other => panic!("unexpected refusal {other:?}"),
-            }
-            return;
-        }
-        (Ok(bundle), None) => bundle,
-    };
-
-    assert_ne!(bundle.vcpus, 0);
-    assert_eq!(bundle.vcpus, u32_at(b, 16));
-    assert_eq!(bundle.mem_size, u64_at(b, 24));
-    assert!(!bundle.kernel.is_empty());
     assert!(
-        is_slice_at(b, bundle.kernel, section(b, 32)),
-        "kernel slice"
+        is_slice_at(b, bundle.config.as_bytes(), pair(b, CONFIG_AT)),
+        "config slice"
     );
-    match bundle.initrd {
-        Some(i) => {
-            assert!(!i.is_empty());
-            assert!(is_slice_at(b, i, section(b, 48)), "initrd slice");
-        }
-        None => assert_eq!(section(b, 48).1, 0),
+    assert_eq!(bundle.files.len() as u32, u32_at(b, COUNT_AT));
+    let table = u64_at(b, TABLE_AT) as usize;
+    for (n, (name, contents)) in bundle.files.iter().enumerate() {
+        let entry = table + n * FILE_ENTRY_SIZE;
+        assert!(
+            is_slice_at(b, name.as_bytes(), pair(b, entry)),
+            "name {n} slice"
+        );
+        assert!(
+            is_slice_at(b, contents, pair(b, entry + 16)),
+            "contents {n} slice"
+        );
+        assert_eq!(bundle.file(name), Some(*contents), "file({name:?})");
     }
-    assert!(
-        is_slice_at(b, bundle.cmdline.as_bytes(), section(b, 64)),
-        "cmdline slice"
-    );
     round_trip(&bundle);
 }
 
@@ -141,36 +184,44 @@ fn round_trip(bundle: &Bundle) {
 }
 
 fn check_built(u: &mut Unstructured) -> arbitrary::Result<()> {
-    let vcpus: u32 = u.arbitrary()?;
-    let mem_size: u64 = u.arbitrary()?;
-    let kernel: Vec<u8> = u.arbitrary()?;
-    let initrd: Option<Vec<u8>> = u.arbitrary()?;
-    let cmdline: String = u.arbitrary()?;
+    let config: String = u.arbitrary()?;
+    let files: Vec<(String, Vec<u8>)> = u.arbitrary()?;
     let bundle = Bundle {
-        vcpus,
-        mem_size,
-        kernel: &kernel,
-        initrd: initrd.as_deref(),
-        cmdline: &cmdline,
+        config: &config,
+        files: files
+            .iter()
+            .map(|(n, c)| (n.as_str(), c.as_slice()))
+            .collect(),
     };
     let bytes = bundle.to_bytes();
+    let first_bad = files.iter().enumerate().find_map(|(i, (name, _))| {
+        if name.is_empty() {
+            Some(BundleError::EmptyFileName(i as u32))
+        } else if files[..i].iter().any(|(other, _)| other == name) {
+            Some(BundleError::DuplicateFile(i as u32))
+        } else {
+            None
+        }
+    });
     let parsed = Bundle::parse(&bytes);
-    if vcpus == 0 {
-        assert_eq!(parsed, Err(BundleError::NoVcpus));
-    } else if kernel.is_empty() {
-        assert_eq!(parsed, Err(BundleError::NoKernel));
-    } else {
-        // An empty initrd is written as none.
-        let normal = Bundle {
-            initrd: bundle.initrd.filter(|i| !i.is_empty()),
-            ..bundle.clone()
-        };
-        assert_eq!(parsed, Ok(normal));
-        // Sections are 8-byte aligned, after the header.
-        for field in [32, 48, 64] {
-            let (off, _) = section(&bytes, field);
-            assert_eq!(off % 8, 0);
-            assert!(off >= HEADER_SIZE as u64);
+    match first_bad {
+        Some(e) => assert_eq!(parsed, Err(e)),
+        None => {
+            assert_eq!(parsed, Ok(bundle.clone()));
+            // Sections are 8-byte aligned and after the header.
+            let mut pairs = vec![CONFIG_AT];
+            let table = u64_at(&bytes, TABLE_AT) as usize;
+            assert_eq!(table % 8, 0);
+            assert!(table >= HEADER_SIZE);
+            pairs.extend((0..files.len()).flat_map(|n| {
+                let e = table + n * FILE_ENTRY_SIZE;
+                [e, e + 16]
+            }));
+            for at in pairs {
+                let (off, _) = pair(&bytes, at);
+                assert_eq!(off % 8, 0);
+                assert!(off >= HEADER_SIZE as u64);
+            }
         }
     }
     Ok(())

@@ -6,6 +6,7 @@
 //! libFuzzer. The same functions replay the committed seeds in `tests/seeds.rs`.
 
 pub mod bundle;
+pub mod config;
 pub mod exit_decode;
 pub mod fdt_generate;
 pub mod image_loader;
@@ -28,5 +29,6 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("pl011", pl011::run),
     ("image_loader", image_loader::run),
     ("bundle", bundle::run),
+    ("config", config::run),
     ("fdt_generate", fdt_generate::run),
 ];

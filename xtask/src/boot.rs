@@ -124,3 +124,52 @@ pub fn write_config_bundle(config: &str, files: &[(String, PathBuf)], path: &Pat
     }
     std::fs::write(path, bytes).ctx(|| format!("writing {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_single_guest_is_vm0_with_its_files_packed() {
+        let dir = std::env::temp_dir().join(format!("rhyve-xtask-boot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("Image"), b"kernel").unwrap();
+        std::fs::write(dir.join("rd.cpio"), b"initrd").unwrap();
+        let mut guest = GuestBoot {
+            kernel: dir.join("Image"),
+            initrd: Some(dir.join("rd.cpio")),
+            cmdline: "console=ttyAMA0 x=\"y\"".into(),
+            vcpus: 3,
+            mem_mib: 96,
+        };
+        let out = dir.join("b.bin");
+        write_bundle(&guest, &out).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        let bundle = Bundle::parse(&bytes).unwrap();
+        let vms = vmm::config::parse(bundle.config);
+        let [Ok(vm)] = vms.as_slice() else {
+            panic!("{vms:?}")
+        };
+        assert_eq!(
+            (vm.name.as_str(), vm.vcpus, vm.mem_size, vm.cmdline.as_str()),
+            ("vm0", 3, 96 << 20, "console=ttyAMA0 x=\"y\"")
+        );
+        assert_eq!(vm.devices, vmm::config::Devices::DEFAULT);
+        let files: Vec<_> = vm.bundle_files().map(|f| bundle.file(f)).collect();
+        assert_eq!(files, [Some(&b"kernel"[..]), Some(&b"initrd"[..])]);
+
+        guest.initrd = None;
+        write_bundle(&guest, &out).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        let bundle = Bundle::parse(&bytes).unwrap();
+        assert_eq!(bundle.files, [(KERNEL_FILE, &b"kernel"[..])]);
+        assert_eq!(
+            vmm::config::parse(bundle.config)[0]
+                .as_ref()
+                .unwrap()
+                .initrd,
+            None
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -338,6 +338,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_target_is_a_cargo_fuzz_binary() {
+        let manifest = fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
+        let mut bins: Vec<String> = manifest
+            .split("[[bin]]")
+            .skip(1)
+            .filter_map(|b| {
+                let line = b.lines().find(|l| l.starts_with("name = "))?;
+                Some(
+                    line.trim_start_matches("name = ")
+                        .trim_matches('"')
+                        .to_string(),
+                )
+            })
+            .collect();
+        bins.sort();
+        assert_eq!(targets().unwrap(), bins);
+        assert!(bins.iter().any(|b| b == "config"), "{bins:?}");
+    }
+
+    #[test]
     fn every_target_has_a_seed_directory() {
         let names = targets().unwrap();
         assert!(names.len() >= 9, "{names:?}");

@@ -6,6 +6,7 @@
 mod args;
 mod bench;
 mod boot;
+mod config;
 mod cpio;
 mod error;
 mod fuzz;
@@ -35,6 +36,9 @@ commands:
   fetch-guest    fetch Debian's arm64 kernel and busybox into build/guest/ (Image,
                  initramfs.cpio); run/test/bench do this themselves
   run            boot a guest under rhyve in QEMU, console on this terminal (Ctrl-A x quits)
+      --config FILE    the VMs of a TOML file (see xtask/README.md; e.g.
+                       examples/two-linux.toml) instead of the one guest below; its
+                       files are read relative to FILE's directory
       --kernel PATH    guest kernel (default: build/guest/Image)
       --initrd PATH    guest initrd, or `none` (default: build/guest/initramfs.cpio)
       --cmdline STR    (default: console=ttyAMA0 earlycon=pl011,0x9000000)
@@ -121,6 +125,33 @@ fn dispatch(mut args: Args) -> Result<ExitCode> {
 
 /// `cargo xtask run`: builds, fetches what the defaults need, and replaces itself with QEMU.
 fn run(mut args: Args) -> Result<()> {
+    let config = args.value("--config")?.map(PathBuf::from);
+    let gdb = args.flag("--gdb");
+    let bundle = sys::build_dir().join("bundle.bin");
+    let machine = match config {
+        Some(config) => {
+            args.finish().map_err(|e| match e {
+                Error::Usage(m) => Error::Usage(format!(
+                    "{m}: with --config, the file describes the VMs (only --gdb goes with it)"
+                )),
+                e => e,
+            })?;
+            let image = toolchain::build_image()?;
+            let needs = config::write_bundle(&config, &bundle)?;
+            qemu::Machine::rhyve(&image, &bundle, needs.cpus, needs.guest_mem_mib)
+        }
+        None => single_guest(args)?.machine(
+            &Host::Rhyve {
+                image: toolchain::build_image()?,
+            },
+            &bundle,
+        )?,
+    };
+    exec_qemu(&machine, gdb)
+}
+
+/// The one guest `run`'s options describe, with the fetched guest as the default.
+fn single_guest(mut args: Args) -> Result<GuestBoot> {
     let kernel = args.value("--kernel")?.map(PathBuf::from);
     let initrd = args.value("--initrd")?;
     let cmdline = args
@@ -132,13 +163,11 @@ fn run(mut args: Args) -> Result<()> {
         .map(|m| args::parse_mem_mib(&m))
         .transpose()?
         .unwrap_or(512);
-    let gdb = args.flag("--gdb");
     args.finish()?;
     if vcpus == 0 {
         return Err(Error::Usage("--vcpus must be at least 1".into()));
     }
 
-    let image = toolchain::build_image()?;
     let guest = if kernel.is_none() || initrd.is_none() {
         Some(guest::fetch()?)
     } else {
@@ -147,7 +176,7 @@ fn run(mut args: Args) -> Result<()> {
     let default = |f: fn(&guest::GuestFiles) -> PathBuf| {
         f(guest.as_ref().expect("fetched when a default is used"))
     };
-    let boot = GuestBoot {
+    Ok(GuestBoot {
         kernel: kernel.unwrap_or_else(|| default(|g| g.kernel.clone())),
         initrd: match initrd.as_deref() {
             Some("none") => None,
@@ -157,8 +186,11 @@ fn run(mut args: Args) -> Result<()> {
         cmdline,
         vcpus,
         mem_mib,
-    };
-    let machine = boot.machine(&Host::Rhyve { image }, &sys::build_dir().join("bundle.bin"))?;
+    })
+}
+
+/// Replaces this process with QEMU running `machine`, the console on the terminal.
+fn exec_qemu(machine: &qemu::Machine, gdb: bool) -> Result<()> {
     let qemu = qemu::binary()?;
     let mut cmd = machine.interactive_command(&qemu, gdb);
     if gdb {

@@ -56,11 +56,12 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// The machine that runs rhyve with `bundle` for a guest of `vcpus` and `guest_mem_mib`.
-    pub fn rhyve(image: &Path, bundle: &Path, vcpus: u32, guest_mem_mib: u64) -> Self {
+    /// The machine that runs rhyve with `bundle` for guests that need `cpus` CPUs and
+    /// `guest_mem_mib` of RAM in all.
+    pub fn rhyve(image: &Path, bundle: &Path, cpus: u32, guest_mem_mib: u64) -> Self {
         Self {
             virtualization: true,
-            smp: vcpus.max(MIN_HOST_CPUS),
+            smp: cpus.max(MIN_HOST_CPUS),
             mem_mib: guest_mem_mib + HYPERVISOR_MEM_MIB,
             kernel: image.to_path_buf(),
             initrd: Some(bundle.to_path_buf()),

@@ -186,13 +186,14 @@ fn memory(v: &Value<'_>) -> Result<u64, Refusal> {
 /// `"256M"`, `"1G"`, `"65536K"`: decimal digits and a binary unit; `None` if not that or
 /// too large.
 fn size_string(s: &str) -> Option<u64> {
-    let (digits, unit) = s.split_at(s.len().checked_sub(1)?);
-    let unit = match unit {
-        "K" => KIB,
-        "M" => MIB,
-        "G" => GIB,
+    let unit = match s.as_bytes().last()? {
+        b'K' => KIB,
+        b'M' => MIB,
+        b'G' => GIB,
         _ => return None,
     };
+    // The last byte is ASCII, so the rest ends on a character boundary.
+    let digits = &s[..s.len() - 1];
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -469,6 +469,14 @@ fn memory_rules() {
             "expected a size like \"256M\", \"1G\" or \"65536K\", found \"1.5G\"",
         ),
         (
+            "\"16\u{fffd}\"",
+            "expected a size like \"256M\", \"1G\" or \"65536K\", found \"16\u{fffd}\"",
+        ),
+        (
+            "\"16éM\"",
+            "expected a size like \"256M\", \"1G\" or \"65536K\", found \"16éM\"",
+        ),
+        (
             "\"m\"",
             "expected a size like \"256M\", \"1G\" or \"65536K\", found \"m\"",
         ),

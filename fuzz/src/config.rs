@@ -1,0 +1,279 @@
+//! `config`: `vmm::config::parse` of arbitrary text, of generated descriptions, and of
+//! `VmDesc::to_toml` of arbitrary VMs.
+//!
+//! Invariants: no panic; every accepted VM satisfies every documented rule (name charset and
+//! length, unique among the accepted; vCPUs in range; a non-empty CPU mask; memory a multiple
+//! of 2 MiB in range; non-empty file names, non-empty memory ranges that do not wrap; strings
+//! without control characters other than newline and tab; a disk only with virtio-blk, a
+//! unicast non-zero MAC only with virtio-net); at most `MAX_VMS` accepted; each `[[vm]]` line
+//! gives an entry; every error names a line of the text and gives a reason; re-serialising an
+//! accepted VM and parsing it gives the same VM; a good VM appended to any text that gives
+//! fewer than `MAX_VMS` entries is accepted and changes none of them; and a VM written by
+//! `to_toml` is accepted exactly when it obeys the rules (a reference check here), as itself.
+
+use arbitrary::{Result, Unstructured};
+use vmm::config::{
+    parse, ConfigError, Devices, Disk, Source, VmDesc, DEVICE_NAMES, MAX_CPU, MAX_MEM, MAX_NAME,
+    MAX_VCPUS, MAX_VMS, MEM_ALIGN, MIN_MEM,
+};
+
+pub fn run(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    match mode % 3 {
+        0 => check_text(&String::from_utf8_lossy(rest)),
+        1 => {
+            if let Ok(text) = generate(&mut Unstructured::new(rest)) {
+                check_text(&text);
+            }
+        }
+        _ => {
+            let _ = check_written(&mut Unstructured::new(rest));
+        }
+    }
+}
+
+/// Whether `s` has only characters a basic string can hold (escaped or not).
+fn representable(s: &str) -> bool {
+    s.chars().all(|c| !c.is_control() || c == '\n' || c == '\t')
+}
+
+fn valid_name(s: &str) -> bool {
+    (1..=MAX_NAME).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+fn valid_source(s: &Source) -> bool {
+    match s {
+        Source::Bundle(name) => !name.is_empty() && representable(name),
+        Source::Memory { addr, size } => *size != 0 && addr.checked_add(*size).is_some(),
+    }
+}
+
+/// The documented rules, read from the module documentation's table.
+fn obeys_rules(vm: &VmDesc) -> bool {
+    valid_name(&vm.name)
+        && (1..=MAX_VCPUS).contains(&vm.vcpus)
+        && vm.cpus != Some(0)
+        && vm.mem_size.is_multiple_of(MEM_ALIGN)
+        && (MIN_MEM..=MAX_MEM).contains(&vm.mem_size)
+        && valid_source(&vm.kernel)
+        && vm.initrd.as_ref().is_none_or(valid_source)
+        && representable(&vm.cmdline)
+        && vm
+            .disk
+            .as_ref()
+            .is_none_or(|d| !d.file.is_empty() && representable(&d.file) && vm.devices.virtio_blk)
+        && vm
+            .mac
+            .is_none_or(|m| m[0] & 1 == 0 && m != [0; 6] && vm.devices.virtio_net)
+}
+
+fn check_text(text: &str) {
+    let all = parse(text);
+    let lines = text.split('\n').count();
+    let headers = text
+        .split('\n')
+        .filter(|l| l.trim_end_matches('\r') == "[[vm]]")
+        .count();
+    assert!(
+        all.len() >= headers,
+        "{headers} [[vm]] lines, {} entries",
+        all.len()
+    );
+    let mut names: Vec<&str> = Vec::new();
+    for r in &all {
+        match r {
+            Ok(vm) => {
+                assert!(obeys_rules(vm), "accepted against the rules: {vm:?}");
+                assert!(!names.contains(&vm.name.as_str()), "{} twice", vm.name);
+                names.push(&vm.name);
+                let again = parse(&vm.to_toml());
+                assert_eq!(again, [Ok(vm.clone())], "to_toml:\n{}", vm.to_toml());
+            }
+            Err(e) => check_error(e, lines),
+        }
+    }
+    assert!(names.len() <= MAX_VMS);
+
+    // A good VM after any text that leaves room for it.
+    const NAME: &str = "zq-appended";
+    if all.len() < MAX_VMS && !text.contains(NAME) {
+        let good = VmDesc {
+            name: NAME.into(),
+            vcpus: 1,
+            cpus: None,
+            mem_size: MIN_MEM,
+            kernel: Source::Bundle("k".into()),
+            initrd: None,
+            cmdline: String::new(),
+            devices: Devices::DEFAULT,
+            disk: None,
+            mac: None,
+            autostart: true,
+        };
+        let mut after = parse(&format!("{text}\n{}", good.to_toml()));
+        assert_eq!(after.pop(), Some(Ok(good)), "appended VM");
+        assert_eq!(after, all, "appending a VM changed the ones before");
+    }
+}
+
+fn check_error(e: &ConfigError, lines: usize) {
+    assert!((1..=lines).contains(&e.line), "line {} of {lines}", e.line);
+    assert!(!e.reason.is_empty());
+    if let Some(vm) = &e.vm {
+        assert!(valid_name(vm), "error names VM {vm:?}");
+    }
+    let shown = e.to_string();
+    assert!(shown.contains(&format!("line {}", e.line)), "{shown}");
+}
+
+/// Text of `[[vm]]` tables made of likely keys and values, to reach the field checks.
+fn generate(u: &mut Unstructured) -> Result<String> {
+    const KEYS: [&str; 14] = [
+        "name",
+        "vcpus",
+        "cpus",
+        "memory",
+        "kernel",
+        "initrd",
+        "cmdline",
+        "devices",
+        "disk",
+        "mac",
+        "autostart",
+        "name",
+        "memory",
+        "bogus",
+    ];
+    let mut text = String::new();
+    for _ in 0..u.int_in_range(0..=40)? {
+        let line = match u.int_in_range(0..=9)? {
+            0 => "[[vm]]".to_string(),
+            1 => (*u.choose(&["[vm]", "[[disk]]", "# c", "", "[[ vm ]] # x", "x"])?).to_string(),
+            _ => format!("{} = {}", u.choose(&KEYS)?, value(u, true)?),
+        };
+        text.push_str(&line);
+        text.push_str(if u.arbitrary()? { "\n" } else { "\r\n" });
+    }
+    Ok(text)
+}
+
+fn value(u: &mut Unstructured, top: bool) -> Result<String> {
+    Ok(match u.int_in_range(0..=if top { 9 } else { 5 })? {
+        0 => u.int_in_range(0u64..=130)?.to_string(),
+        1 => format!(
+            "{:#x}",
+            u.arbitrary::<u64>()? & !(MEM_ALIGN - 1) >> u.int_in_range(0..=40)?
+        ),
+        2 => format!(
+            "\"{}\"",
+            u.choose(&["256M", "1G", "3M", "16M", "14M", "65536K", "abc", "", "vm-1", "k"])?
+        ),
+        3 => u.arbitrary::<bool>()?.to_string(),
+        4 => format!("\"{}\"", u.choose(&DEVICE_NAMES)?),
+        5 => {
+            let s: String = u.arbitrary()?;
+            format!("\"{}\"", s.replace(['"', '\\'], ""))
+        }
+        6 | 7 => {
+            let items: Vec<String> = (0..u.int_in_range(0..=4)?)
+                .map(|_| value(u, false))
+                .collect::<Result<_>>()?;
+            format!("[{}]", items.join(", "))
+        }
+        8 => format!(
+            "{{ addr = {:#x}, size = {:#x} }}",
+            u.arbitrary::<u64>()?,
+            u.int_in_range(0u64..=0x1000)?
+        ),
+        _ => format!(
+            "{{ file = {}, readonly = {} }}",
+            value(u, false)?,
+            u.arbitrary::<bool>()?
+        ),
+    })
+}
+
+/// An arbitrary VM, written with `to_toml` and parsed back.
+fn check_written(u: &mut Unstructured) -> Result<()> {
+    let string = |u: &mut Unstructured| -> Result<String> {
+        Ok(if u.ratio(3, 4)? {
+            let len = u.int_in_range(0..=MAX_NAME + 1)?;
+            (0..len)
+                .map(|_| u.choose(b"abz09_-A .\"\\\n\t#").map(|&b| b as char))
+                .collect::<Result<String>>()?
+        } else {
+            u.arbitrary()?
+        })
+    };
+    let source = |u: &mut Unstructured| -> Result<Source> {
+        Ok(if u.arbitrary()? {
+            Source::Bundle(string(u)?)
+        } else {
+            Source::Memory {
+                addr: u.arbitrary()?,
+                size: u.arbitrary()?,
+            }
+        })
+    };
+    let mut devices = Devices::NONE;
+    for i in 0..DEVICE_NAMES.len() {
+        *devices.flag(i).expect("each name has a flag") = u.arbitrary()?;
+    }
+    let vm = VmDesc {
+        name: string(u)?,
+        vcpus: u.int_in_range(0..=MAX_VCPUS + 1)?,
+        cpus: if u.arbitrary()? {
+            Some(u.arbitrary::<u64>()? >> u.int_in_range(0..=MAX_CPU as u32)?)
+        } else {
+            None
+        },
+        mem_size: if u.ratio(3, 4)? {
+            u.int_in_range(0..=MAX_MEM / MEM_ALIGN + 1)? * MEM_ALIGN
+        } else {
+            u.arbitrary()?
+        },
+        kernel: source(u)?,
+        initrd: if u.arbitrary()? {
+            Some(source(u)?)
+        } else {
+            None
+        },
+        cmdline: string(u)?,
+        devices,
+        disk: if u.arbitrary()? {
+            Some(Disk {
+                file: string(u)?,
+                readonly: u.arbitrary()?,
+            })
+        } else {
+            None
+        },
+        mac: if u.arbitrary()? {
+            Some(u.arbitrary()?)
+        } else {
+            None
+        },
+        autostart: u.arbitrary()?,
+    };
+    let text = vm.to_toml();
+    let all = parse(&text);
+    assert_eq!(all.len(), 1, "{text}");
+    match &all[0] {
+        Ok(parsed) => {
+            assert!(obeys_rules(&vm), "accepted against the rules:\n{text}");
+            assert_eq!(parsed, &vm, "round trip of\n{text}");
+        }
+        Err(e) => {
+            assert!(
+                !obeys_rules(&vm),
+                "refused ({e}) though it obeys the rules:\n{text}"
+            );
+            check_error(e, text.split('\n').count());
+        }
+    }
+    Ok(())
+}
