@@ -352,7 +352,10 @@ mod tests {
     #[test]
     fn shared_cpu_guests_see_no_sve_or_sme() {
         let pfr0 = 0x1101_0000_2222u64 | (1 << 32);
-        assert_eq!(shared_cpu_id_value(ID_AA64PFR0_EL1, pfr0), pfr0 & !(0xf << 32));
+        assert_eq!(
+            shared_cpu_id_value(ID_AA64PFR0_EL1, pfr0),
+            pfr0 & !(0xf << 32)
+        );
         let pfr1 = (2u64 << 24) | 0x21;
         assert_eq!(shared_cpu_id_value(ID_AA64PFR1_EL1, pfr1), 0x21);
         assert_eq!(shared_cpu_id_value(ID_AA64ZFR0_EL1, 0x1234), 0);

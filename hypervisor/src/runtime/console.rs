@@ -262,7 +262,10 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
     let mut line = LINE.lock();
     if let Some(u) = CONSOLE.lock().as_mut() {
         line.end_open_line(u);
-        let mut w = Tracked { uart: u, last: b'\n' };
+        let mut w = Tracked {
+            uart: u,
+            last: b'\n',
+        };
         let _ = w.write_fmt(args);
         line.owner = None;
         line.at_start = w.last == b'\n';

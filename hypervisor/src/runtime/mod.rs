@@ -8,10 +8,10 @@ pub mod console;
 pub mod fault;
 pub mod irq;
 pub mod memory;
+pub mod monitor;
 pub mod partition;
 pub mod percpu;
 pub mod platform;
-pub mod monitor;
 pub mod ratelimit;
 pub mod sched;
 pub mod stats;
@@ -250,9 +250,9 @@ fn source_bytes(
     ram: &[crate::arch::mmu::RamRange],
 ) -> Result<&'static [u8], String> {
     match src {
-        Source::Bundle(name) => bundle
-            .file(name)
-            .ok_or_else(|| alloc::format!("field \"{field}\": no file \"{name}\" in the boot bundle")),
+        Source::Bundle(name) => bundle.file(name).ok_or_else(|| {
+            alloc::format!("field \"{field}\": no file \"{name}\" in the boot bundle")
+        }),
         Source::Memory { addr, size } => {
             let end = addr.checked_add(*size);
             let inside = end.is_some_and(|e| {
@@ -317,7 +317,10 @@ fn build_vms(
         let (kernel, initrd) = match (kernel, initrd) {
             (Ok(k), Ok(i)) => (k, i),
             (Err(e), _) | (_, Err(e)) => {
-                log::error!("configuration: vm \"{}\": {e}: that VM is not started", d.name);
+                log::error!(
+                    "configuration: vm \"{}\": {e}: that VM is not started",
+                    d.name
+                );
                 continue;
             }
         };

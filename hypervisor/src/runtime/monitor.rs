@@ -211,14 +211,23 @@ fn command(line: &str) {
             Some(vm) => match cmd {
                 "stop" => {
                     super::stop_vm(vm);
-                    out(format_args!("VM {} \"{}\": stopping\n", vm.id.0, vm.spec.name));
+                    out(format_args!(
+                        "VM {} \"{}\": stopping\n",
+                        vm.id.0, vm.spec.name
+                    ));
                 }
                 "start" if vm.alive.load(Ordering::Acquire) => {
-                    out(format_args!("VM {} is running: `reset` restarts it\n", vm.id.0));
+                    out(format_args!(
+                        "VM {} is running: `reset` restarts it\n",
+                        vm.id.0
+                    ));
                 }
                 _ => {
                     super::vm_reset(vm, VcpuId(u16::MAX));
-                    out(format_args!("VM {} \"{}\": starting\n", vm.id.0, vm.spec.name));
+                    out(format_args!(
+                        "VM {} \"{}\": starting\n",
+                        vm.id.0, vm.spec.name
+                    ));
                 }
             },
         },

@@ -13,7 +13,7 @@
 //! deadline, which the EL2 timer watches.
 
 use super::percpu::PerCpu;
-use super::vm::{Power, Vm, VcpuSlot};
+use super::vm::{Power, VcpuSlot, Vm};
 use super::{irq, vms};
 use crate::arch::regs::{read_sysreg, write_sysreg};
 use aarch64_cpu::registers::{CNTHP_CTL_EL2, CNTV_CTL_EL0};

@@ -8,7 +8,7 @@
 use super::percpu::PerCpu;
 use super::sched::{Leave, Sched};
 use super::stats::Counter;
-use super::vm::{Power, Vm, VcpuSlot};
+use super::vm::{Power, VcpuSlot, Vm};
 use super::{irq, machine, partition, ratelimit::RateLimit};
 use crate::arch::exception::{self, ExitKind, GuestRegs};
 use crate::arch::regs::{
@@ -24,8 +24,8 @@ use aarch64_cpu::registers::HCR_EL2;
 use abi::layout::{PL011_BASE, PTIMER_INTID, VTIMER_INTID};
 use abi::vmm::Request;
 use abi::{GuestPhysAddr, VcpuId};
-use tock_registers::interfaces::Writeable;
 use core::sync::atomic::Ordering;
+use tock_registers::interfaces::Writeable;
 use tock_registers::LocalRegisterCopy;
 
 /// What the run loop does after an exit.

@@ -208,7 +208,10 @@ impl fmt::Display for VmError {
                 write!(f, "{vcpus} vCPUs asked for; a VM has 1 to {MAX_VCPUS}")
             }
 
-            Self::BadMemSize(s) => write!(f, "guest RAM size {s:#x} is zero or not a multiple of 2 MiB"),
+            Self::BadMemSize(s) => write!(
+                f,
+                "guest RAM size {s:#x} is zero or not a multiple of 2 MiB"
+            ),
             Self::NoRam(s) => write!(f, "no {s:#x} bytes of free RAM left for the guest"),
             Self::Stage2(e) => write!(f, "stage-2 tables: {e:?}"),
             Self::Load(e) => write!(f, "loading the guest: {e}"),

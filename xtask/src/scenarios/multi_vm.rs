@@ -33,7 +33,7 @@ fn linux_files(guest: &GuestFiles) -> Vec<(String, PathBuf)> {
 }
 
 /// The lines VM `name` printed, each whole again, in order.
-pub fn vm_lines<'a>(console: &'a Capture, name: &str) -> Vec<String> {
+pub fn vm_lines(console: &Capture, name: &str) -> Vec<String> {
     let start = format!("[{name}] ");
     let cont = format!("[{name}]+ ");
     let mut out: Vec<String> = Vec::new();
@@ -71,7 +71,9 @@ fn check_shape(lines: &[String], name: &str, vcpus: u32, mem_mib: u64, f: &mut V
     match value_after(lines, "RHYVE-NPROC") {
         Some(n) if n == vcpus.to_string() => {}
         Some(n) => f.push(format!("VM {name}: {n} CPUs, expected {vcpus}")),
-        None => f.push(format!("VM {name}: no RHYVE-NPROC line: its init did not run")),
+        None => f.push(format!(
+            "VM {name}: no RHYVE-NPROC line: its init did not run"
+        )),
     }
     match mem_total_kb(lines) {
         Some(kb) if kb <= mem_mib * 1024 && kb >= mem_mib * 1024 * 6 / 10 => {}

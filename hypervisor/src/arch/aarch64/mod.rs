@@ -2,8 +2,8 @@
 //! the firmware interface.
 
 pub mod boot;
-pub mod cpu;
 pub mod context;
+pub mod cpu;
 pub mod el1;
 pub mod exception;
 pub mod firmware;
