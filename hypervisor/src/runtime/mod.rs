@@ -524,7 +524,8 @@ fn cpu_loop(cpu: &'static PerCpu) -> ! {
 /// Carries out VM resets and starts that wait for their vCPUs to stop (any CPU may: the
 /// first to find a VM's vCPUs all off does it).
 pub fn service(cpu: &PerCpu) {
-    if !SERVICE.swap(false, Ordering::AcqRel) {
+    // A load first: this runs on every interrupt exit, and a swap would write the line.
+    if !SERVICE.load(Ordering::Acquire) || !SERVICE.swap(false, Ordering::AcqRel) {
         return;
     }
     let mut waiting = false;
