@@ -8,6 +8,7 @@ extern crate alloc;
 
 pub mod exit;
 pub mod inject;
+pub mod placement;
 pub mod psci;
 pub mod sysreg;
 pub mod vgic;

@@ -71,7 +71,7 @@ impl Machine {
     }
 }
 
-use crate::psci;
+use crate::{placement, psci};
 
 static MACHINE: Once<Machine> = Once::new();
 /// The VMs, by id.
@@ -271,23 +271,6 @@ fn source_bytes(
     }
 }
 
-/// Places each vCPU of a VM that may run on the CPUs of `mask` on the least loaded of them.
-fn place(vcpus: u32, mask: Option<u64>, nr_cpus: usize, load: &mut [usize]) -> Option<Vec<usize>> {
-    let allowed: Vec<usize> = (0..nr_cpus.min(64))
-        .filter(|&c| mask.is_none_or(|m| m & (1 << c) != 0))
-        .collect();
-    if allowed.is_empty() {
-        return None;
-    }
-    let mut out = Vec::new();
-    for _ in 0..vcpus {
-        let &c = allowed.iter().min_by_key(|&&c| (load[c], c))?;
-        load[c] += 1;
-        out.push(c);
-    }
-    Some(out)
-}
-
 /// Builds every VM the bundle's configuration describes; one that cannot be built is reported
 /// with its reason and the others go on.
 fn build_vms(
@@ -324,7 +307,7 @@ fn build_vms(
                 continue;
             }
         };
-        let Some(placement) = place(d.vcpus, d.cpus, nr_cpus, &mut load) else {
+        let Some(placement) = placement::place(d.vcpus, d.cpus, nr_cpus, &mut load) else {
             log::error!(
                 "configuration: vm \"{}\": field \"cpus\": none of those CPUs exists (the machine has {nr_cpus}): that VM is not started",
                 d.name
@@ -345,7 +328,7 @@ fn build_vms(
     }
     let mut vms = Vec::new();
     for (spec, placement) in placed {
-        let shared = placement.iter().any(|&c| load[c] > 1);
+        let shared = placement::shares_a_cpu(&placement, &load);
         let id = VmId(vms.len() as u16);
         let name = spec.name.clone();
         match Vm::build(id, spec, free, &placement, affs, shared) {
