@@ -942,3 +942,38 @@ fn accessor_outside_the_vm_is_ignored() {
     assert_eq!(vgic.mmio_read(VcpuId(3), isactiver_spis, 4), 0);
     assert_eq!(r32(&vgic, isactiver_spis), 0, "nothing was activated");
 }
+
+/// Two vCPUs time-share one CPU's list registers: the leaving vCPU's interrupts (one active,
+/// one pending) survive the registers being cleared for the other, and come back on its
+/// next entry in the same states; the other never sees them.
+#[test]
+fn unload_and_reload_on_a_shared_cpu_keeps_pending_and_active() {
+    let vgic = Vgic::new(2);
+    linux_init(&vgic, 2);
+    let mut cpu = FakeListRegs::new(4);
+    // vCPU 0 gets SGIs 1 and 2, acknowledges 1 (active) and leaves 2 pending.
+    let kick = vgic.send_sgi(VcpuId(1), 1 << 24 | 0b1);
+    assert_eq!(kicked(kick), [0]);
+    let _ = vgic.send_sgi(VcpuId(1), 2 << 24 | 0b1);
+    exit_and_enter(&vgic, 0, &mut cpu);
+    let n1 = cpu.find(1).unwrap();
+    cpu.ack(n1);
+    assert_eq!(cpu.valid(), [(1, ACTIVE), (2, PENDING)]);
+    // vCPU 0 leaves the CPU: synced, registers cleared, unloaded.
+    vgic.sync(VcpuId(0), &mut cpu);
+    cpu.lrs.iter_mut().for_each(|l| *l = 0);
+    vgic.unload(VcpuId(0));
+    assert!(vgic.has_pending(VcpuId(0)));
+    // vCPU 1 runs on the same registers and sees nothing of vCPU 0's.
+    vgic.unload(VcpuId(1));
+    exit_and_enter(&vgic, 1, &mut cpu);
+    assert!(cpu.valid().is_empty());
+    vgic.sync(VcpuId(1), &mut cpu);
+    cpu.lrs.iter_mut().for_each(|l| *l = 0);
+    // vCPU 0 comes back: both interrupts, in their states.
+    exit_and_enter(&vgic, 0, &mut cpu);
+    assert_eq!(cpu.valid(), [(1, ACTIVE), (2, PENDING)]);
+    cpu.complete_intid(1);
+    exit_and_enter(&vgic, 0, &mut cpu);
+    assert_eq!(cpu.valid(), [(2, PENDING)]);
+}
