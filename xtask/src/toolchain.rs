@@ -28,6 +28,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "memory",
     "vmmfault",
     "exitbench",
+    "spin",
 ];
 /// Debian's packages for path (c).
 const DEBIAN_PACKAGES: &[&str] = &[

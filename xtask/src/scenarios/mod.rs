@@ -12,6 +12,7 @@ mod hostile_memory;
 mod hostile_mmio;
 mod hostile_psci;
 mod hostile_sysreg;
+mod hostile_time;
 mod linux_smp;
 mod multi_vm;
 mod vmm_fault;
@@ -70,6 +71,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         hostile_psci::scenario(),
         hostile_gic::scenario(),
         hostile_memory::scenario(),
+        hostile_time::scenario(),
     ]);
     v.extend(console_reset::scenarios());
     v.extend(vmm_fault::scenarios());

@@ -25,7 +25,7 @@ pub fn scenarios() -> Vec<Box<dyn Scenario>> {
 }
 
 /// The kernel and initramfs under the names the configurations use.
-fn linux_files(guest: &GuestFiles) -> Vec<(String, PathBuf)> {
+pub(super) fn linux_files(guest: &GuestFiles) -> Vec<(String, PathBuf)> {
     vec![
         ("Image".into(), guest.kernel.clone()),
         ("initramfs".into(), guest.initrd.clone()),
@@ -67,7 +67,13 @@ fn mem_total_kb(lines: &[String]) -> Option<u64> {
 }
 
 /// Checks a VM's CPU count and that its MemTotal fits its RAM (the kernel keeps some).
-fn check_shape(lines: &[String], name: &str, vcpus: u32, mem_mib: u64, f: &mut Vec<String>) {
+pub(super) fn check_shape(
+    lines: &[String],
+    name: &str,
+    vcpus: u32,
+    mem_mib: u64,
+    f: &mut Vec<String>,
+) {
     match value_after(lines, "RHYVE-NPROC") {
         Some(n) if n == vcpus.to_string() => {}
         Some(n) => f.push(format!("VM {name}: {n} CPUs, expected {vcpus}")),
