@@ -198,6 +198,18 @@ fn emit(u: &Uart, line: &mut Line, vm: usize, name: Option<&str>, data: &[u8]) {
             if line.owner != Some(vm) {
                 line.end_open_line(u);
             }
+            let broken = line.broken.get(vm).copied().unwrap_or(false);
+            if line.at_start && broken && (b == b'\r' || b == b'\n') {
+                // Other output already ended this VM's broken line, and all that is left
+                // of it is its end: printing that would make an empty line, and the `+`
+                // would then mark the VM's next line as a continuation.
+                if b == b'\n' {
+                    if let Some(f) = line.broken.get_mut(vm) {
+                        *f = false;
+                    }
+                }
+                continue;
+            }
             if line.at_start && b != b'\r' && b != b'\n' {
                 u.put(b'[');
                 name.bytes().for_each(|c| u.put(c));
@@ -269,6 +281,27 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
         let _ = w.write_fmt(args);
         line.owner = None;
         line.at_start = w.last == b'\n';
+    }
+}
+
+/// Writes what the monitor echoes of a typed line: on the hypervisor's own open line (the
+/// `rhyve> ` prompt), or on a line of its own if a VM's line is open.
+pub fn echo(bytes: &[u8]) {
+    let mut line = LINE.lock();
+    if let Some(u) = CONSOLE.lock().as_mut() {
+        if line.owner.is_some() {
+            line.end_open_line(u);
+        }
+        for &b in bytes {
+            if b == b'\n' {
+                u.put(b'\r');
+            }
+            u.put(b);
+        }
+        line.owner = None;
+        if let Some(&last) = bytes.last() {
+            line.at_start = last == b'\n';
+        }
     }
 }
 

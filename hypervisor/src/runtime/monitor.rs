@@ -98,7 +98,7 @@ pub fn feed(b: u8, mut to_vm: impl FnMut(usize, u8)) {
     }
     match b {
         b'\r' | b'\n' => {
-            console::write_fmt(format_args!("\n"));
+            console::echo(b"\n");
             let n = input.len;
             input.len = 0;
             let line = input.line;
@@ -111,7 +111,7 @@ pub fn feed(b: u8, mut to_vm: impl FnMut(usize, u8)) {
         0x08 | 0x7f => {
             if input.len > 0 {
                 input.len -= 1;
-                console::write_fmt(format_args!("\x08 \x08"));
+                console::echo(b"\x08 \x08");
             }
         }
         0x20..=0x7e => {
@@ -119,11 +119,7 @@ pub fn feed(b: u8, mut to_vm: impl FnMut(usize, u8)) {
                 let n = input.len;
                 input.line[n] = b;
                 input.len += 1;
-                let echo = [b];
-                console::write_fmt(format_args!(
-                    "{}",
-                    core::str::from_utf8(&echo).unwrap_or("")
-                ));
+                console::echo(&[b]);
             }
         }
         _ => {}
