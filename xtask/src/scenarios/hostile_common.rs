@@ -1,28 +1,43 @@
 //! What every `hostile-<class>` scenario shares: boot one test guest (tests/guests, built by
-//! `toolchain::build_test_guests`) under rhyve, and read its report.
+//! `toolchain::build_test_guests`) under rhyve, read its report, then check that the
+//! hypervisor still boots a well-behaved guest.
 //!
-//! A guest prints `RHYVE-TG <class> <case> PASS|FAIL <detail>` per case, then
-//! `RHYVE-TG-DONE <class> pass=N fail=M`, then powers off with PSCI SYSTEM_OFF. The checks:
-//! every case on the scenario's list has a PASS line (a missing line fails, so a guest that
-//! silently skips a case fails), no FAIL line, no case that is not on the list, the DONE line
-//! with matching counts, and rhyve's own lines for a powered-off VM. The common checks of
-//! [`super::run`] add: no `rhyve: PANIC`, and QEMU exited 0 by itself within the timeout.
+//! Two VMs: "hostile", the test guest, on CPUs of its own, and "after", the Debian guest with
+//! `rhyve.bench=1` (its init powers off at once), defined with `autostart = false` on one
+//! more CPU. The test guest prints `RHYVE-TG <class> <case> PASS|FAIL <detail>` per case, then
+//! `RHYVE-TG-DONE <class> pass=N fail=M`, then powers off with PSCI SYSTEM_OFF. Once rhyve
+//! reports its VM stopped, the harness types Ctrl-] m and `start after` to the monitor.
+//!
+//! The checks: every case on the scenario's list has a PASS line (a missing line fails, so a
+//! guest that silently skips a case fails), no FAIL line, no case that is not on the list, the
+//! DONE line with matching counts, and rhyve's own lines for the powered-off VM; then VM
+//! "after" reaches its init and powers off, and with no VM left rhyve powers the machine off.
+//! The common checks of [`super::run`] add: no `rhyve: PANIC`, and QEMU exited 0 by itself
+//! within the timeout.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::boot::GuestBoot;
 use crate::guest::GuestFiles;
-use crate::qemu::Capture;
+use crate::qemu::{Capture, Input, HYPERVISOR_MEM_MIB};
 use crate::toolchain;
 
-use super::Scenario;
+use super::multi_vm::{linux_files, vm_lines};
+use super::{Scenario, VmsBoot};
 
 /// Guest RAM of every test guest (tests/guests/src/rt/mod.rs, `RAM_SIZE`, says the same).
 pub const MEM_MIB: u64 = 32;
-/// rhyve's lines when the guest's SYSTEM_OFF stops the (only) VM.
+/// RAM of the well-behaved guest booted after the hostile one.
+const AFTER_MIB: u64 = 192;
+/// rhyve's lines when the test guest's SYSTEM_OFF stops its VM (VM 0; VM 1 is not started yet).
 const POWERED_OFF: &str = "rhyve: VM 0: guest powered off";
-const STOPPED: &str = "rhyve: VM 0 stopped; no VM left: powering off";
+const STOPPED: &str = "rhyve: VM 0 \"hostile\" stopped";
+/// The first line of the well-behaved guest's init.
+const AFTER_INIT: &str = "RHYVE-INIT-START";
+/// rhyve's lines when that guest powers off, the last VM.
+const AFTER_OFF: &str = "rhyve: VM 1: guest powered off";
+const ALL_STOPPED: &str = "rhyve: VM 1 stopped; no VM left: powering off";
 
 /// One test guest and the cases it must pass.
 pub struct HostileGuest {
@@ -49,16 +64,62 @@ impl Scenario for HostileGuest {
         }
     }
 
+    fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
+        let vcpus = self.vcpus;
+        let config = format!(
+            r#"# The hostile test guest; then, started from the monitor, a well-behaved one.
+[[vm]]
+name = "hostile"
+vcpus = {vcpus}
+memory = "{MEM_MIB}M"
+kernel = "guest"
+
+[[vm]]
+name = "after"
+vcpus = 1
+memory = "{AFTER_MIB}M"
+kernel = "Image"
+initrd = "initramfs"
+cmdline = "console=ttyAMA0 quiet rhyve.bench=1"
+autostart = false
+"#
+        );
+        let mut files = linux_files(guest);
+        files.push(("guest".into(), toolchain::test_guest_bin(self.class)));
+        Some(VmsBoot {
+            config,
+            files,
+            // One CPU per vCPU, so the hostile guest's CPUs are not time-shared.
+            smp: vcpus + 1,
+            mem_mib: MEM_MIB + AFTER_MIB + HYPERVISOR_MEM_MIB,
+        })
+    }
+
+    fn inputs(&self) -> Vec<Input> {
+        vec![
+            Input {
+                after: STOPPED,
+                delay: Duration::from_millis(100),
+                send: "\x1dm",
+            },
+            Input {
+                after: "the monitor (",
+                delay: Duration::from_millis(200),
+                send: "start after\n",
+            },
+        ]
+    }
+
     fn timeout(&self) -> Duration {
-        Duration::from_secs(60)
+        Duration::from_secs(240)
     }
 
     fn check(&self, console: &Capture) -> Vec<String> {
-        check(
-            self.class,
-            self.cases,
-            console.lines.iter().map(|l| l.text.as_str()),
-        )
+        let hostile = vm_lines(console, "hostile");
+        let mut failures = check(self.class, self.cases, hostile.iter().map(String::as_str));
+        let text: Vec<&str> = console.lines.iter().map(|l| l.text.as_str()).collect();
+        failures.extend(check_machine(&text, &vm_lines(console, "after")));
+        failures
     }
 }
 
@@ -165,12 +226,47 @@ fn check<'a>(
             }
         }
     }
-    for (marker, what) in [
-        (POWERED_OFF, "rhyve did not report the guest's SYSTEM_OFF"),
-        (STOPPED, "rhyve did not report stopping the VM"),
-    ] {
-        if !lines.clone().any(|l| l.contains(marker)) {
+    failures
+}
+
+/// The checks on rhyve's lines (`console`) and on the lines of VM "after" (`after`): the
+/// hostile VM powered off and stopped, then the well-behaved guest reached its init and
+/// powered off, and rhyve powered the machine off.
+fn check_machine(console: &[&str], after: &[String]) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut at = |marker: &str, what: &str| {
+        let found = console.iter().position(|l| l.contains(marker));
+        if found.is_none() {
             failures.push(format!("{what} (no `{marker}`)"));
+        }
+        found
+    };
+    at(POWERED_OFF, "rhyve did not report the guest's SYSTEM_OFF");
+    let stopped = at(STOPPED, "rhyve did not report stopping the VM");
+    let after_off = at(
+        AFTER_OFF,
+        "the well-behaved guest did not power off after the hostile one",
+    );
+    at(
+        ALL_STOPPED,
+        "rhyve did not power the machine off once no VM was left",
+    );
+    if !after.iter().any(|l| l.contains(AFTER_INIT)) {
+        failures.push(format!(
+            "the well-behaved guest started after the hostile one did not reach its init (no `[after] {AFTER_INIT}`)"
+        ));
+    }
+    let after_init = console
+        .iter()
+        .position(|l| l.starts_with("[after]") && l.contains(AFTER_INIT));
+    if let (Some(s), Some(i)) = (stopped, after_init) {
+        if i < s {
+            failures.push("VM \"after\" ran before the hostile VM stopped".into());
+        }
+    }
+    if let (Some(s), Some(o)) = (stopped, after_off) {
+        if o < s {
+            failures.push("VM \"after\" powered off before the hostile VM stopped".into());
         }
     }
     failures
@@ -179,16 +275,40 @@ fn check<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::qemu::{End, Line};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
 
     const CASES: &[&str] = &["a", "b"];
 
     fn run(text: &str) -> Vec<String> {
-        check("mmio", CASES, text.lines())
+        let console = Capture {
+            lines: text
+                .lines()
+                .map(|t| Line {
+                    at: Duration::ZERO,
+                    text: t.to_string(),
+                })
+                .collect(),
+            end: End::Exited(ExitStatus::from_raw(0)),
+            log: "test.log".into(),
+        };
+        HostileGuest {
+            class: "mmio",
+            vcpus: 1,
+            cases: CASES,
+        }
+        .check(&console)
     }
 
-    const GOOD: &str = "rhyve: booting\nRHYVE-TG mmio a PASS value=0x1\nrhyve: VM 0 vCPU 0: warn\n\
-        RHYVE-TG mmio b PASS esr=0x96000050 ec=0x25\nRHYVE-TG-DONE mmio pass=2 fail=0\n\
-        rhyve: VM 0: guest powered off\nrhyve: VM 0 stopped; no VM left: powering off\n";
+    const GOOD: &str = "rhyve: booting\n[hostile] RHYVE-TG mmio a PASS value=0x1\n\
+        [hostile] RHYVE-TG mmio b PASS esr=0x96000050\nrhyve: warning: VM 0 vCPU 0: warn\n\
+        [hostile]+  ec=0x25\n[hostile] RHYVE-TG-DONE mmio pass=2 fail=0\n\
+        rhyve: VM 0: guest powered off\nrhyve: VM 0 \"hostile\" stopped\n\
+        rhyve: console: the monitor (`help` lists its commands)\nrhyve> start after\n\
+        VM 1 \"after\": starting\nrhyve: VM 1 \"after\": starting\n[after] RHYVE-INIT-START\n\
+        [after] [    2.1] reboot: Power down\nrhyve: VM 1: guest powered off\n\
+        rhyve: exits: mmio 1\nrhyve: VM 1 stopped; no VM left: powering off\n";
 
     #[test]
     fn a_complete_run_passes() {
@@ -201,14 +321,18 @@ mod tests {
             .replace("b PASS esr", "b FAIL wrong EC: esr")
             .replace("pass=2 fail=0", "pass=1 fail=1"));
         assert_eq!(f.len(), 2, "{f:?}");
-        assert!(f[0].contains("case `b` FAILED: wrong EC"), "{f:?}");
+        assert!(
+            f[0].contains("case `b` FAILED: wrong EC: esr=0x96000050 ec=0x25"),
+            "{f:?}"
+        );
         assert!(f[1].contains("pass=1 fail=1"), "{f:?}");
     }
 
     #[test]
     fn a_skipped_case_fails() {
         let f = run(&GOOD
-            .replace("RHYVE-TG mmio b PASS esr=0x96000050 ec=0x25\n", "")
+            .replace("[hostile] RHYVE-TG mmio b PASS esr=0x96000050\n", "")
+            .replace("[hostile]+  ec=0x25\n", "")
             .replace("pass=2", "pass=1"));
         assert_eq!(f, ["case `b`: no line (the guest skipped it or stopped)"]);
     }
@@ -217,8 +341,8 @@ mod tests {
     fn an_unlisted_or_repeated_case_fails() {
         let f = run(&GOOD
             .replace(
-                "RHYVE-TG-DONE",
-                "RHYVE-TG mmio c PASS x\nRHYVE-TG mmio a PASS y\nRHYVE-TG-DONE",
+                "[hostile] RHYVE-TG-DONE",
+                "[hostile] RHYVE-TG mmio c PASS x\n[hostile] RHYVE-TG mmio a PASS y\n[hostile] RHYVE-TG-DONE",
             )
             .replace("pass=2", "pass=4"));
         assert_eq!(f.len(), 2, "{f:?}");
@@ -228,11 +352,17 @@ mod tests {
 
     #[test]
     fn a_guest_that_died_early_fails_with_reasons() {
-        let f = run("RHYVE-TG mmio a PASS v\nRHYVE-TG mmio fatal FAIL unexpected sync\n");
-        assert_eq!(f.len(), 5, "{f:?}");
-        assert!(f[0].contains("`fatal` FAILED: unexpected sync"));
-        assert!(f.iter().any(|f| f.contains("no `RHYVE-TG-DONE mmio`")));
-        assert!(f.iter().any(|f| f.contains("SYSTEM_OFF")));
+        let f = run("[hostile] RHYVE-TG mmio a PASS v\n[hostile] RHYVE-TG mmio fatal FAIL unexpected sync\n");
+        assert!(f[0].contains("`fatal` FAILED: unexpected sync"), "{f:?}");
+        assert!(
+            f.iter().any(|f| f.contains("no `RHYVE-TG-DONE mmio`")),
+            "{f:?}"
+        );
+        assert!(f.iter().any(|f| f.contains("SYSTEM_OFF")), "{f:?}");
+        assert!(
+            f.iter().any(|f| f.contains("did not reach its init")),
+            "{f:?}"
+        );
     }
 
     #[test]
@@ -241,5 +371,36 @@ mod tests {
         assert!(f.iter().any(|f| f.contains("class `gic`")), "{f:?}");
         let f = run(&GOOD.replace("mmio a PASS value=0x1", "mmio a MAYBE"));
         assert!(f.iter().any(|f| f.contains("malformed")), "{f:?}");
+    }
+
+    #[test]
+    fn lines_of_the_other_vm_do_not_count_as_cases() {
+        let f = run(&GOOD.replace("[hostile] RHYVE-TG mmio a", "[after] RHYVE-TG mmio a"));
+        assert!(f.iter().any(|f| f.contains("case `a`: no line")), "{f:?}");
+    }
+
+    #[test]
+    fn no_well_behaved_guest_after_fails() {
+        let f = run(&GOOD.replace("[after] RHYVE-INIT-START\n", ""));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].contains("did not reach its init"), "{f:?}");
+        let f = run(&GOOD
+            .replace("rhyve: VM 1: guest powered off\n", "")
+            .replace("rhyve: VM 1 stopped; no VM left: powering off\n", ""));
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(f[0].contains("did not power off after"), "{f:?}");
+        assert!(f[1].contains("no VM was left"), "{f:?}");
+    }
+
+    #[test]
+    fn a_well_behaved_guest_before_the_hostile_one_stopped_fails() {
+        let moved = GOOD.replace("[after] RHYVE-INIT-START\n", "");
+        let moved = moved.replacen(
+            "rhyve: booting\n",
+            "rhyve: booting\n[after] RHYVE-INIT-START\n",
+            1,
+        );
+        let f = run(&moved);
+        assert_eq!(f, ["VM \"after\" ran before the hostile VM stopped"]);
     }
 }
