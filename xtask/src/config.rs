@@ -19,7 +19,7 @@ pub struct Needs {
     /// Guest RAM of all the VMs together, in MiB.
     pub guest_mem_mib: u64,
     /// CPUs: one past the highest any `cpus` list names, and at least any VM's vCPU count
-    /// (vCPUs are pinned one to a CPU until the scheduler exists).
+    /// (so that no VM has to time-share a CPU among its own vCPUs).
     pub cpus: u32,
 }
 

@@ -15,7 +15,7 @@ use crate::sys;
 const QEMU: &str = "qemu-system-aarch64";
 /// Memory QEMU gives the machine beyond the guest's: the hypervisor and the bundle.
 pub const HYPERVISOR_MEM_MIB: u64 = 256;
-/// The hypervisor pins vCPU i to CPU i and wants at least this many CPUs.
+/// The fewest CPUs a machine for rhyve gets (one VM's vCPUs then each have a CPU of their own).
 const MIN_HOST_CPUS: u32 = 4;
 
 /// The QEMU binary, installed with apt if missing and allowed.
