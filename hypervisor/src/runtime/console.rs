@@ -268,6 +268,17 @@ pub fn guest_output(vm: usize, focus: usize, bytes: &[u8]) {
     }
 }
 
+/// Forgets what VM `vm` left unprinted or broken: it starts afresh (a reset, a restart).
+pub fn vm_restarted(vm: usize) {
+    let mut line = LINE.lock();
+    if let Some(h) = line.held.get_mut(vm) {
+        h.clear();
+    }
+    if let Some(b) = line.broken.get_mut(vm) {
+        *b = false;
+    }
+}
+
 /// Writes formatted text of the hypervisor's own (the logger, the monitor) on a line of its
 /// own.
 pub fn write_fmt(args: fmt::Arguments<'_>) {

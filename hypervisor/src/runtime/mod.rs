@@ -594,6 +594,7 @@ fn finish_reset(cpu: &PerCpu, vm: &Vm) {
         });
     match reloaded {
         Ok(()) => {
+            console::vm_restarted(vm.id.0 as usize);
             log::info!("VM {} \"{}\": starting", vm.id.0, vm.spec.name);
             vm.alive.store(true, Ordering::Release);
             kick_all(vm);
