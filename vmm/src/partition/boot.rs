@@ -5,8 +5,6 @@
 
 use core::arch::global_asm;
 
-/// ELF relocation type for "base + addend".
-const R_AARCH64_RELATIVE: u32 = 1027;
 /// Most VMM vCPUs (one per physical CPU).
 pub const MAX_CPUS: u64 = 8;
 /// Stack of each VMM vCPU.
@@ -18,6 +16,7 @@ struct Stacks([u8; (MAX_CPUS * STACK_SIZE) as usize]);
 static mut STACKS: Stacks = Stacks([0; (MAX_CPUS * STACK_SIZE) as usize]);
 
 global_asm!(
+    include_str!("../../../linker/relocate.S"),
     r#"
     .section .text.head, "ax"
     .global _head
@@ -29,27 +28,7 @@ _head:
     cbnz    x19, 5f
 
     adr     x1, _head
-    adrp    x2, __rela_start
-    add     x2, x2, :lo12:__rela_start
-    adrp    x3, __rela_end
-    add     x3, x3, :lo12:__rela_end
-1:  cmp     x2, x3
-    b.hs    2f
-    ldp     x4, x5, [x2], #16
-    ldr     x6, [x2], #8
-    cmp     w5, #{relative}
-    b.ne    9f
-    add     x6, x6, x1
-    str     x6, [x1, x4]
-    b       1b
-2:  adrp    x2, __bss_start
-    add     x2, x2, :lo12:__bss_start
-    adrp    x3, __bss_end
-    add     x3, x3, :lo12:__bss_end
-3:  cmp     x2, x3
-    b.hs    5f
-    stp     xzr, xzr, [x2], #16
-    b       3b
+    rhyve_relocate x1, 9f
 
 5:  adrp    x1, {stacks}
     add     x1, x1, :lo12:{stacks}
@@ -70,7 +49,6 @@ _head:
     b       9b
 "#,
     max_cpus = const MAX_CPUS,
-    relative = const R_AARCH64_RELATIVE,
     stacks = sym STACKS,
     stack_size = const STACK_SIZE,
     panic_lo = const abi::vmm::call::PANIC & 0xffff,

@@ -9,8 +9,6 @@
 
 use core::arch::global_asm;
 
-/// ELF relocation type for "base + addend" (ELF for the Arm 64-bit Architecture, 5.7.12).
-const R_AARCH64_RELATIVE: u32 = 1027;
 /// arm64 Image header flags (Linux booting.rst): little-endian, 4 KiB pages, placement anywhere.
 const IMAGE_FLAGS: u64 = (0 << 0) | (1 << 1) | (1 << 3);
 /// arm64 Image magic, "ARM\x64".
@@ -21,6 +19,7 @@ const CURRENT_EL_EL2: u32 = 2 << 2;
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 
 global_asm!(
+    include_str!("../../../../linker/relocate.S"),
     r#"
     .section .text.head, "ax"
     .global _head
@@ -43,32 +42,10 @@ primary_entry:
     cmp     x1, #{el2}
     b.ne    3f
 
-    // Relocate: every R_AARCH64_RELATIVE slot gets load base + addend.
     adr     x1, _head
-    adrp    x2, __rela_start
-    add     x2, x2, :lo12:__rela_start
-    adrp    x3, __rela_end
-    add     x3, x3, :lo12:__rela_end
-1:  cmp     x2, x3
-    b.hs    2f
-    ldp     x4, x5, [x2], #16      // r_offset, r_info
-    ldr     x6, [x2], #8           // r_addend
-    cmp     w5, #{relative}
-    b.ne    3f                     // anything else means a build problem: stop here
-    add     x6, x6, x1
-    str     x6, [x1, x4]
-    b       1b
+    rhyve_relocate x1, 3f
 
-2:  adrp    x2, __bss_start
-    add     x2, x2, :lo12:__bss_start
-    adrp    x3, __bss_end
-    add     x3, x3, :lo12:__bss_end
-4:  cmp     x2, x3
-    b.hs    5f
-    stp     xzr, xzr, [x2], #16
-    b       4b
-
-5:  adrp    x2, {stack}
+    adrp    x2, {stack}
     add     x2, x2, :lo12:{stack}
     add     x2, x2, #{stack_size}
     mov     sp, x2
@@ -106,7 +83,6 @@ secondary_entry:
     flags = const IMAGE_FLAGS,
     magic = const IMAGE_MAGIC,
     el2 = const CURRENT_EL_EL2,
-    relative = const R_AARCH64_RELATIVE,
     stack = sym BOOT_STACK,
     stack_size = const BOOT_STACK_SIZE,
     rust_primary = sym crate::runtime::primary_main,

@@ -9,8 +9,6 @@
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-/// ELF relocation type for "base + addend" (ELF for the Arm 64-bit Architecture, 5.7.12).
-const R_AARCH64_RELATIVE: u32 = 1027;
 /// The primary's stack.
 const STACK_SIZE: usize = 32 * 1024;
 /// Each secondary's stack.
@@ -27,33 +25,17 @@ static mut SECONDARY_STACKS: [Stack<SECONDARY_STACK_SIZE>; MAX_SECONDARIES] =
     [const { Stack([0; SECONDARY_STACK_SIZE]) }; MAX_SECONDARIES];
 
 global_asm!(
+    include_str!("../../../../linker/relocate.S"),
     r#"
     .section .text.boot, "ax"
     .global _start
 _start:
     msr     daifset, #0xf
     mov     x19, x0
-    adrp    x2, __rela_start
-    add     x2, x2, :lo12:__rela_start
-    adrp    x3, __rela_end
-    add     x3, x3, :lo12:__rela_end
-1:  cmp     x2, x3
-    b.hs    2f
-    ldp     x4, x5, [x2], #16      // r_offset, r_info
-    ldr     x6, [x2], #8           // r_addend
-    cmp     w5, #{relative}
-    b.ne    9f                     // anything else is a build problem: stop here
-    str     x6, [x4]
-    b       1b
-2:  adrp    x2, __bss_start
-    add     x2, x2, :lo12:__bss_start
-    adrp    x3, __bss_end
-    add     x3, x3, :lo12:__bss_end
-3:  cmp     x2, x3
-    b.hs    4f
-    stp     xzr, xzr, [x2], #16
-    b       3b
-4:  adrp    x2, {stack}
+    // Linked where it runs: each slot gets its addend (base 0).
+    mov     x1, xzr
+    rhyve_relocate x1, 9f
+    adrp    x2, {stack}
     add     x2, x2, :lo12:{stack}
     add     x2, x2, #{stack_size}
     mov     sp, x2
@@ -83,7 +65,6 @@ tg_secondary_entry:
 8:  wfe
     b       8b
 "#,
-    relative = const R_AARCH64_RELATIVE,
     stack = sym TG_STACK,
     stack_size = const STACK_SIZE,
     primary = sym primary_main,
