@@ -3,7 +3,7 @@
 //! method and any list of virtio-mmio slots.
 //!
 //! Invariants: it refuses exactly what it documents, with the documented error; otherwise the
-//! blob parses back with the `fdt` crate and has exactly 10 + vCPUs + slots nodes: one `cpu`
+//! blob parses back with the `fdt` crate and has exactly 9 + (pl011) + vCPUs + slots nodes: one `cpu`
 //! node per vCPU with its MPIDR affinity as `reg`, the memory node's `reg` = (RAM_BASE,
 //! size), the GIC's `reg` covering one redistributor per vCPU, `/chosen` holding the command
 //! line and initrd range given, the PSCI method, and one virtio-mmio node per slot, in order,
@@ -19,9 +19,9 @@ use fdt::node::FdtNode;
 use fdt::Fdt;
 use vmm::fdt::{generate, DeviceTreeConfig, FdtError, PsciMethod, VirtioMmioSlot};
 
-/// Nodes every tree has: root, chosen, aliases, memory, cpus, psci, intc, timer, apb-pclk,
-/// pl011.
-const FIXED_NODES: usize = 10;
+/// Nodes every tree has: root, chosen, aliases, memory, cpus, psci, intc, timer, apb-pclk
+/// (plus pl011 when the machine has one).
+const FIXED_NODES: usize = 9;
 
 fn prop<'a>(node: FdtNode<'_, 'a>, name: &str) -> &'a [u8] {
     node.property(name)
@@ -52,15 +52,24 @@ pub fn check_tree(
     mem_size: u64,
     cmdline: &str,
     initrd: Option<(u64, u64)>,
-    machine: Option<(PsciMethod, &[VirtioMmioSlot])>,
+    machine: Option<(PsciMethod, &[VirtioMmioSlot], bool)>,
 ) {
-    let (psci, slots) = machine.unwrap_or((PsciMethod::Hvc, &[]));
+    let (psci, slots, pl011) = machine.unwrap_or((PsciMethod::Hvc, &[], true));
     let fdt = Fdt::new(blob).unwrap_or_else(|e| panic!("generated blob does not parse: {e:?}"));
     assert_eq!(fdt.total_size(), blob.len());
     assert_eq!(
         fdt.all_nodes().count(),
-        FIXED_NODES + vcpus as usize + slots.len(),
+        FIXED_NODES + usize::from(pl011) + vcpus as usize + slots.len(),
         "node count"
+    );
+    assert_eq!(fdt.find_node("/pl011@9000000").is_some(), pl011, "pl011 node");
+    assert_eq!(
+        fdt.find_node("/chosen")
+            .expect("/chosen")
+            .property("stdout-path")
+            .is_some(),
+        pl011,
+        "stdout-path names the pl011 only when there is one"
     );
 
     let mem = fdt
@@ -161,6 +170,7 @@ fn one(u: &mut Unstructured) -> arbitrary::Result<()> {
     } else {
         PsciMethod::Hvc
     };
+    let pl011: bool = u.arbitrary()?;
     let mut slots = Vec::new();
     for _ in 0..u.arbitrary::<u8>()? % 12 {
         slots.push(VirtioMmioSlot(match u.arbitrary::<u8>()? {
@@ -176,6 +186,7 @@ fn one(u: &mut Unstructured) -> arbitrary::Result<()> {
         initrd: initrd.map(|(s, l)| (GuestPhysAddr(s), l)),
         psci_method: psci,
         virtio_mmio: &slots,
+        pl011,
     };
     let result = generate(&cfg);
 
@@ -212,7 +223,7 @@ fn one(u: &mut Unstructured) -> arbitrary::Result<()> {
             mem_size,
             &cmdline,
             initrd,
-            Some((psci, &slots)),
+            Some((psci, &slots, pl011)),
         ),
     }
     Ok(())

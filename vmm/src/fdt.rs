@@ -91,8 +91,10 @@ pub struct DeviceTreeConfig<'a> {
     pub initrd: Option<(GuestPhysAddr, u64)>,
     /// How the guest calls PSCI.
     pub psci_method: PsciMethod,
-    /// The virtio-mmio transports to describe (empty until the VMM has virtio devices).
+    /// The virtio-mmio transports to describe.
     pub virtio_mmio: &'a [VirtioMmioSlot],
+    /// Whether the machine has the PL011 (then it is also `stdout-path` and `serial0`).
+    pub pl011: bool,
 }
 
 /// Why a device tree could not be made.
@@ -195,7 +197,9 @@ pub fn generate(cfg: &DeviceTreeConfig) -> Result<Vec<u8>, FdtError> {
 
     let chosen = w.begin_node("chosen")?;
     w.property_string("bootargs", cfg.cmdline)?;
-    w.property_string("stdout-path", &pl011_path())?;
+    if cfg.pl011 {
+        w.property_string("stdout-path", &pl011_path())?;
+    }
     if let Some((start, end)) = initrd {
         w.property_u64("linux,initrd-start", start.raw())?;
         w.property_u64("linux,initrd-end", end.raw())?;
@@ -203,7 +207,9 @@ pub fn generate(cfg: &DeviceTreeConfig) -> Result<Vec<u8>, FdtError> {
     w.end_node(chosen)?;
 
     let aliases = w.begin_node("aliases")?;
-    w.property_string("serial0", &pl011_path())?;
+    if cfg.pl011 {
+        w.property_string("serial0", &pl011_path())?;
+    }
     w.end_node(aliases)?;
 
     let memory = w.begin_node(&format!("memory@{:x}", RAM_BASE.raw()))?;
@@ -224,16 +230,18 @@ pub fn generate(cfg: &DeviceTreeConfig) -> Result<Vec<u8>, FdtError> {
     w.property_phandle(CLOCK_PHANDLE)?;
     w.end_node(clock)?;
 
-    let uart = w.begin_node(&pl011_name())?;
-    w.property_string_list("compatible", strings(&["arm,pl011", "arm,primecell"]))?;
-    w.property_array_u64("reg", &[PL011_BASE.raw(), PL011_SIZE])?;
-    w.property_array_u32(
-        "interrupts",
-        &[GIC_SPI, spi_number(PL011_INTID), IRQ_TYPE_LEVEL_HIGH],
-    )?;
-    w.property_string_list("clock-names", strings(&["uartclk", "apb_pclk"]))?;
-    w.property_array_u32("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE])?;
-    w.end_node(uart)?;
+    if cfg.pl011 {
+        let uart = w.begin_node(&pl011_name())?;
+        w.property_string_list("compatible", strings(&["arm,pl011", "arm,primecell"]))?;
+        w.property_array_u64("reg", &[PL011_BASE.raw(), PL011_SIZE])?;
+        w.property_array_u32(
+            "interrupts",
+            &[GIC_SPI, spi_number(PL011_INTID), IRQ_TYPE_LEVEL_HIGH],
+        )?;
+        w.property_string_list("clock-names", strings(&["uartclk", "apb_pclk"]))?;
+        w.property_array_u32("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE])?;
+        w.end_node(uart)?;
+    }
 
     for (base, spi) in virtio {
         let node = w.begin_node(&format!("virtio_mmio@{:x}", base.raw()))?;
@@ -337,6 +345,7 @@ mod tests {
             initrd: Some((GuestPhysAddr(0x4800_0000), 0x12_3456)),
             psci_method: PsciMethod::Hvc,
             virtio_mmio: &[],
+            pl011: true,
         }
     }
 
@@ -547,6 +556,35 @@ mod tests {
         let v3 = fdt.find_node("/virtio_mmio@a000600").unwrap();
         assert_eq!(u32s(v3, "interrupts"), [0, 19, 1]);
         assert!(generate(&config(1)).is_ok_and(|b| !b.windows(11).any(|w| w == b"virtio_mmio")));
+    }
+
+    #[test]
+    fn a_machine_without_the_pl011_names_no_uart() {
+        let with = generate(&config(1)).unwrap();
+        let fdt = Fdt::new(&with).unwrap();
+        assert!(fdt.find_node("/pl011@9000000").is_some());
+        assert_eq!(
+            str_prop(fdt.find_node("/chosen").unwrap(), "stdout-path"),
+            "/pl011@9000000"
+        );
+        let without = generate(&DeviceTreeConfig {
+            pl011: false,
+            ..config(1)
+        })
+        .unwrap();
+        let fdt = Fdt::new(&without).unwrap();
+        assert!(fdt.find_node("/pl011@9000000").is_none());
+        assert!(fdt
+            .find_node("/chosen")
+            .unwrap()
+            .property("stdout-path")
+            .is_none());
+        assert!(fdt
+            .find_node("/aliases")
+            .unwrap()
+            .property("serial0")
+            .is_none());
+        assert!(!without.windows(5).any(|w| w == b"pl011"));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::fdt::{self, DeviceTreeConfig, FdtError, PsciMethod, VirtioMmioSlot};
 use crate::image::{self, ImageError, KernelKind};
 use crate::memory::{GuestMemory, MemoryError};
 use abi::layout::{MAX_VCPUS, RAM_BASE};
+use abi::vmm::{DeviceSet, VirtioKind};
 use abi::GuestPhysAddr;
 use core::fmt;
 
@@ -47,12 +48,23 @@ pub struct GuestConfig<'a> {
 }
 
 /// The parts of the guest machine [`load`] leaves at their defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MachineOptions<'a> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineOptions {
     /// How the guest calls PSCI.
     pub psci_method: PsciMethod,
-    /// The virtio-mmio transports the device tree describes.
-    pub virtio_mmio: &'a [VirtioMmioSlot],
+    /// The devices the device tree describes: the PL011 if the set has it, and a virtio-mmio
+    /// node at each of the set's virtio slots (`DeviceSet::slots`, the same the VMM uses).
+    pub devices: DeviceSet,
+}
+
+impl Default for MachineOptions {
+    /// PSCI over `hvc`, the PL011 and no virtio device.
+    fn default() -> Self {
+        Self {
+            psci_method: PsciMethod::Hvc,
+            devices: DeviceSet::PL011,
+        }
+    }
 }
 
 /// Where things were put: what the core needs to start the boot vCPU.
@@ -185,7 +197,7 @@ fn fit(
     }
 }
 
-/// Loads a guest with the default machine (PSCI over `hvc`, no virtio devices).
+/// Loads a guest with the default machine (PSCI over `hvc`, the PL011, no virtio devices).
 pub fn load(cfg: &GuestConfig, mem: &mut dyn GuestMemory) -> Result<BootInfo, LoadError> {
     load_with(cfg, &MachineOptions::default(), mem)
 }
@@ -257,13 +269,19 @@ pub fn load_with(
         }
     };
 
+    let (slots, n) = machine.devices.slots();
+    let mut virtio = [VirtioMmioSlot(0); VirtioKind::ALL.len()];
+    for (dst, src) in virtio.iter_mut().zip(&slots[..n]) {
+        *dst = VirtioMmioSlot(*src);
+    }
     let dtb = fdt::generate(&DeviceTreeConfig {
         vcpus: cfg.vcpus,
         mem_size: cfg.mem_size,
         cmdline: cfg.cmdline,
         initrd: initrd.map(|(start, _, size)| (start, size)),
         psci_method: machine.psci_method,
-        virtio_mmio: machine.virtio_mmio,
+        virtio_mmio: &virtio[..n],
+        pl011: machine.devices.contains(DeviceSet::PL011),
     })?;
     let dtb_size = dtb.len() as u64;
     if dtb_size > dtb_limit {
@@ -514,10 +532,9 @@ mod tests {
     #[test]
     fn machine_options_reach_the_device_tree() {
         let kernel = image(0x4000, 0, 0x1_0000, 0);
-        let slots = [VirtioMmioSlot(1)];
         let opts = MachineOptions {
             psci_method: PsciMethod::Smc,
-            virtio_mmio: &slots,
+            devices: DeviceSet::PL011.with(DeviceSet::VIRTIO_BLK),
         };
         let mut mem = ram(16 * MIB);
         let info = load_with(&cfg(&kernel, None, 16 * MIB), &opts, &mut mem).unwrap();
@@ -525,7 +542,41 @@ mod tests {
         let fdt = ::fdt::Fdt::new(&dtb).unwrap();
         let method = fdt.find_node("/psci").unwrap().property("method").unwrap();
         assert_eq!(method.as_str(), Some("smc"));
-        assert!(fdt.find_node("/virtio_mmio@a000200").is_some());
+        let blk = VirtioMmioSlot(VirtioKind::Blk.slot()).base().unwrap();
+        assert!(fdt
+            .find_node(&alloc::format!("/virtio_mmio@{:x}", blk.raw()))
+            .is_some());
+        let virtio = fdt
+            .all_nodes()
+            .filter(|n| n.name.starts_with("virtio_mmio@"))
+            .count();
+        assert_eq!(virtio, 1, "only the set's virtio devices");
+        assert!(fdt.find_node("/pl011@9000000").is_some());
+    }
+
+    #[test]
+    fn every_device_of_the_set_and_no_uart_without_it() {
+        let kernel = image(0x4000, 0, 0x1_0000, 0);
+        let opts = MachineOptions {
+            psci_method: PsciMethod::Hvc,
+            devices: DeviceSet::ALL.without(DeviceSet::PL011),
+        };
+        let mut mem = ram(16 * MIB);
+        let info = load_with(&cfg(&kernel, None, 16 * MIB), &opts, &mut mem).unwrap();
+        let dtb = read(&mem, info.dtb, info.dtb_size as usize);
+        let fdt = ::fdt::Fdt::new(&dtb).unwrap();
+        for kind in VirtioKind::ALL {
+            let base = VirtioMmioSlot(kind.slot()).base().unwrap();
+            let node = fdt
+                .find_node(&alloc::format!("/virtio_mmio@{:x}", base.raw()))
+                .unwrap_or_else(|| panic!("no node for {kind:?}"));
+            let irq = node.property("interrupts").unwrap().value;
+            assert_eq!(
+                u32::from_be_bytes(irq[4..8].try_into().unwrap()) + 32,
+                kind.intid().0
+            );
+        }
+        assert!(fdt.find_node("/pl011@9000000").is_none());
     }
 
     /// Found by the `image_loader` fuzz target: with RAM that is not a multiple of 4 MiB,

@@ -20,7 +20,7 @@
 //! takes, or a [`call::PANIC`], ends the partition. The guests it served then see their
 //! devices fail (an abort on access) instead of hanging.
 
-use crate::types::{GuestPhysAddr, VcpuId, VmId};
+use crate::types::{GuestPhysAddr, IntId, VcpuId, VmId};
 
 /// The ABI version [`call::VERSION`] returns. Bump it on any incompatible change.
 pub const VERSION: u64 = 1;
@@ -168,7 +168,137 @@ pub enum Request {
         ram_size: u64,
         /// A fault to inject, for tests (see [`FaultPlan`]).
         fault: FaultPlan,
+        /// The devices the VM has.
+        devices: DeviceSet,
     },
+}
+
+/// The devices of one VM: which of the machine's device models it gets. The loader describes
+/// exactly these in the guest's device tree and the VMM creates exactly these, each virtio
+/// device at the slot [`VirtioKind::slot`] gives it, so the two always agree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DeviceSet(pub u32);
+
+impl DeviceSet {
+    /// No devices.
+    pub const NONE: Self = Self(0);
+    /// The PL011 UART (the console `console=ttyAMA0` names).
+    pub const PL011: Self = Self(1 << 0);
+    /// virtio-console: hvc0 and a second port.
+    pub const VIRTIO_CONSOLE: Self = Self(1 << 1);
+    /// virtio-blk.
+    pub const VIRTIO_BLK: Self = Self(1 << 2);
+    /// virtio-net.
+    pub const VIRTIO_NET: Self = Self(1 << 3);
+    /// virtio-rng.
+    pub const VIRTIO_RNG: Self = Self(1 << 4);
+    /// Every device.
+    pub const ALL: Self = Self(
+        Self::PL011.0
+            | Self::VIRTIO_CONSOLE.0
+            | Self::VIRTIO_BLK.0
+            | Self::VIRTIO_NET.0
+            | Self::VIRTIO_RNG.0,
+    );
+
+    /// Both sets' devices.
+    pub const fn with(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// This set without `other`'s devices.
+    pub const fn without(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
+
+    /// Whether every device of `other` is in this set.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Only the bits that name a device.
+    pub const fn known(self) -> Self {
+        Self(self.0 & Self::ALL.0)
+    }
+
+    /// Whether the set has the virtio device `kind`.
+    pub const fn has_virtio(self, kind: VirtioKind) -> bool {
+        self.contains(kind.device())
+    }
+
+    /// The virtio-mmio slots of the set's virtio devices, in slot order: `(slots, count)`;
+    /// entries from `count` on are unused.
+    pub const fn slots(self) -> ([u32; VirtioKind::ALL.len()], usize) {
+        let mut out = [0u32; VirtioKind::ALL.len()];
+        let mut n = 0;
+        let mut i = 0;
+        while i < VirtioKind::ALL.len() {
+            let kind = VirtioKind::ALL[i];
+            if self.has_virtio(kind) {
+                out[n] = kind.slot();
+                n += 1;
+            }
+            i += 1;
+        }
+        (out, n)
+    }
+}
+
+/// The kinds of virtio device a VM can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VirtioKind {
+    /// virtio-console.
+    Console,
+    /// virtio-blk.
+    Blk,
+    /// virtio-net.
+    Net,
+    /// virtio-rng.
+    Rng,
+}
+
+impl VirtioKind {
+    /// Every kind, in slot order.
+    pub const ALL: [Self; 4] = [Self::Console, Self::Blk, Self::Net, Self::Rng];
+
+    /// The virtio-mmio slot this kind always sits at (`abi::layout::VIRTIO_MMIO_BASE +
+    /// VIRTIO_MMIO_STRIDE * slot`, SPI `VIRTIO_MMIO_SPI_BASE + slot`), whatever else the VM
+    /// has: a guest's disk stays at the same address when its network card is taken away.
+    pub const fn slot(self) -> u32 {
+        match self {
+            Self::Console => 0,
+            Self::Blk => 1,
+            Self::Net => 2,
+            Self::Rng => 3,
+        }
+    }
+
+    /// The kind at virtio-mmio slot `slot`, if any.
+    pub const fn at_slot(slot: u32) -> Option<Self> {
+        let mut i = 0;
+        while i < Self::ALL.len() {
+            if Self::ALL[i].slot() == slot {
+                return Some(Self::ALL[i]);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The [`DeviceSet`] bit of this kind.
+    pub const fn device(self) -> DeviceSet {
+        match self {
+            Self::Console => DeviceSet::VIRTIO_CONSOLE,
+            Self::Blk => DeviceSet::VIRTIO_BLK,
+            Self::Net => DeviceSet::VIRTIO_NET,
+            Self::Rng => DeviceSet::VIRTIO_RNG,
+        }
+    }
+
+    /// The guest interrupt of this kind's slot.
+    pub const fn intid(self) -> IntId {
+        IntId::spi(crate::layout::VIRTIO_MMIO_SPI_BASE + self.slot())
+    }
 }
 
 /// Test hook: make one device model fail on purpose, to check that the core contains the
@@ -250,13 +380,14 @@ impl Request {
                 ram_base,
                 ram_size,
                 fault,
+                devices,
             } => [
                 KIND_VM_START,
                 vm.0 as u64,
                 ram_base.0,
                 ram_size,
                 fault.0,
-                0,
+                devices.0 as u64,
                 0,
                 0,
             ],
@@ -305,6 +436,7 @@ impl Request {
                 ram_base: GuestPhysAddr(r[2]),
                 ram_size: r[3],
                 fault: FaultPlan(r[4]),
+                devices: DeviceSet(r[5] as u32).known(),
             }),
             _ => None,
         }
@@ -493,6 +625,7 @@ mod tests {
                 ram_base: GuestPhysAddr(0x4000_0000),
                 ram_size: 512 << 20,
                 fault: FaultPlan::pl011_write(9),
+                devices: DeviceSet::PL011.with(DeviceSet::VIRTIO_RNG),
             },
         ];
         for r in reqs {
@@ -570,6 +703,44 @@ mod tests {
             32,
             "never more than the registers hold"
         );
+    }
+
+    #[test]
+    fn device_sets_map_to_fixed_distinct_slots() {
+        assert_eq!(DeviceSet::ALL.slots(), ([0, 1, 2, 3], 4));
+        assert_eq!(DeviceSet::PL011.slots().1, 0, "a UART is not a virtio slot");
+        let (slots, n) = DeviceSet::VIRTIO_RNG.with(DeviceSet::VIRTIO_BLK).slots();
+        assert_eq!(
+            &slots[..n],
+            &[VirtioKind::Blk.slot(), VirtioKind::Rng.slot()],
+            "slot order, and each kind keeps its slot without the others"
+        );
+        for kind in VirtioKind::ALL {
+            assert_eq!(VirtioKind::at_slot(kind.slot()), Some(kind));
+            assert!(DeviceSet::ALL.has_virtio(kind));
+            assert!(!DeviceSet::ALL.without(kind.device()).has_virtio(kind));
+            assert_eq!(
+                kind.intid().0,
+                IntId::SPI_BASE + crate::layout::VIRTIO_MMIO_SPI_BASE + kind.slot()
+            );
+        }
+        assert_eq!(VirtioKind::at_slot(4), None);
+        assert!(DeviceSet::ALL.contains(DeviceSet::PL011.with(DeviceSet::VIRTIO_NET)));
+        assert!(!DeviceSet::PL011.contains(DeviceSet::VIRTIO_NET));
+    }
+
+    #[test]
+    fn vm_start_drops_unknown_device_bits() {
+        let r = Request::VmStart {
+            vm: VmId(0),
+            ram_base: GuestPhysAddr(0x4000_0000),
+            ram_size: 1 << 30,
+            fault: FaultPlan::default(),
+            devices: DeviceSet::ALL,
+        };
+        let mut regs = r.to_regs();
+        regs[5] |= 1 << 31;
+        assert_eq!(Request::from_regs(regs), Some(r));
     }
 
     #[test]

@@ -100,6 +100,7 @@ fn start_devices(cpu: &PerCpu, vm: &Vm) -> Result<(), partition::Down> {
         ram_base: vm.ram.ipa,
         ram_size: vm.ram.size,
         fault: VMM_FAULT.get().copied().unwrap_or_default(),
+        devices: vm.spec.devices,
     };
     match p.request(cpu, vm, None, req) {
         Ok(r) if r.status == abi::vmm::Status::Ok => Ok(()),
@@ -271,6 +272,21 @@ fn source_bytes(
     }
 }
 
+/// A description's devices, as the loader and the VMM take them.
+fn device_set(d: &config::Devices) -> abi::vmm::DeviceSet {
+    use abi::vmm::DeviceSet;
+    [
+        (d.pl011, DeviceSet::PL011),
+        (d.virtio_console, DeviceSet::VIRTIO_CONSOLE),
+        (d.virtio_blk, DeviceSet::VIRTIO_BLK),
+        (d.virtio_net, DeviceSet::VIRTIO_NET),
+        (d.virtio_rng, DeviceSet::VIRTIO_RNG),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .fold(DeviceSet::NONE, |set, (_, dev)| set.with(dev))
+}
+
 /// Builds every VM the bundle's configuration describes; one that cannot be built is reported
 /// with its reason and the others go on.
 fn build_vms(
@@ -323,6 +339,7 @@ fn build_vms(
             initrd,
             cmdline: d.cmdline,
             autostart: d.autostart,
+            devices: device_set(&d.devices),
         };
         placed.push((spec, placement));
     }

@@ -12,6 +12,7 @@ use crate::arch::regs::read_sysreg;
 use crate::arch::stage2::{Stage2, BLOCK_SIZE};
 use crate::vgic::Vgic;
 use abi::layout::{MAX_VCPUS, RAM_BASE};
+use abi::vmm::DeviceSet;
 use abi::{GuestPhysAddr, HostPhysAddr, VcpuId, VmId};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -39,6 +40,8 @@ pub struct VmSpec {
     pub served: bool,
     /// Start at boot; otherwise the monitor starts it.
     pub autostart: bool,
+    /// Its devices: described in its device tree, created by the VMM (none if not served).
+    pub devices: DeviceSet,
 }
 
 /// A vCPU's power state as PSCI sees it.
@@ -228,7 +231,11 @@ fn load(spec: &VmSpec, ram: &mut GuestRam) -> Result<loader::BootInfo, VmError> 
         initrd: spec.initrd,
         cmdline: &spec.cmdline,
     };
-    let boot = loader::load(&cfg, ram).map_err(VmError::Load)?;
+    let machine = loader::MachineOptions {
+        devices: spec.devices,
+        ..Default::default()
+    };
+    let boot = loader::load_with(&cfg, &machine, ram).map_err(VmError::Load)?;
     crate::arch::cpu::invalidate_icache();
     Ok(boot)
 }
