@@ -5,6 +5,7 @@
 #                  counts), then power off (after the ticks, if any)
 #   rhyve.ticks=N  print `RHYVE-TICK i` every half second, N times (after the test, if any)
 #   rhyve.bench=1  power off at once (the benchmark times boot up to RHYVE-INIT-START)
+#   rhyve.virtio=1 exercise virtio-rng and virtio-console (hvc0 and port 1), power off
 #   otherwise      an interactive shell on the console
 # The markers below are read by xtask/src/scenarios/; change them together.
 
@@ -21,6 +22,23 @@ cmdline=$(cat /proc/cmdline)
 has_param() {
 	case " $cmdline " in *" $1 "*) return 0 ;; esac
 	return 1
+}
+
+# The kernel's virtio drivers are modules (Debian's cloud kernel); xtask packs them in
+# dependency order, listed here in the same order.
+for m in virtio_ring virtio virtio_mmio virtio_console virtio-rng virtio_blk failover \
+	net_failover virtio_net; do
+	[ -f "/lib/modules/virtio/$m.ko" ] && insmod "/lib/modules/virtio/$m.ko"
+done
+
+# Waits up to $2 seconds for file $1 to exist.
+wait_for() {
+	i=0
+	while [ ! -e "$1" ] && [ "$i" -lt $(($2 * 10)) ]; do
+		usleep 100000
+		i=$((i + 1))
+	done
+	[ -e "$1" ]
 }
 
 # Keeps every CPU busy in short bursts with sleeps in between, so wake-ups and migrations make
@@ -77,6 +95,31 @@ if [ -n "$n" ]; then
 fi
 
 if has_param rhyve.test=1 || [ -n "$n" ]; then
+	poweroff -f
+fi
+
+if has_param rhyve.virtio=1; then
+	# Entropy: two reads of the device must differ (a constant or a replayed source fails).
+	if wait_for /dev/hwrng 10; then
+		echo "RHYVE-HWRNG-SOURCE $(cat /sys/class/misc/hw_random/rng_current)"
+		echo "RHYVE-HWRNG-1 $(head -c 64 /dev/hwrng | sha256sum | cut -d' ' -f1)"
+		echo "RHYVE-HWRNG-2 $(head -c 64 /dev/hwrng | sha256sum | cut -d' ' -f1)"
+		echo "RHYVE-HWRNG-BYTES $(head -c 32 /dev/hwrng | od -An -tx1 | tr -d ' \n')"
+	else
+		echo "RHYVE-HWRNG-MISSING"
+	fi
+	# The console: hvc0, and port 1 (named by the device) whose lines rhyve tags.
+	if wait_for /dev/hvc0 10; then
+		echo "RHYVE-HVC0 $((6 * 7))" >/dev/hvc0
+	else
+		echo "RHYVE-HVC0-MISSING"
+	fi
+	if wait_for /dev/vport0p1 10; then
+		echo "RHYVE-VPORT $((6 * 7)) $(cat /sys/class/virtio-ports/vport0p1/name)" >/dev/vport0p1
+	else
+		echo "RHYVE-VPORT-MISSING"
+	fi
+	echo RHYVE-TEST-DONE
 	poweroff -f
 fi
 

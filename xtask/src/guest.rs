@@ -20,7 +20,22 @@ const KERNEL_META: &str = "linux-image-cloud-arm64";
 /// Busybox, statically linked (the initramfs has no libc).
 const BUSYBOX_PKG: &str = "busybox-static";
 /// Bumped when the initramfs layout below changes, so caches rebuild.
-const INITRAMFS_LAYOUT: u32 = 1;
+const INITRAMFS_LAYOUT: u32 = 2;
+/// The kernel's virtio drivers (modules in Debian's cloud kernel), in the order `/init` loads
+/// them: each after what it depends on. They go to `/lib/modules/virtio/NAME.ko`.
+pub const VIRTIO_MODULES: &[&str] = &[
+    "drivers/virtio/virtio_ring",
+    "drivers/virtio/virtio",
+    "drivers/virtio/virtio_mmio",
+    "drivers/char/virtio_console",
+    "drivers/char/hw_random/virtio-rng",
+    "drivers/block/virtio_blk",
+    "net/core/failover",
+    "drivers/net/net_failover",
+    "drivers/net/virtio_net",
+];
+/// Where the modules go in the initramfs.
+const MODULE_DIR: &str = "/lib/modules/virtio";
 /// Directories every guest tool expects.
 const DIRS: &[&str] = &[
     "/bin",
@@ -33,6 +48,9 @@ const DIRS: &[&str] = &[
     "/sys",
     "/dev",
     "/root",
+    "/lib",
+    "/lib/modules",
+    MODULE_DIR,
 ];
 
 /// The guest that `run`, `test` and `bench` boot by default.
@@ -81,7 +99,7 @@ pub fn fetch() -> Result<GuestFiles> {
     let kernel_deb = download(&kernel_pkg, &debs)?;
     let busybox_deb = download(BUSYBOX_PKG, &debs)?;
     make_kernel(&kernel_deb, &files.kernel)?;
-    make_initramfs(&busybox_deb, &files.initrd)?;
+    make_initramfs(&busybox_deb, &kernel_deb, &files.initrd)?;
     println!(
         "xtask: guest: {} ({kernel_pkg}), {}",
         files.kernel.display(),
@@ -296,13 +314,15 @@ fn gunzip(path: &Path) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
-/// `build/guest/initramfs.cpio`: busybox, `/init`, the usual directories and `/dev/console`.
-fn make_initramfs(busybox_deb: &Path, output: &Path) -> Result<()> {
+/// `build/guest/initramfs.cpio`: busybox, `/init`, the kernel's virtio modules, the usual
+/// directories and `/dev/console`.
+fn make_initramfs(busybox_deb: &Path, kernel_deb: &Path, output: &Path) -> Result<()> {
     let init_path = init_script();
     let init = fs::read(&init_path).ctx(|| format!("reading {}", init_path.display()))?;
     let key = format!(
-        "{} init.sh:{:016x} layout:{INITRAMFS_LAYOUT}",
+        "{} {} init.sh:{:016x} layout:{INITRAMFS_LAYOUT}",
         deb_key(busybox_deb)?,
+        deb_key(kernel_deb)?,
         fnv1a(&init)
     );
     if is_current(output, &key) {
@@ -313,11 +333,38 @@ fn make_initramfs(busybox_deb: &Path, output: &Path) -> Result<()> {
         let p = root.join("bin/busybox");
         fs::read(&p).ctx(|| format!("reading bin/busybox from {}", busybox_deb.display()))
     })?;
-    write_with_key(output, &initramfs(&busybox, &init), &key)
+    let modules = with_extracted(kernel_deb, |root| virtio_modules(root, kernel_deb))?;
+    write_with_key(output, &initramfs(&busybox, &init, &modules), &key)
 }
 
-/// The initramfs image for `busybox` and the `init` script.
-fn initramfs(busybox: &[u8], init: &[u8]) -> Vec<u8> {
+/// The [`VIRTIO_MODULES`] of the unpacked kernel package at `root`, as (name, contents).
+fn virtio_modules(root: &Path, deb: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let base = root.join("lib/modules");
+    let version = fs::read_dir(&base)
+        .ctx(|| format!("listing {} from {}", base.display(), deb.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .ok_or_else(|| Error::Failed(format!("{} has no lib/modules/*", deb.display())))?;
+    VIRTIO_MODULES
+        .iter()
+        .map(|m| {
+            let p = version.join("kernel").join(format!("{m}.ko"));
+            let name = m.rsplit('/').next().unwrap_or(m).to_string();
+            let data = fs::read(&p).ctx(|| {
+                format!(
+                    "reading {} from {} (is the virtio driver built in or missing?)",
+                    p.display(),
+                    deb.display()
+                )
+            })?;
+            Ok((name, data))
+        })
+        .collect()
+}
+
+/// The initramfs image for `busybox`, the `init` script and kernel `modules` (name, contents).
+fn initramfs(busybox: &[u8], init: &[u8], modules: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut w = cpio::Writer::new();
     for d in DIRS {
         w.dir(d, 0o755);
@@ -328,6 +375,9 @@ fn initramfs(busybox: &[u8], init: &[u8]) -> Vec<u8> {
     w.char_dev("/dev/console", 0o600, 5, 1);
     w.file("/bin/busybox", 0o755, busybox);
     w.file("/init", 0o755, init);
+    for (name, data) in modules {
+        w.file(&format!("{MODULE_DIR}/{name}.ko"), 0o644, data);
+    }
     w.finish()
 }
 
@@ -355,7 +405,8 @@ mod tests {
 
     #[test]
     fn initramfs_has_what_the_kernel_and_init_need() {
-        let members = cpio::read(&initramfs(b"BB", b"#!/bin/busybox sh\n")).unwrap();
+        let modules = [("virtio".to_string(), b"KO".to_vec())];
+        let members = cpio::read(&initramfs(b"BB", b"#!/bin/busybox sh\n", &modules)).unwrap();
         let get = |n: &str| {
             members
                 .iter()
@@ -364,6 +415,7 @@ mod tests {
         };
         assert_eq!(get("init").mode, 0o100755);
         assert_eq!(get("bin/busybox").data, b"BB");
+        assert_eq!(get("lib/modules/virtio/virtio.ko").data, b"KO");
         assert_eq!(
             (get("dev/console").mode, get("dev/console").rdev),
             (0o020600, (5, 1))
@@ -379,6 +431,7 @@ mod tests {
             pos("usr") < pos("usr/bin")
                 && pos("dev") < pos("dev/console")
                 && pos("bin") < pos("bin/busybox")
+                && pos("lib/modules/virtio") < pos("lib/modules/virtio/virtio.ko")
         );
     }
 

@@ -1,25 +1,84 @@
 //! The devices the VMM models for each VM it serves, and the answer to each request.
 //!
-//! Lock order: one VM's devices at a time; no other lock is held with it.
+//! A VM has the devices of its [`DeviceSet`] (from its VmStart): the PL011 and virtio-mmio
+//! slots at the fixed places `VirtioKind::slot` gives, the same the loader described in the
+//! guest's device tree. Guest RAM is reached only through the VM's [`WindowMemory`].
+//!
+//! Lock order: one VM's devices -> the machine's host devices (`super::host`); no other lock
+//! is held with them.
 
+use super::console::PortOut;
+use super::disk::GuestDisk;
+use super::entropy::Rndr;
+use super::guest_mem::WindowMemory;
 use super::hvc;
-use abi::layout::{PL011_BASE, PL011_INTID, PL011_SIZE};
-use abi::vmm::{
-    pack, unpack, FaultPlan, Request, Response, UartShadow, MAX_VMS, RESPONSE_CONSOLE_CHUNK,
-    UART_TX_CHUNK,
+use super::net::NetPort;
+use abi::layout::{
+    PL011_BASE, PL011_INTID, PL011_SIZE, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
 };
-use abi::VmId;
+use abi::vmm::{
+    pack, unpack, DeviceSet, FaultPlan, Request, Response, UartShadow, VirtioKind, MAX_VMS,
+    RESPONSE_CONSOLE_CHUNK, UART_TX_CHUNK,
+};
+use abi::{GuestPhysAddr, VmId};
 use spin::{Mutex, Once};
 use vmm::pl011::Pl011;
+use vmm::virtio::blk::VirtioBlk;
+use vmm::virtio::console::VirtioConsole;
+use vmm::virtio::mmio::{self, MmioSlot};
+use vmm::virtio::net::{MacAddr, VirtioNet};
+use vmm::virtio::rng::{EntropyError, EntropySource, VirtioRng};
+use vmm::virtio::MmioTransport;
 
-/// One VM's devices.
-struct VmDevices {
-    uart: Pl011,
-    /// The UART line as the core last heard it.
-    uart_level: bool,
+/// The name of virtio-console port 1 (`/dev/virtio-ports/NAME` with udev; `/dev/vport0p1`
+/// without).
+const PORT1_NAME: &str = "rhyve.port1";
+
+/// A VM's UART.
+struct Uart {
+    model: Pl011,
+    /// The line as the core last heard it.
+    level: bool,
     /// Test hook: the write on which the UART model panics.
     panic_on_write: Option<u32>,
     writes: u32,
+}
+
+/// Entropy for a VM's virtio-rng: RNDR when the CPU has it.
+struct Entropy(Option<Rndr>);
+
+impl EntropySource for Entropy {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyError> {
+        match &mut self.0 {
+            Some(r) => r.fill(buf),
+            None => Err(EntropyError::Failed),
+        }
+    }
+}
+
+/// One VM's devices.
+struct VmDevices {
+    mem: WindowMemory,
+    uart: Option<Uart>,
+    console: Option<MmioTransport<VirtioConsole<PortOut>>>,
+    blk: Option<MmioTransport<VirtioBlk<GuestDisk>>>,
+    net: Option<MmioTransport<VirtioNet<NetPort>>>,
+    rng: Option<MmioTransport<VirtioRng<Entropy>>>,
+    /// Each virtio slot's line as the core last heard it, by [`VirtioKind::ALL`] index.
+    levels: [bool; VirtioKind::ALL.len()],
+}
+
+impl VmDevices {
+    /// The virtio slot of `kind`, if the VM has it, and the VM's RAM beside it.
+    fn slot(&mut self, kind: VirtioKind) -> Option<(&mut dyn MmioSlot, &mut WindowMemory)> {
+        let slot: &mut dyn MmioSlot = match kind {
+            VirtioKind::Console => self.console.as_mut()?,
+            VirtioKind::Blk => self.blk.as_mut()?,
+            VirtioKind::Net => self.net.as_mut()?,
+            VirtioKind::Rng => self.rng.as_mut()?,
+        };
+        Some((slot, &mut self.mem))
+    }
 }
 
 static VMS: Once<[Mutex<Option<VmDevices>>; MAX_VMS]> = Once::new();
@@ -29,7 +88,7 @@ pub fn init() {
     VMS.call_once(|| core::array::from_fn(|_| Mutex::new(None)));
 }
 
-fn slot(vm: VmId) -> Option<&'static Mutex<Option<VmDevices>>> {
+fn table_slot(vm: VmId) -> Option<&'static Mutex<Option<VmDevices>>> {
     VMS.get()?.get(vm.0 as usize)
 }
 
@@ -39,41 +98,31 @@ const UARTDR: u64 = 0x000;
 /// Answers one request.
 pub fn handle(req: Request) -> Response {
     match req {
-        Request::VmStart { vm, fault, .. } => start(vm, fault),
+        Request::VmStart {
+            vm,
+            ram_base,
+            ram_size,
+            fault,
+            devices,
+        } => start(vm, ram_base, ram_size, fault, devices),
         Request::Mmio {
             vm,
             ipa,
+            size,
             write,
             data,
             ..
-        } => with_vm(vm, |dev| {
-            let Some(off) = ipa.0.checked_sub(PL011_BASE.0).filter(|o| *o < PL011_SIZE) else {
+        } => with_vm(vm, |dev| mmio(dev, ipa, size, write, data)),
+        Request::UartTx { vm, len, bytes } => with_vm(vm, |dev| {
+            let Some(uart) = dev.uart.as_mut() else {
                 return Response::error();
             };
-            let mut resp = Response::ok(0);
-            if write {
-                let mut out = [0u8; RESPONSE_CONSOLE_CHUNK];
-                let mut n = 0;
-                uart_write(dev, off, data as u32, &mut |b| {
-                    if n < out.len() {
-                        out[n] = b;
-                        n += 1;
-                    }
-                });
-                resp.console_len = n as u8;
-                resp.console = pack(&out[..n]);
-            } else {
-                resp.value = dev.uart.read(off) as u64;
-            }
-            resp
-        }),
-        Request::UartTx { vm, len, bytes } => with_vm(vm, |dev| {
             let mut data = [0u8; UART_TX_CHUNK];
             let n = unpack(bytes, len as usize, &mut data);
             let mut out = [0u8; UART_TX_CHUNK];
             let mut m = 0;
             for b in &data[..n] {
-                uart_write(dev, UARTDR, u32::from(*b), &mut |o| {
+                uart_write(uart, UARTDR, u32::from(*b), &mut |o| {
                     if m < out.len() {
                         out[m] = o;
                         m += 1;
@@ -84,22 +133,79 @@ pub fn handle(req: Request) -> Response {
             Response::ok(0)
         }),
         Request::ConsoleInput { vm, len, bytes } => with_vm(vm, |dev| {
-            let mut taken = 0u64;
-            for i in 0..len {
-                if !dev.uart.push_rx((bytes >> (i * 8)) as u8) {
-                    break;
-                }
-                taken += 1;
-            }
-            Response::ok(taken)
+            let mut data = [0u8; 8];
+            let n = unpack([bytes], usize::from(len), &mut data);
+            Response::ok(console_input(dev, &data[..n]) as u64)
         }),
     }
 }
 
-/// Runs `f` on `vm`'s devices, then brings the core up to date: the UART's interrupt line
-/// and the shadow of its state the core answers from.
+/// A guest load or store to one of the VM's devices.
+fn mmio(dev: &mut VmDevices, ipa: GuestPhysAddr, size: u8, write: bool, data: u64) -> Response {
+    if let Some(off) = ipa.0.checked_sub(PL011_BASE.0).filter(|o| *o < PL011_SIZE) {
+        let Some(uart) = dev.uart.as_mut() else {
+            return Response::error();
+        };
+        let mut resp = Response::ok(0);
+        if write {
+            let mut out = [0u8; RESPONSE_CONSOLE_CHUNK];
+            let mut n = 0;
+            uart_write(uart, off, data as u32, &mut |b| {
+                if n < out.len() {
+                    out[n] = b;
+                    n += 1;
+                }
+            });
+            resp.console_len = n as u8;
+            resp.console = pack(&out[..n]);
+        } else {
+            resp.value = uart.model.read(off) as u64;
+        }
+        return resp;
+    }
+    let Some(off) = ipa
+        .0
+        .checked_sub(VIRTIO_MMIO_BASE.0)
+        .filter(|o| *o < VIRTIO_MMIO_STRIDE * VIRTIO_MMIO_SLOTS)
+    else {
+        return Response::error();
+    };
+    let (index, reg) = (off / VIRTIO_MMIO_STRIDE, off % VIRTIO_MMIO_STRIDE);
+    let Some(kind) = u32::try_from(index).ok().and_then(VirtioKind::at_slot) else {
+        return Response::error();
+    };
+    if !mmio::access_valid(reg, size) {
+        return Response::error();
+    }
+    let Some((slot, mem)) = dev.slot(kind) else {
+        return Response::error();
+    };
+    if write {
+        slot.write(reg, size, data, mem);
+        Response::ok(0)
+    } else {
+        Response::ok(slot.read(reg, size))
+    }
+}
+
+/// Bytes typed for the VM: to its UART when it has one, else to its virtio console (hvc0).
+/// Returns how many were taken.
+fn console_input(dev: &mut VmDevices, bytes: &[u8]) -> usize {
+    if let Some(uart) = dev.uart.as_mut() {
+        return bytes.iter().take_while(|b| uart.model.push_rx(**b)).count();
+    }
+    let Some(console) = dev.console.as_mut() else {
+        return 0;
+    };
+    let n = console.device_mut().push_input(0, bytes);
+    console.poll(&mut dev.mem);
+    n
+}
+
+/// Runs `f` on `vm`'s devices, then brings the core up to date: the devices' interrupt lines
+/// and the shadow of the UART's state the core answers from.
 fn with_vm(vm: VmId, f: impl FnOnce(&mut VmDevices) -> Response) -> Response {
-    let Some(slot) = slot(vm) else {
+    let Some(slot) = table_slot(vm) else {
         return Response::error();
     };
     let mut guard = slot.lock();
@@ -107,45 +213,114 @@ fn with_vm(vm: VmId, f: impl FnOnce(&mut VmDevices) -> Response) -> Response {
         return Response::error();
     };
     let mut resp = f(dev);
-    update_line(vm, dev);
-    resp.uart = UartShadow {
-        valid: true,
-        post_tx: !dev.uart.tx_has_visible_effect() && dev.panic_on_write.is_none(),
-        fr: dev.uart.flags() as u16,
+    update_lines(vm, dev);
+    resp.uart = match &dev.uart {
+        Some(uart) => UartShadow {
+            valid: true,
+            post_tx: !uart.model.tx_has_visible_effect() && uart.panic_on_write.is_none(),
+            fr: uart.model.flags() as u16,
+        },
+        None => UartShadow::NONE,
     };
     resp
 }
 
 /// One guest write to the UART (the fault-injection hook counts it).
-fn uart_write(dev: &mut VmDevices, off: u64, value: u32, tx: &mut dyn FnMut(u8)) {
-    dev.writes = dev.writes.wrapping_add(1);
-    if dev.panic_on_write == Some(dev.writes) {
-        panic!("fault injection: PL011 model fails on write {}", dev.writes);
+fn uart_write(uart: &mut Uart, off: u64, value: u32, tx: &mut dyn FnMut(u8)) {
+    uart.writes = uart.writes.wrapping_add(1);
+    if uart.panic_on_write == Some(uart.writes) {
+        panic!(
+            "fault injection: PL011 model fails on write {}",
+            uart.writes
+        );
     }
-    dev.uart.write(off, value, tx);
+    uart.model.write(off, value, tx);
 }
 
-/// (Re)creates VM `vm`'s devices and maps its RAM (for the devices that will do DMA).
-fn start(vm: VmId, fault: FaultPlan) -> Response {
-    let Some(slot) = slot(vm) else {
+/// (Re)creates VM `vm`'s devices: maps its RAM (for the virtio devices' rings and buffers),
+/// then makes each device of `set`.
+fn start(
+    vm: VmId,
+    ram_base: GuestPhysAddr,
+    ram_size: u64,
+    fault: FaultPlan,
+    set: DeviceSet,
+) -> Response {
+    let Some(slot) = table_slot(vm) else {
         return Response::error();
     };
-    *slot.lock() = Some(VmDevices {
-        uart: Pl011::new(),
-        uart_level: false,
-        panic_on_write: fault.pl011_panic_on_write(),
-        writes: 0,
-    });
-    match hvc::map_guest(vm) {
-        Some(abi::vmm::Status::Ok) => Response::ok(0),
-        _ => Response::error(),
+    if hvc::map_guest(vm) != Some(abi::vmm::Status::Ok) {
+        return Response::error();
+    }
+    let Some(mem) = WindowMemory::new(vm, ram_base, ram_size) else {
+        return Response::error();
+    };
+    let has = |kind: VirtioKind| set.has_virtio(kind);
+    let devices = VmDevices {
+        mem,
+        uart: set.contains(DeviceSet::PL011).then(|| Uart {
+            model: Pl011::new(),
+            level: false,
+            panic_on_write: fault.pl011_panic_on_write(),
+            writes: 0,
+        }),
+        console: has(VirtioKind::Console).then(|| {
+            MmioTransport::new(VirtioConsole::new(
+                PortOut::console(vm),
+                PortOut::tagged(vm, 1),
+                PORT1_NAME,
+            ))
+        }),
+        blk: has(VirtioKind::Blk).then(|| MmioTransport::new(VirtioBlk::new(GuestDisk::new(vm)))),
+        net: has(VirtioKind::Net).then(|| {
+            MmioTransport::new(VirtioNet::new(
+                NetPort::new(vm),
+                MacAddr::default_for(vm.0, 0),
+            ))
+        }),
+        rng: has(VirtioKind::Rng)
+            .then(|| MmioTransport::new(VirtioRng::new(Entropy(Rndr::probe())))),
+        levels: [false; VirtioKind::ALL.len()],
+    };
+    let mut guard = slot.lock();
+    if let Some(old) = guard.as_mut() {
+        // The reset VM's lines start low again; lower what the old devices left raised.
+        lower_lines(vm, old);
+    }
+    *guard = Some(devices);
+    Response::ok(0)
+}
+
+/// Tells the core about every interrupt line that changed.
+fn update_lines(vm: VmId, dev: &mut VmDevices) {
+    if let Some(uart) = dev.uart.as_mut() {
+        let level = uart.model.irq_level();
+        if level != uart.level {
+            uart.level = level;
+            let _ = hvc::set_irq(vm, PL011_INTID, level);
+        }
+    }
+    for (i, kind) in VirtioKind::ALL.into_iter().enumerate() {
+        let Some(level) = dev.slot(kind).map(|(s, _)| s.irq_level()) else {
+            continue;
+        };
+        if level != dev.levels[i] {
+            dev.levels[i] = level;
+            let _ = hvc::set_irq(vm, kind.intid(), level);
+        }
     }
 }
 
-fn update_line(vm: VmId, dev: &mut VmDevices) {
-    let level = dev.uart.irq_level();
-    if level != dev.uart_level {
-        dev.uart_level = level;
-        let _ = hvc::set_irq(vm, PL011_INTID, level);
+/// Lowers every line the devices hold raised.
+fn lower_lines(vm: VmId, dev: &mut VmDevices) {
+    if let Some(uart) = dev.uart.as_mut().filter(|u| u.level) {
+        uart.level = false;
+        let _ = hvc::set_irq(vm, PL011_INTID, false);
+    }
+    for (i, kind) in VirtioKind::ALL.into_iter().enumerate() {
+        if dev.levels[i] {
+            dev.levels[i] = false;
+            let _ = hvc::set_irq(vm, kind.intid(), false);
+        }
     }
 }

@@ -1,9 +1,14 @@
 //! The VMM partition's runtime: boot, calls to the core, and the request loop.
 
 mod boot;
+mod console;
 mod devices;
+mod disk;
+mod entropy;
+mod guest_mem;
 mod hvc;
 mod mmu;
+mod net;
 
 use abi::vmm::{Request, Response};
 use buddy_system_allocator::LockedHeap;

@@ -646,3 +646,45 @@ impl<D: VirtioDevice + 'static> MmioTransport<D> {
         }
     }
 }
+
+/// Whether a guest access of `size` bytes at `offset` in a frame is one the bus carries: an
+/// aligned 32-bit access to the control registers (§4.2.2.2), or an 8-, 16-, 32- or 64-bit
+/// access that fits in the configuration space. The VMM answers any other with an abort, as a
+/// bus would; [`MmioTransport::read`] and [`MmioTransport::write`] take them too, as nothing.
+pub fn access_valid(offset: u64, size: u8) -> bool {
+    if offset >= CONFIG_OFFSET {
+        matches!(size, 1 | 2 | 4 | 8)
+            && offset
+                .checked_add(u64::from(size))
+                .is_some_and(|end| end <= FRAME_SIZE)
+    } else {
+        size == 4 && offset.is_multiple_of(4)
+    }
+}
+
+/// A virtio-mmio slot whatever its device, so the VMM can keep each VM's slots in one table.
+pub trait MmioSlot {
+    /// A guest load (see [`MmioTransport::read`]).
+    fn read(&mut self, offset: u64, size: u8) -> u64;
+    /// A guest store (see [`MmioTransport::write`]).
+    fn write(&mut self, offset: u64, size: u8, value: u64, mem: &mut dyn GuestMemory);
+    /// Host-side work for the guest (see [`MmioTransport::poll`]).
+    fn poll(&mut self, mem: &mut dyn GuestMemory);
+    /// The interrupt line.
+    fn irq_level(&self) -> bool;
+}
+
+impl<D: VirtioDevice + 'static> MmioSlot for MmioTransport<D> {
+    fn read(&mut self, offset: u64, size: u8) -> u64 {
+        MmioTransport::read(self, offset, size)
+    }
+    fn write(&mut self, offset: u64, size: u8, value: u64, mem: &mut dyn GuestMemory) {
+        MmioTransport::write(self, offset, size, value, mem);
+    }
+    fn poll(&mut self, mem: &mut dyn GuestMemory) {
+        MmioTransport::poll(self, mem);
+    }
+    fn irq_level(&self) -> bool {
+        MmioTransport::irq_level(self)
+    }
+}

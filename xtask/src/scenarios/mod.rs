@@ -15,6 +15,7 @@ mod hostile_sysreg;
 mod hostile_time;
 mod linux_smp;
 mod multi_vm;
+mod virtio;
 mod vmm_fault;
 
 use std::path::PathBuf;
@@ -76,6 +77,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
     v.extend(console_reset::scenarios());
     v.extend(vmm_fault::scenarios());
     v.extend(multi_vm::scenarios());
+    v.extend(virtio::scenarios());
     v
 }
 

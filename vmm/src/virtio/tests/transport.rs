@@ -116,6 +116,23 @@ fn control_registers_take_aligned_32_bit_accesses_only() {
 }
 
 #[test]
+fn the_bus_carries_exactly_the_accesses_the_spec_allows() {
+    use crate::virtio::mmio::access_valid;
+    assert!(access_valid(offset::MAGIC_VALUE, 4));
+    assert!(access_valid(offset::CONFIG_GENERATION, 4));
+    for (off, size) in [(0, 1), (0, 2), (0, 8), (2, 4), (0x0fe, 2), (0x0fc, 8)] {
+        assert!(!access_valid(off, size), "{off:#x}/{size}");
+    }
+    for size in [1, 2, 4, 8] {
+        assert!(access_valid(0x100, size), "config {size}");
+    }
+    assert!(access_valid(0x1f8, 8));
+    assert!(!access_valid(0x1fc, 8), "past the frame");
+    assert!(!access_valid(0x100, 3));
+    assert!(!access_valid(u64::MAX, 1));
+}
+
+#[test]
 fn unoffered_features_keep_features_ok_clear() {
     let mut g = Guest::new();
     let mut t = blk();
