@@ -7,6 +7,7 @@
 extern crate alloc;
 
 pub mod exit;
+pub mod hostdev;
 pub mod inject;
 pub mod placement;
 pub mod psci;

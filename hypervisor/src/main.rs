@@ -15,7 +15,7 @@ mod arch;
 mod runtime;
 
 #[cfg(target_os = "none")]
-use hypervisor::{exit, inject, placement, psci, sysreg, vgic, vmmcall};
+use hypervisor::{exit, hostdev, inject, placement, psci, sysreg, vgic, vmmcall};
 
 #[cfg(not(target_os = "none"))]
 fn main() {

@@ -5,7 +5,9 @@
 //! argument is checked here, in one pure function, and a bad one gets its [`Status`] code.
 
 use abi::layout::NR_SPIS;
-use abi::vmm::{call, guest_window, Response, Status, CONSOLE_CHUNK, PANIC_CHUNK};
+use abi::vmm::{
+    call, guest_window, Response, Status, CONSOLE_CHUNK, MAX_HOST_DEVICES, PANIC_CHUNK,
+};
 use abi::{GuestPhysAddr, IntId, VcpuId, VmId};
 
 /// What the core knows of a VM the calling VMM serves.
@@ -66,6 +68,13 @@ pub enum VmmCall {
         vcpu: VcpuId,
         /// Resume (true) or pause (false).
         run: bool,
+    },
+    /// Where the VMM's RAM is on the host (for the DMA of the devices it drives).
+    HostInfo,
+    /// Describe one of the machine's devices the VMM drives.
+    HostDevice {
+        /// Its index (checked against [`MAX_HOST_DEVICES`] only: the core knows how many).
+        index: usize,
     },
     /// The VMM gives up.
     Panic {
@@ -147,6 +156,11 @@ pub fn check(x: &[u64; 8], served: &dyn Served) -> Result<VmmCall, Status> {
                 run: flag(x[3])?,
             })
         }
+        call::HOST_INFO => Ok(VmmCall::HostInfo),
+        call::HOST_DEVICE => match usize::try_from(x[1]) {
+            Ok(index) if index < MAX_HOST_DEVICES => Ok(VmmCall::HostDevice { index }),
+            _ => Err(Status::InvalidArgument),
+        },
         call::PANIC => Ok(VmmCall::Panic {
             len: usize::try_from(x[1])
                 .unwrap_or(PANIC_CHUNK)
@@ -286,6 +300,23 @@ mod tests {
         );
         assert_eq!(
             call(call::CONSOLE_WRITE, &[0, u64::MAX]),
+            Err(Status::InvalidArgument)
+        );
+    }
+
+    #[test]
+    fn host_device_queries_are_bounded() {
+        assert_eq!(call(call::HOST_INFO, &[]), Ok(VmmCall::HostInfo));
+        assert_eq!(
+            call(call::HOST_DEVICE, &[1]),
+            Ok(VmmCall::HostDevice { index: 1 })
+        );
+        assert_eq!(
+            call(call::HOST_DEVICE, &[MAX_HOST_DEVICES as u64]),
+            Err(Status::InvalidArgument)
+        );
+        assert_eq!(
+            call(call::HOST_DEVICE, &[u64::MAX]),
             Err(Status::InvalidArgument)
         );
     }

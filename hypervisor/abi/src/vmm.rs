@@ -45,6 +45,16 @@ pub mod call {
     pub const UNMAP_GUEST: u32 = 0xC600_0005;
     /// Pauses (x3 = 0) or resumes (x3 = 1) vCPU x2 of VM x1.
     pub const VCPU_CTL: u32 = 0xC600_0006;
+    /// Returns in x1 the host-physical address of the VMM's RAM base ([`super::VMM_RAM_BASE`]):
+    /// the devices of the machine the VMM drives ([`HOST_DEVICE`]) take host-physical DMA
+    /// addresses. Without an SMMU such a device reaches all memory, so the VMM that drives it
+    /// is trusted with all memory too (a driver domain).
+    pub const HOST_INFO: u32 = 0xC600_0007;
+    /// Describes device x1 (0, 1, ...) of the machine the core gave the VMM: x1 = its virtio
+    /// device ID, x2 = its register frame's address in the VMM's view (in the page
+    /// [`super::host_device_page`]`(x1)`), x3 = the frame's size, x4 = 1 if its interrupt
+    /// comes to the VMM as [`super::Request::HostIrq`]. InvalidArgument past the last one.
+    pub const HOST_DEVICE: u32 = 0xC600_0008;
     /// The VMM cannot go on: x1 bytes of message packed in x2-x7. Does not return.
     pub const PANIC: u32 = 0xC600_00FF;
 }
@@ -106,6 +116,25 @@ pub const GUEST_WINDOW_BASE: u64 = 0x10_0000_0000;
 pub const GUEST_WINDOW_SIZE: u64 = 0x4_0000_0000;
 /// Number of windows (VMs one VMM can serve).
 pub const MAX_VMS: usize = 8;
+
+/// Where the devices of the machine the VMM drives appear in its view: one 4 KiB page each
+/// (device memory), below its RAM.
+pub const HOST_DEVICE_BASE: u64 = 0x2000_0000;
+/// Room for each host device's page.
+pub const HOST_DEVICE_STRIDE: u64 = 0x1000;
+/// Most devices of the machine a VMM drives.
+pub const MAX_HOST_DEVICES: usize = 8;
+
+/// The page of host device `index` in the VMM's view, if there can be one.
+pub const fn host_device_page(index: usize) -> Option<GuestPhysAddr> {
+    if index < MAX_HOST_DEVICES {
+        Some(GuestPhysAddr(
+            HOST_DEVICE_BASE + index as u64 * HOST_DEVICE_STRIDE,
+        ))
+    } else {
+        None
+    }
+}
 
 /// Where VM `vm`'s RAM appears in the VMM's view, if it can.
 pub const fn guest_window(vm: VmId) -> Option<GuestPhysAddr> {
@@ -170,7 +199,60 @@ pub enum Request {
         fault: FaultPlan,
         /// The devices the VM has.
         devices: DeviceSet,
+        /// The part of the machine's disk its virtio-blk is.
+        disk: DiskSlice,
     },
+    /// A device of the machine the VMM drives ([`call::HOST_DEVICE`] `index`) raised its
+    /// interrupt. The core sends it outside any other request, in the name of `vm` (a VM the
+    /// VMM serves, so the VMM can raise that VM's lines); the interrupt stays masked until
+    /// the VMM answers, by which time it has acknowledged the device.
+    HostIrq {
+        /// The VM in whose name the request comes.
+        vm: VmId,
+        /// The host device.
+        index: u8,
+    },
+}
+
+/// Sectors `start .. start + sectors` of the machine's disk, as one VM's disk: several VMs'
+/// disks may be slices of one disk. `sectors` = 0 means "to the end of the disk".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DiskSlice {
+    /// First sector (512 bytes).
+    pub start: u64,
+    /// Number of sectors, or 0 for all from `start` on.
+    pub sectors: u64,
+    /// Writes are refused (also when the machine's disk is read-only).
+    pub read_only: bool,
+}
+
+impl DiskSlice {
+    /// The whole disk, writable if the disk is.
+    pub const WHOLE: Self = Self {
+        start: 0,
+        sectors: 0,
+        read_only: false,
+    };
+
+    /// Bit of the sector-count register that carries `read_only`.
+    const RO_BIT: u64 = 1 << 63;
+
+    /// As two registers.
+    pub const fn to_regs(self) -> [u64; 2] {
+        [
+            self.start,
+            (self.sectors & !Self::RO_BIT) | if self.read_only { Self::RO_BIT } else { 0 },
+        ]
+    }
+
+    /// From two registers.
+    pub const fn from_regs(r: [u64; 2]) -> Self {
+        Self {
+            start: r[0],
+            sectors: r[1] & !Self::RO_BIT,
+            read_only: r[1] & Self::RO_BIT != 0,
+        }
+    }
 }
 
 /// The devices of one VM: which of the machine's device models it gets. The loader describes
@@ -326,6 +408,7 @@ const KIND_MMIO: u64 = 1;
 const KIND_CONSOLE_INPUT: u64 = 2;
 const KIND_VM_START: u64 = 3;
 const KIND_UART_TX: u64 = 4;
+const KIND_HOST_IRQ: u64 = 5;
 
 /// Most posted UART bytes in one [`Request::UartTx`].
 pub const UART_TX_CHUNK: usize = 32;
@@ -381,13 +464,27 @@ impl Request {
                 ram_size,
                 fault,
                 devices,
-            } => [
-                KIND_VM_START,
+                disk,
+            } => {
+                let d = disk.to_regs();
+                [
+                    KIND_VM_START,
+                    vm.0 as u64,
+                    ram_base.0,
+                    ram_size,
+                    fault.0,
+                    devices.0 as u64,
+                    d[0],
+                    d[1],
+                ]
+            }
+            Self::HostIrq { vm, index } => [
+                KIND_HOST_IRQ,
                 vm.0 as u64,
-                ram_base.0,
-                ram_size,
-                fault.0,
-                devices.0 as u64,
+                index as u64,
+                0,
+                0,
+                0,
                 0,
                 0,
             ],
@@ -437,7 +534,17 @@ impl Request {
                 ram_size: r[3],
                 fault: FaultPlan(r[4]),
                 devices: DeviceSet(r[5] as u32).known(),
+                disk: DiskSlice::from_regs([r[6], r[7]]),
             }),
+            KIND_HOST_IRQ => {
+                if r[2] >= MAX_HOST_DEVICES as u64 {
+                    return None;
+                }
+                Some(Self::HostIrq {
+                    vm: VmId((r[1] & ID_MASK) as u16),
+                    index: r[2] as u8,
+                })
+            }
             _ => None,
         }
     }
@@ -626,6 +733,15 @@ mod tests {
                 ram_size: 512 << 20,
                 fault: FaultPlan::pl011_write(9),
                 devices: DeviceSet::PL011.with(DeviceSet::VIRTIO_RNG),
+                disk: DiskSlice {
+                    start: 2048,
+                    sectors: 1 << 20,
+                    read_only: true,
+                },
+            },
+            Request::HostIrq {
+                vm: VmId(1),
+                index: 3,
             },
         ];
         for r in reqs {
@@ -651,6 +767,11 @@ mod tests {
             Request::from_regs([KIND_CONSOLE_INPUT, 0, 0, 0, 0, 0, 0, 0]),
             None,
             "0 bytes"
+        );
+        assert_eq!(
+            Request::from_regs([KIND_HOST_IRQ, 0, MAX_HOST_DEVICES as u64, 0, 0, 0, 0, 0]),
+            None,
+            "no such host device"
         );
     }
 
@@ -737,10 +858,22 @@ mod tests {
             ram_size: 1 << 30,
             fault: FaultPlan::default(),
             devices: DeviceSet::ALL,
+            disk: DiskSlice::WHOLE,
         };
         let mut regs = r.to_regs();
         regs[5] |= 1 << 31;
         assert_eq!(Request::from_regs(regs), Some(r));
+    }
+
+    #[test]
+    fn host_device_pages_sit_below_the_vmm_ram() {
+        let last = host_device_page(MAX_HOST_DEVICES - 1).unwrap();
+        assert!(last.0 + HOST_DEVICE_STRIDE <= VMM_RAM_BASE.0);
+        assert_eq!(host_device_page(MAX_HOST_DEVICES), None);
+        assert_eq!(
+            DiskSlice::from_regs(DiskSlice::WHOLE.to_regs()),
+            DiskSlice::WHOLE
+        );
     }
 
     #[test]

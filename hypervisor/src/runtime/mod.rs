@@ -101,6 +101,7 @@ fn start_devices(cpu: &PerCpu, vm: &Vm) -> Result<(), partition::Down> {
         ram_size: vm.ram.size,
         fault: VMM_FAULT.get().copied().unwrap_or_default(),
         devices: vm.spec.devices,
+        disk: vm.spec.disk,
     };
     match p.request(cpu, vm, None, req) {
         Ok(r) if r.status == abi::vmm::Status::Ok => Ok(()),
@@ -186,7 +187,7 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
     let vms = VMS.call_once(|| vms);
     VMM_FAULT.call_once(|| plat.vmm_fault);
     if vms.iter().any(|vm| vm.spec.served) {
-        if let Err(e) = partition::create(&mut free, cpu0, nr) {
+        if let Err(e) = partition::create(&mut free, cpu0, nr, plat.virtio_mmio.as_slice()) {
             log::error!("{e}: the VMs it would serve do not start");
         }
     }
@@ -340,6 +341,11 @@ fn build_vms(
             cmdline: d.cmdline,
             autostart: d.autostart,
             devices: device_set(&d.devices),
+            // The whole of the machine's disk; `readonly` makes it read-only for this VM.
+            disk: abi::vmm::DiskSlice {
+                read_only: d.disk.as_ref().is_some_and(|disk| disk.readonly),
+                ..abi::vmm::DiskSlice::WHOLE
+            },
         };
         placed.push((spec, placement));
     }

@@ -14,11 +14,13 @@ use super::memory::{FreeRam, GuestRam};
 use super::percpu::PerCpu;
 use super::ratelimit::RateLimit;
 use super::vm::Vm;
+use super::platform::VirtioMmioNode;
 use super::{console, irq, platform::MAX_CPUS};
 use crate::arch::el1::El1State;
 use crate::arch::exception::{self, ExitKind, GuestRegs};
 use crate::arch::regs::{read_sysreg, SCTLR_EL1_RES1, SPSR};
-use crate::arch::stage2::{Stage2, BLOCK_SIZE};
+use crate::arch::stage2::{Stage2, BLOCK_SIZE, PAGE_SIZE};
+use crate::hostdev::{self, HostDevice, Transport};
 use crate::exit::{self, Exit};
 use crate::vmmcall::{self, Served, ServedVm, VmmCall};
 use aarch64_cpu::registers::HCR_EL2;
@@ -53,6 +55,11 @@ pub struct Partition {
     alive: AtomicBool,
     mapped: [AtomicBool; vabi::MAX_VMS],
     cpus: Vec<Mutex<VmmCpu>>,
+    /// Host-physical address of the partition's RAM (for its devices' DMA).
+    ram_pa: u64,
+    /// The machine's devices it drives (`hostdev`), each mapped at its page of the VMM's view.
+    host: [HostDevice; vabi::MAX_HOST_DEVICES],
+    host_len: usize,
 }
 
 static PARTITION: Once<Partition> = Once::new();
@@ -75,12 +82,38 @@ pub fn get() -> Option<&'static Partition> {
     PARTITION.get()
 }
 
-/// Creates the partition: its RAM, its stage 2, its image; then starts its vCPU on this CPU
-/// (CPU 0) and runs it to its first WAIT.
+/// The machine's devices the VMM will drive, read from their frames (identity-mapped as
+/// device memory at EL2).
+fn host_devices(nodes: &[VirtioMmioNode]) -> ([HostDevice; vabi::MAX_HOST_DEVICES], usize) {
+    let mut transports = [Transport::default(); super::platform::MAX_VIRTIO_MMIO];
+    let n = nodes.len().min(transports.len());
+    for (t, node) in transports.iter_mut().zip(&nodes[..n]) {
+        *t = Transport {
+            base: node.base,
+            size: node.size,
+            intid: node.intid,
+        };
+    }
+    hostdev::select(&transports[..n], |base, off| {
+        // SAFETY: a register of a virtio-mmio frame the firmware's tree names, identity-mapped
+        // as device memory; reading MagicValue, Version and DeviceID has no side effect.
+        unsafe { core::ptr::read_volatile((base + off) as *const u32) }
+    })
+}
+
+/// Where host device `d`'s frame is in the VMM's view, at page `index`.
+fn host_frame(index: usize, d: &HostDevice) -> Option<u64> {
+    Some(vabi::host_device_page(index)?.0 + d.transport.base % PAGE_SIZE)
+}
+
+/// Creates the partition: its RAM, its stage 2 (its RAM and the pages of the machine's virtio
+/// devices it drives, from `virtio`), its image; then starts its vCPU on this CPU (CPU 0) and
+/// runs it to its first WAIT.
 pub fn create(
     free: &mut FreeRam,
     cpu: &PerCpu,
     nr_cpus: usize,
+    virtio: &[VirtioMmioNode],
 ) -> Result<&'static Partition, &'static str> {
     let size = vabi::VMM_RAM_SIZE;
     let pa = free
@@ -95,6 +128,21 @@ pub fn create(
     stage2
         .map_ram(vabi::VMM_RAM_BASE, HostPhysAddr(pa), size)
         .map_err(|_| "VMM stage-2 mapping")?;
+    let (host, host_len) = host_devices(virtio);
+    for (i, d) in host[..host_len].iter().enumerate() {
+        let page = vabi::host_device_page(i).ok_or("VMM host device page")?;
+        // The page holds the frame; on QEMU virt it also holds its neighbours' (0x200 apart),
+        // which are virtio transports too: a stage 2 cannot map less than a page.
+        let pa = HostPhysAddr(d.transport.base - d.transport.base % PAGE_SIZE);
+        stage2
+            .map_device_page(page, pa)
+            .map_err(|_| "VMM stage-2 device mapping")?;
+        log::info!(
+            "VMM partition drives virtio device {} at {:#x}",
+            d.device_id,
+            d.transport.base
+        );
+    }
     vmm::memory::GuestMemory::write(&mut ram, vabi::VMM_RAM_BASE, IMAGE)
         .map_err(|_| "VMM image larger than its RAM")?;
     crate::arch::cpu::invalidate_icache();
@@ -105,6 +153,9 @@ pub fn create(
         hcr: vmm_hcr(),
         alive: AtomicBool::new(true),
         mapped: [const { AtomicBool::new(false) }; vabi::MAX_VMS],
+        ram_pa: pa,
+        host,
+        host_len,
         cpus: (0..nr_cpus.min(MAX_CPUS))
             .map(|_| {
                 Mutex::new(VmmCpu {
@@ -313,6 +364,25 @@ impl Partition {
                             log::error!("VMM partition panicked on CPU {}: {text}", cpu.index);
                             return self.fail(cpu, regs, "it panicked", false);
                         }
+                        Ok(VmmCall::HostInfo) => {
+                            regs.x[0] = Status::Ok.to_reg();
+                            regs.x[1] = self.ram_pa;
+                        }
+                        Ok(VmmCall::HostDevice { index }) => {
+                            let found = self.host[..self.host_len]
+                                .get(index)
+                                .and_then(|d| Some((d, host_frame(index, d)?)));
+                            match found {
+                                Some((d, frame)) => {
+                                    regs.x[0] = Status::Ok.to_reg();
+                                    regs.x[1] = u64::from(d.device_id);
+                                    regs.x[2] = frame;
+                                    regs.x[3] = d.transport.size.min(PAGE_SIZE);
+                                    regs.x[4] = 0;
+                                }
+                                None => regs.x[0] = Status::InvalidArgument.to_reg(),
+                            }
+                        }
                         Ok(call) => regs.x[0] = self.serve(ctx, call).to_reg(),
                         Err(status) => regs.x[0] = status.to_reg(),
                     }
@@ -371,7 +441,10 @@ impl Partition {
                 }
                 Status::Ok
             }
-            VmmCall::Wait(_) | VmmCall::Panic { .. } => Status::InvalidArgument,
+            VmmCall::Wait(_)
+            | VmmCall::Panic { .. }
+            | VmmCall::HostInfo
+            | VmmCall::HostDevice { .. } => Status::InvalidArgument,
         }
     }
 

@@ -74,6 +74,33 @@ pub struct Platform {
     /// Test hook from the hypervisor's own command line (`rhyve.vmm_fault=pl011-write:N`):
     /// make the VMM's UART model fail on purpose.
     pub vmm_fault: abi::vmm::FaultPlan,
+    /// The machine's virtio-mmio transports (`virtio,mmio` nodes), in tree order: the
+    /// candidates for the devices the VMM drives (see `host_devices`).
+    pub virtio_mmio: List<VirtioMmioNode, MAX_VIRTIO_MMIO>,
+}
+
+/// Most virtio-mmio transports read from the tree (QEMU virt has 32).
+pub const MAX_VIRTIO_MMIO: usize = 64;
+
+/// One `virtio,mmio` node.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VirtioMmioNode {
+    /// Its register frame.
+    pub base: u64,
+    /// The frame's size.
+    pub size: u64,
+    /// Its interrupt, if it is an SPI (INTID).
+    pub intid: Option<u32>,
+}
+
+/// The INTID of the first interrupt of a node's `interrupts`, if it is a GIC SPI.
+fn spi_intid(prop: &[u8]) -> Option<u32> {
+    if prop.len() < 8 {
+        return None;
+    }
+    let kind = u32::from_be_bytes(prop[0..4].try_into().ok()?);
+    let num = u32::from_be_bytes(prop[4..8].try_into().ok()?);
+    (kind == GIC_SPI).then_some(abi::IntId::spi(num).0)
 }
 
 /// The hypervisor option that plans a VMM fault.
@@ -211,16 +238,26 @@ pub unsafe fn discover(dtb: usize) -> Result<(Platform, usize), PlatformError> {
                     .reg()
                     .and_then(|mut r| r.next())
                     .map(|r| r.starting_address as usize);
-                p.uart_intid = uart.property("interrupts").and_then(|prop| {
-                    let cells = prop.value;
-                    if cells.len() < 8 {
-                        return None;
-                    }
-                    let kind = u32::from_be_bytes(cells[0..4].try_into().ok()?);
-                    let num = u32::from_be_bytes(cells[4..8].try_into().ok()?);
-                    (kind == GIC_SPI).then_some(abi::IntId::spi(num).0)
-                });
+                p.uart_intid = uart
+                    .property("interrupts")
+                    .and_then(|prop| spi_intid(prop.value));
             }
+        }
+    }
+
+    for node in fdt.all_nodes() {
+        let virtio = node
+            .compatible()
+            .is_some_and(|c| c.all().any(|s| s == "virtio,mmio"));
+        let reg = node.reg().and_then(|mut r| r.next());
+        if let (true, Some(reg)) = (virtio, reg) {
+            p.virtio_mmio.push(VirtioMmioNode {
+                base: reg.starting_address as u64,
+                size: reg.size.unwrap_or(0) as u64,
+                intid: node
+                    .property("interrupts")
+                    .and_then(|prop| spi_intid(prop.value)),
+            });
         }
     }
 

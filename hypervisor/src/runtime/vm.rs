@@ -12,7 +12,7 @@ use crate::arch::regs::read_sysreg;
 use crate::arch::stage2::{Stage2, BLOCK_SIZE};
 use crate::vgic::Vgic;
 use abi::layout::{MAX_VCPUS, RAM_BASE};
-use abi::vmm::DeviceSet;
+use abi::vmm::{DeviceSet, DiskSlice};
 use abi::{GuestPhysAddr, HostPhysAddr, VcpuId, VmId};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -42,6 +42,8 @@ pub struct VmSpec {
     pub autostart: bool,
     /// Its devices: described in its device tree, created by the VMM (none if not served).
     pub devices: DeviceSet,
+    /// The part of the machine's disk its virtio-blk is.
+    pub disk: DiskSlice,
 }
 
 /// A vCPU's power state as PSCI sees it.

@@ -4,8 +4,8 @@
 //! slots at the fixed places `VirtioKind::slot` gives, the same the loader described in the
 //! guest's device tree. Guest RAM is reached only through the VM's [`WindowMemory`].
 //!
-//! Lock order: one VM's devices -> the machine's host devices (`super::host`); no other lock
-//! is held with them.
+//! Lock order: one VM's devices -> a device of the machine (`super::host::DISK`); no other
+//! lock is held with them.
 
 use super::console::PortOut;
 use super::disk::GuestDisk;
@@ -17,7 +17,7 @@ use abi::layout::{
     PL011_BASE, PL011_INTID, PL011_SIZE, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
 };
 use abi::vmm::{
-    pack, unpack, DeviceSet, FaultPlan, Request, Response, UartShadow, VirtioKind, MAX_VMS,
+    pack, unpack, DeviceSet, DiskSlice, FaultPlan, Request, Response, UartShadow, VirtioKind, MAX_VMS,
     RESPONSE_CONSOLE_CHUNK, UART_TX_CHUNK,
 };
 use abi::{GuestPhysAddr, VmId};
@@ -104,7 +104,8 @@ pub fn handle(req: Request) -> Response {
             ram_size,
             fault,
             devices,
-        } => start(vm, ram_base, ram_size, fault, devices),
+            disk,
+        } => start(vm, ram_base, ram_size, fault, devices, disk),
         Request::Mmio {
             vm,
             ipa,
@@ -132,6 +133,8 @@ pub fn handle(req: Request) -> Response {
             hvc::console_write(vm, &out[..m]);
             Response::ok(0)
         }),
+        // No device of the machine raises its interrupt to the VMM yet.
+        Request::HostIrq { .. } => Response::ok(0),
         Request::ConsoleInput { vm, len, bytes } => with_vm(vm, |dev| {
             let mut data = [0u8; 8];
             let n = unpack([bytes], usize::from(len), &mut data);
@@ -245,6 +248,7 @@ fn start(
     ram_size: u64,
     fault: FaultPlan,
     set: DeviceSet,
+    disk: DiskSlice,
 ) -> Response {
     let Some(slot) = table_slot(vm) else {
         return Response::error();
@@ -271,7 +275,7 @@ fn start(
                 PORT1_NAME,
             ))
         }),
-        blk: has(VirtioKind::Blk).then(|| MmioTransport::new(VirtioBlk::new(GuestDisk::new(vm)))),
+        blk: has(VirtioKind::Blk).then(|| MmioTransport::new(VirtioBlk::new(GuestDisk::new(vm, disk)))),
         net: has(VirtioKind::Net).then(|| {
             MmioTransport::new(VirtioNet::new(
                 NetPort::new(vm),

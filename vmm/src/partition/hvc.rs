@@ -44,6 +44,18 @@ pub fn map_guest(vm: VmId) -> Option<Status> {
     Status::from_reg(hvc(call::MAP_GUEST, [vm.0 as u64, window.0, 0, 0, 0, 0, 0])[0])
 }
 
+/// The host-physical address of the VMM's RAM base.
+pub fn host_info() -> Option<u64> {
+    let r = hvc(call::HOST_INFO, [0; 7]);
+    (Status::from_reg(r[0]) == Some(Status::Ok)).then_some(r[1])
+}
+
+/// The description of host device `index` (x0-x7 of HOST_DEVICE), if there is one.
+pub fn host_device(index: u64) -> Option<[u64; 8]> {
+    let r = hvc(call::HOST_DEVICE, [index, 0, 0, 0, 0, 0, 0]);
+    (Status::from_reg(r[0]) == Some(Status::Ok)).then_some(r)
+}
+
 /// Console output for `vm`, in chunks.
 pub fn console_write(vm: VmId, bytes: &[u8]) {
     for chunk in bytes.chunks(CONSOLE_CHUNK) {

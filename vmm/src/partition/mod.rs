@@ -6,6 +6,7 @@ mod devices;
 mod disk;
 mod entropy;
 mod guest_mem;
+mod host;
 mod hvc;
 mod mmu;
 mod net;
@@ -37,6 +38,7 @@ extern "C" fn vmm_main(cpu: u64) -> ! {
                 .init(core::ptr::addr_of_mut!(HEAP_SPACE) as usize, HEAP_SIZE);
         }
         devices::init();
+        host::init();
     } else {
         // SAFETY: CPU 0 built the tables before this CPU could be started.
         unsafe { mmu::enable() };

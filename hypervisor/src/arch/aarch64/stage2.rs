@@ -17,7 +17,7 @@ register_bitfields! {u64,
     /// A stage-2 block or table descriptor, 4 KiB granule (D8.3.1, D8.5.5).
     pub S2_DESC [
         /// Execute-never (XN[1:0]; 0 = executable at EL1 and EL0).
-        XN OFFSET(53) NUMBITS(2) [Executable = 0],
+        XN OFFSET(53) NUMBITS(2) [Executable = 0, Never = 0b10],
         /// Output address [47:12].
         ADDR OFFSET(12) NUMBITS(36) [],
         /// Access flag.
@@ -27,8 +27,9 @@ register_bitfields! {u64,
         /// Stage-2 access permissions.
         S2AP OFFSET(6) NUMBITS(2) [ReadWrite = 3],
         /// Stage-2 memory attributes (FWB = 0): Normal, outer and inner write-back.
-        MEMATTR OFFSET(2) NUMBITS(4) [NormalWriteBack = 0b1111],
-        /// 1 = table, 0 = block.
+        /// Device-nGnRE for a device's registers.
+        MEMATTR OFFSET(2) NUMBITS(4) [NormalWriteBack = 0b1111, DeviceNGnRE = 0b0001],
+        /// Levels 1-2: 1 = table, 0 = block. Level 3: 1 = page (the same bit as a table).
         TYPE OFFSET(1) NUMBITS(1) [Block = 0, Table = 1],
         /// Valid.
         VALID OFFSET(0) NUMBITS(1) []
@@ -39,6 +40,9 @@ const ENTRIES: usize = 512;
 const TABLE_BYTES: usize = 4096;
 const L1_SHIFT: u32 = 30;
 const L2_SHIFT: u32 = 21;
+const L3_SHIFT: u32 = 12;
+/// The size of a level-3 page.
+pub const PAGE_SIZE: u64 = 1 << L3_SHIFT;
 /// The size of a level-2 block.
 pub const BLOCK_SIZE: u64 = 1 << L2_SHIFT;
 /// The largest IPA size used.
@@ -57,6 +61,8 @@ pub enum Stage2Error {
     NoMemory,
     /// The machine's PA size is below what this code supports.
     PaTooSmall,
+    /// The range is already mapped as a block.
+    Overlap,
 }
 
 /// One VM's stage-2 tables.
@@ -158,6 +164,51 @@ impl Stage2 {
         }
         super::cpu::dsb_sy();
         Ok(())
+    }
+
+    /// Maps the 4 KiB page of a device's registers at `ipa` to `pa`, as Device-nGnRE memory,
+    /// read/write, never executable. The 2 MiB around `ipa` must not be mapped as a block.
+    pub fn map_device_page(&mut self, ipa: GuestPhysAddr, pa: HostPhysAddr) -> Result<(), Stage2Error> {
+        if ipa.0 % PAGE_SIZE != 0 || pa.0 % PAGE_SIZE != 0 {
+            return Err(Stage2Error::Unaligned);
+        }
+        if ipa.0 >= 1u64 << self.ipa_bits {
+            return Err(Stage2Error::OutOfRange);
+        }
+        let l1 = (ipa.0 >> L1_SHIFT) as usize;
+        // SAFETY: `l1` < root_tables * ENTRIES because `ipa` < 2^ipa_bits.
+        let l1e = unsafe { &mut *self.root.add(l1) };
+        let l2 = Self::next_table(l1e)?;
+        let idx2 = ((ipa.0 >> L2_SHIFT) as usize) % ENTRIES;
+        // SAFETY: `l2` is a level-2 table this code allocated; idx2 < ENTRIES.
+        let l2e = unsafe { &mut *l2.add(idx2) };
+        let l3 = Self::next_table(l2e)?;
+        let idx3 = ((ipa.0 >> L3_SHIFT) as usize) % ENTRIES;
+        let page = (S2_DESC::VALID::SET
+            + S2_DESC::TYPE::Table
+            + S2_DESC::MEMATTR::DeviceNGnRE
+            + S2_DESC::S2AP::ReadWrite
+            + S2_DESC::AF::SET
+            + S2_DESC::XN::Never
+            + S2_DESC::ADDR.val(pa.0 >> L3_SHIFT))
+        .value;
+        // SAFETY: `l3` is a level-3 table this code allocated; idx3 < ENTRIES.
+        unsafe { *l3.add(idx3) = page };
+        super::cpu::dsb_sy();
+        Ok(())
+    }
+
+    /// The table `entry` points to, made (empty) if the entry is invalid; an error if it is a
+    /// block.
+    fn next_table(entry: &mut u64) -> Result<*mut u64, Stage2Error> {
+        if *entry & S2_DESC::VALID::SET.value == 0 {
+            let t = new_table(TABLE_BYTES)?;
+            *entry = (S2_DESC::VALID::SET + S2_DESC::TYPE::Table + S2_DESC::ADDR.val(t as u64 >> 12))
+                .value;
+        } else if *entry & S2_DESC::TYPE::Table.value == 0 {
+            return Err(Stage2Error::Overlap);
+        }
+        Ok((*entry & S2_DESC::ADDR.mask << S2_DESC::ADDR.shift) as *mut u64)
     }
 
     /// VTCR_EL2 for these tables.
