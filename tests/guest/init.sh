@@ -6,6 +6,8 @@
 #   rhyve.ticks=N  print `RHYVE-TICK i` every half second, N times (after the test, if any)
 #   rhyve.bench=1  power off at once (the benchmark times boot up to RHYVE-INIT-START)
 #   rhyve.virtio=1 exercise virtio-rng and virtio-console (hvc0 and port 1), power off
+#   rhyve.blk=1    first boot: make a filesystem on /dev/vda, write files, sync, reboot;
+#                  second boot (the filesystem is there): read them back, power off
 #   otherwise      an interactive shell on the console
 # The markers below are read by xtask/src/scenarios/; change them together.
 
@@ -121,6 +123,28 @@ if has_param rhyve.virtio=1; then
 	fi
 	echo RHYVE-TEST-DONE
 	poweroff -f
+fi
+
+if has_param rhyve.blk=1; then
+	mkdir -p /mnt
+	echo "RHYVE-BLK-SIZE $(cat /sys/block/vda/size 2>/dev/null)"
+	if mount -t ext2 /dev/vda /mnt 2>/dev/null; then
+		echo "RHYVE-BLK-READ $(sha256sum /mnt/data.txt | cut -d' ' -f1) $(wc -l </mnt/data.txt) $(tail -n 1 /mnt/data.txt)"
+		echo "RHYVE-BLK-MARK-READ $(cat /mnt/mark.txt)"
+		umount /mnt
+		echo RHYVE-TEST-DONE
+		poweroff -f
+	fi
+	mke2fs /dev/vda >/dev/null 2>&1 || echo "RHYVE-BLK-MKFS-FAILED"
+	mount -t ext2 /dev/vda /mnt || echo "RHYVE-BLK-MOUNT-FAILED"
+	seq 1 100000 >/mnt/data.txt
+	# A marker no earlier run wrote: the test looks for it in the disk image on the host.
+	mark="rhyve-blk-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+	echo "$mark" >/mnt/mark.txt
+	sync
+	echo "RHYVE-BLK-WROTE $(sha256sum /mnt/data.txt | cut -d' ' -f1) $mark"
+	umount /mnt
+	reboot -f
 fi
 
 if has_param rhyve.bench=1; then

@@ -53,6 +53,8 @@ pub struct Machine {
     pub initrd: Option<PathBuf>,
     /// `-append`, for a kernel booted straight.
     pub append: Option<String>,
+    /// More QEMU arguments: the machine's own devices (disks, network cards).
+    pub extra: Vec<OsString>,
 }
 
 impl Machine {
@@ -66,6 +68,7 @@ impl Machine {
             kernel: image.to_path_buf(),
             initrd: Some(bundle.to_path_buf()),
             append: None,
+            extra: Vec::new(),
         }
     }
 
@@ -96,6 +99,7 @@ impl Machine {
             kernel: kernel.to_path_buf(),
             initrd: initrd.map(Path::to_path_buf),
             append: Some(cmdline.to_string()),
+            extra: Vec::new(),
         }
     }
 
@@ -125,6 +129,7 @@ impl Machine {
         if let Some(c) = &self.append {
             a.extend(["-append".into(), c.into()]);
         }
+        a.extend(self.extra.iter().cloned());
         a
     }
 

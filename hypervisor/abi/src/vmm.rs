@@ -478,16 +478,9 @@ impl Request {
                     d[1],
                 ]
             }
-            Self::HostIrq { vm, index } => [
-                KIND_HOST_IRQ,
-                vm.0 as u64,
-                index as u64,
-                0,
-                0,
-                0,
-                0,
-                0,
-            ],
+            Self::HostIrq { vm, index } => {
+                [KIND_HOST_IRQ, vm.0 as u64, index as u64, 0, 0, 0, 0, 0]
+            }
         }
     }
 

@@ -12,16 +12,16 @@
 
 use super::memory::{FreeRam, GuestRam};
 use super::percpu::PerCpu;
+use super::platform::VirtioMmioNode;
 use super::ratelimit::RateLimit;
 use super::vm::Vm;
-use super::platform::VirtioMmioNode;
 use super::{console, irq, platform::MAX_CPUS};
 use crate::arch::el1::El1State;
 use crate::arch::exception::{self, ExitKind, GuestRegs};
 use crate::arch::regs::{read_sysreg, SCTLR_EL1_RES1, SPSR};
 use crate::arch::stage2::{Stage2, BLOCK_SIZE, PAGE_SIZE};
-use crate::hostdev::{self, HostDevice, Transport};
 use crate::exit::{self, Exit};
+use crate::hostdev::{self, HostDevice, Transport};
 use crate::vmmcall::{self, Served, ServedVm, VmmCall};
 use aarch64_cpu::registers::HCR_EL2;
 use abi::vmm::{self as vabi, Request, Response, Status};

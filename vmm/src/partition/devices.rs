@@ -17,8 +17,8 @@ use abi::layout::{
     PL011_BASE, PL011_INTID, PL011_SIZE, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
 };
 use abi::vmm::{
-    pack, unpack, DeviceSet, DiskSlice, FaultPlan, Request, Response, UartShadow, VirtioKind, MAX_VMS,
-    RESPONSE_CONSOLE_CHUNK, UART_TX_CHUNK,
+    pack, unpack, DeviceSet, DiskSlice, FaultPlan, Request, Response, UartShadow, VirtioKind,
+    MAX_VMS, RESPONSE_CONSOLE_CHUNK, UART_TX_CHUNK,
 };
 use abi::{GuestPhysAddr, VmId};
 use spin::{Mutex, Once};
@@ -275,7 +275,8 @@ fn start(
                 PORT1_NAME,
             ))
         }),
-        blk: has(VirtioKind::Blk).then(|| MmioTransport::new(VirtioBlk::new(GuestDisk::new(vm, disk)))),
+        blk: has(VirtioKind::Blk)
+            .then(|| MmioTransport::new(VirtioBlk::new(GuestDisk::new(vm, disk)))),
         net: has(VirtioKind::Net).then(|| {
             MmioTransport::new(VirtioNet::new(
                 NetPort::new(vm),

@@ -156,7 +156,9 @@ impl BlockBackend for GuestDisk {
             .read(sector, buf)
     }
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
-        self.backend().ok_or(BlockError::ReadOnly)?.write(sector, buf)
+        self.backend()
+            .ok_or(BlockError::ReadOnly)?
+            .write(sector, buf)
     }
     fn flush(&mut self) -> Result<(), BlockError> {
         match self.backend() {

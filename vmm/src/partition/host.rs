@@ -112,7 +112,11 @@ pub static DISK: Mutex<Option<HostDisk>> = Mutex::new(None);
 /// One device as HOST_DEVICE describes it: (device ID, frame address, frame size).
 fn describe(index: u64) -> Option<(u64, usize, usize)> {
     let r = hvc::host_device(index)?;
-    Some((r[1], usize::try_from(r[2]).ok()?, usize::try_from(r[3]).ok()?))
+    Some((
+        r[1],
+        usize::try_from(r[2]).ok()?,
+        usize::try_from(r[3]).ok()?,
+    ))
 }
 
 /// Learns where the VMM's RAM is and brings up the devices the core gave it (CPU 0, at

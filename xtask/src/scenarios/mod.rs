@@ -16,6 +16,7 @@ mod hostile_time;
 mod linux_smp;
 mod multi_vm;
 mod virtio;
+mod virtio_blk;
 mod vmm_fault;
 
 use std::path::PathBuf;
@@ -54,6 +55,14 @@ pub trait Scenario {
     fn vms(&self, _guest: &GuestFiles) -> Option<VmsBoot> {
         None
     }
+    /// Sets up what the run needs besides the guest (a disk image); nothing by default.
+    fn prepare(&self) -> Result<(), String> {
+        Ok(())
+    }
+    /// More QEMU arguments: devices of the machine (disks, network cards); none by default.
+    fn qemu_args(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// What to type on the console, and when (none by default).
     fn inputs(&self) -> Vec<Input> {
         Vec::new()
@@ -78,6 +87,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
     v.extend(vmm_fault::scenarios());
     v.extend(multi_vm::scenarios());
     v.extend(virtio::scenarios());
+    v.extend(virtio_blk::scenarios());
     v
 }
 
@@ -172,6 +182,12 @@ pub fn run(s: &dyn Scenario, ctx: &Context) -> Outcome {
     if let (Host::Rhyve { .. }, Some(args)) = (&ctx.host, s.hypervisor_args()) {
         machine.append = Some(args);
     }
+    if let Err(e) = s.prepare() {
+        return Outcome::not_run(name, e);
+    }
+    machine
+        .extra
+        .extend(s.qemu_args().into_iter().map(Into::into));
     let stops = [
         Stop {
             marker: RHYVE_PANIC,

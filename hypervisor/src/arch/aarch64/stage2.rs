@@ -168,7 +168,11 @@ impl Stage2 {
 
     /// Maps the 4 KiB page of a device's registers at `ipa` to `pa`, as Device-nGnRE memory,
     /// read/write, never executable. The 2 MiB around `ipa` must not be mapped as a block.
-    pub fn map_device_page(&mut self, ipa: GuestPhysAddr, pa: HostPhysAddr) -> Result<(), Stage2Error> {
+    pub fn map_device_page(
+        &mut self,
+        ipa: GuestPhysAddr,
+        pa: HostPhysAddr,
+    ) -> Result<(), Stage2Error> {
         if ipa.0 % PAGE_SIZE != 0 || pa.0 % PAGE_SIZE != 0 {
             return Err(Stage2Error::Unaligned);
         }
@@ -203,8 +207,9 @@ impl Stage2 {
     fn next_table(entry: &mut u64) -> Result<*mut u64, Stage2Error> {
         if *entry & S2_DESC::VALID::SET.value == 0 {
             let t = new_table(TABLE_BYTES)?;
-            *entry = (S2_DESC::VALID::SET + S2_DESC::TYPE::Table + S2_DESC::ADDR.val(t as u64 >> 12))
-                .value;
+            *entry =
+                (S2_DESC::VALID::SET + S2_DESC::TYPE::Table + S2_DESC::ADDR.val(t as u64 >> 12))
+                    .value;
         } else if *entry & S2_DESC::TYPE::Table.value == 0 {
             return Err(Stage2Error::Overlap);
         }
