@@ -8,6 +8,7 @@ mod bench;
 mod boot;
 mod config;
 mod cpio;
+mod devices;
 mod error;
 mod fuzz;
 mod guest;
@@ -45,6 +46,8 @@ commands:
       --vcpus N        (default: 2)
       --mem SIZE       guest RAM: 512M, 1G, 262144K; plain numbers are MiB (default: 512M)
       --gdb            start halted with a gdb stub on :1234, and say how to attach
+      --disk PATH[,ro] the machine's disk, the guest's /dev/vda (default: a scratch
+                       build/disk.img, made if missing); `,ro`: the guest cannot write it
   test           the whole test suite: host unit tests, then Linux guests under rhyve
                  (scenarios linux-smp-1/2/4, hostile-*; console logs in build/logs/); ends with
                  `N passed, N failed` and fails if any failed
@@ -127,12 +130,16 @@ fn dispatch(mut args: Args) -> Result<ExitCode> {
 fn run(mut args: Args) -> Result<()> {
     let config = args.value("--config")?.map(PathBuf::from);
     let gdb = args.flag("--gdb");
+    let disk = args
+        .value("--disk")?
+        .map(|d| devices::Disk::parse(&d))
+        .transpose()?;
     let bundle = sys::build_dir().join("bundle.bin");
-    let machine = match config {
+    let mut machine = match config {
         Some(config) => {
             args.finish().map_err(|e| match e {
                 Error::Usage(m) => Error::Usage(format!(
-                    "{m}: with --config, the file describes the VMs (only --gdb goes with it)"
+                    "{m}: with --config, the file describes the VMs (only --disk and --gdb go with it)"
                 )),
                 e => e,
             })?;
@@ -147,6 +154,12 @@ fn run(mut args: Args) -> Result<()> {
             &bundle,
         )?,
     };
+    // The machine's own disk and network card, which rhyve shares out to the VMs.
+    let disk = match disk {
+        Some(d) => d,
+        None => devices::Disk::scratch()?,
+    };
+    machine.extra.extend(disk.qemu_args());
     exec_qemu(&machine, gdb)
 }
 

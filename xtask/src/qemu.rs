@@ -81,6 +81,7 @@ impl Machine {
             kernel: image.to_path_buf(),
             initrd: Some(bundle.to_path_buf()),
             append: None,
+            extra: Vec::new(),
         }
     }
 

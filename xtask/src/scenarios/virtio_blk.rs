@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::boot::GuestBoot;
+use crate::devices::disk_args;
 use crate::guest::GuestFiles;
 use crate::qemu::Capture;
 use crate::sys;
@@ -38,17 +39,6 @@ struct VirtioBlk;
 /// The scratch disk image.
 fn image() -> PathBuf {
     sys::build_dir().join("disks").join("virtio-blk.img")
-}
-
-/// The QEMU arguments that attach `path` as the machine's virtio-blk-device.
-pub fn disk_args(path: &std::path::Path, read_only: bool) -> Vec<String> {
-    let ro = if read_only { ",readonly=on" } else { "" };
-    vec![
-        "-drive".into(),
-        format!("if=none,id=disk0,format=raw,file={}{ro}", path.display()),
-        "-device".into(),
-        "virtio-blk-device,drive=disk0".into(),
-    ]
 }
 
 /// The words after `marker ` on the first line that has it.
