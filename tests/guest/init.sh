@@ -8,6 +8,8 @@
 #   rhyve.virtio=1 exercise virtio-rng and virtio-console (hvc0 and port 1), power off
 #   rhyve.blk=1    first boot: make a filesystem on /dev/vda, write files, sync, reboot;
 #                  second boot (the filesystem is there): read them back, power off
+#   rhyve.net=PORT bring eth0 up with QEMU user networking's static address, send 4 MiB of
+#                  random text to the host's PORT (HTTP POST to 10.0.2.2), power off
 #   otherwise      an interactive shell on the console
 # The markers below are read by xtask/src/scenarios/; change them together.
 
@@ -145,6 +147,39 @@ if has_param rhyve.blk=1; then
 	echo "RHYVE-BLK-WROTE $(sha256sum /mnt/data.txt | cut -d' ' -f1) $mark"
 	umount /mnt
 	reboot -f
+fi
+
+# The value of kernel parameter $1 (`$1=value`), if any.
+param() {
+	for w in $cmdline; do
+		case "$w" in "$1="*) echo "${w#"$1"=}" ;; esac
+	done
+}
+
+# QEMU user networking: the guest is 10.0.2.15, the host 10.0.2.2.
+net_up() {
+	wait_for /sys/class/net/eth0 10 || return 1
+	ip link set eth0 up &&
+		ip addr add 10.0.2.15/24 dev eth0 &&
+		ip route add default via 10.0.2.2
+}
+
+port=$(param rhyve.net)
+if [ -n "$port" ]; then
+	if net_up; then
+		echo "RHYVE-NET-MAC $(cat /sys/class/net/eth0/address)"
+		# Text: busybox wget posts a file as a string (up to its first NUL byte).
+		head -c 3145728 /dev/urandom | base64 >/tmp/net.bin
+		echo "RHYVE-NET-SENT $(sha256sum /tmp/net.bin | cut -d' ' -f1) $(wc -c </tmp/net.bin)"
+		start=$(cut -d' ' -f1 /proc/uptime)
+		wget -q -O /dev/null --post-file=/tmp/net.bin "http://10.0.2.2:$port/"
+		rc=$?
+		echo "RHYVE-NET-DONE $rc $start $(cut -d' ' -f1 /proc/uptime)"
+	else
+		echo "RHYVE-NET-NO-ETH0"
+	fi
+	echo RHYVE-TEST-DONE
+	poweroff -f
 fi
 
 if has_param rhyve.bench=1; then

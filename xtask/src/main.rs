@@ -16,6 +16,7 @@ mod image;
 mod interrupts;
 mod qemu;
 mod scenarios;
+mod sink;
 mod sys;
 mod toolchain;
 

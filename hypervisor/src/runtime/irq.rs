@@ -116,6 +116,8 @@ pub fn handle_pending(cpu: &PerCpu, running: Option<(&Vm, VcpuId)>) {
             cpu.resched.store(true, Ordering::Release);
         } else if Some(intid) == machine().uart_intid {
             console_input();
+        } else if partition::get().is_some_and(|p| p.take_host_irq(&machine().gicd, intid)) {
+            // Masked until the VMM has seen it (`deliver_input`).
         } else if intid != MAINTENANCE_INTID.0 {
             log::warn!("CPU {}: unexpected interrupt {intid}", cpu.index);
         }
@@ -208,6 +210,9 @@ fn console_input() {
 /// The ring's lock is never held across the upcall: an interrupt taken while the VMM runs
 /// may add bytes to it (see [`console_input`]). One CPU delivers at a time.
 pub fn deliver_input(cpu: &PerCpu, vm: &Vm, running: Option<VcpuId>) {
+    if let Some(p) = partition::get().filter(|_| vm.spec.served) {
+        p.deliver_host_irqs(cpu, &machine().gicd, vm, running);
+    }
     let i = vm.id.0 as usize;
     let (Some(ring), Some(waiting)) = (INPUT.get(i), INPUT_WAITING.get(i)) else {
         return;

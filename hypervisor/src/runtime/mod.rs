@@ -187,8 +187,9 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
     let vms = VMS.call_once(|| vms);
     VMM_FAULT.call_once(|| plat.vmm_fault);
     if vms.iter().any(|vm| vm.spec.served) {
-        if let Err(e) = partition::create(&mut free, cpu0, nr, plat.virtio_mmio.as_slice()) {
-            log::error!("{e}: the VMs it would serve do not start");
+        match partition::create(&mut free, cpu0, nr, plat.virtio_mmio.as_slice()) {
+            Ok(p) => p.enable_host_irqs(&machine.gicd, cpu0.aff),
+            Err(e) => log::error!("{e}: the VMs it would serve do not start"),
         }
     }
     for vm in vms.iter().filter(|vm| vm.started.load(Ordering::Acquire)) {

@@ -60,6 +60,17 @@ pub struct Partition {
     /// The machine's devices it drives (`hostdev`), each mapped at its page of the VMM's view.
     host: [HostDevice; vabi::MAX_HOST_DEVICES],
     host_len: usize,
+    /// A host device's interrupt fired and is masked until the VMM has seen it.
+    host_irq: [AtomicBool; vabi::MAX_HOST_DEVICES],
+}
+
+/// Whether host device `d`'s interrupt goes to the VMM: the network card's, whose received
+/// frames arrive whenever they do. The disk is polled: its requests complete inside the
+/// upcall that makes them.
+fn irq_to_vmm(d: &HostDevice) -> Option<u32> {
+    (d.device_id == hostdev::device_id::NET)
+        .then_some(d.transport.intid)
+        .flatten()
 }
 
 static PARTITION: Once<Partition> = Once::new();
@@ -156,6 +167,7 @@ pub fn create(
         ram_pa: pa,
         host,
         host_len,
+        host_irq: [const { AtomicBool::new(false) }; vabi::MAX_HOST_DEVICES],
         cpus: (0..nr_cpus.min(MAX_CPUS))
             .map(|_| {
                 Mutex::new(VmmCpu {
@@ -188,6 +200,54 @@ impl Served for ServedBy<'_> {
 }
 
 impl Partition {
+    /// Routes the interrupts of the host devices the VMM hears from to CPU `aff` (at boot).
+    pub fn enable_host_irqs(&self, gicd: &crate::arch::gic::Distributor, aff: u64) {
+        for d in &self.host[..self.host_len] {
+            if let Some(intid) = irq_to_vmm(d) {
+                gicd.enable_spi(intid, aff);
+            }
+        }
+    }
+
+    /// Called for every physical interrupt: if `intid` is a host device's, masks it, notes it
+    /// for [`Self::deliver_host_irqs`] and returns true.
+    pub fn take_host_irq(&self, gicd: &crate::arch::gic::Distributor, intid: u32) -> bool {
+        let found = self.host[..self.host_len]
+            .iter()
+            .position(|d| irq_to_vmm(d) == Some(intid));
+        let Some(i) = found else {
+            return false;
+        };
+        gicd.mask_spi(intid);
+        self.host_irq[i].store(true, Ordering::Release);
+        true
+    }
+
+    /// Hands each noted host device interrupt to the VMM, in the name of `vm`, and unmasks it
+    /// once the VMM has answered (it has acknowledged the device by then). Never inside an
+    /// upcall: called where the exit path looks for console input.
+    pub fn deliver_host_irqs(
+        &self,
+        cpu: &PerCpu,
+        gicd: &crate::arch::gic::Distributor,
+        vm: &Vm,
+        running: Option<VcpuId>,
+    ) {
+        for (i, pending) in self.host_irq.iter().enumerate().take(self.host_len) {
+            if !pending.swap(false, Ordering::AcqRel) {
+                continue;
+            }
+            let req = Request::HostIrq {
+                vm: vm.id,
+                index: i as u8,
+            };
+            let _ = self.request(cpu, vm, running, req);
+            if let Some(intid) = irq_to_vmm(&self.host[i]) {
+                gicd.unmask_spi(intid);
+            }
+        }
+    }
+
     /// Whether the partition still runs.
     pub fn alive(&self) -> bool {
         self.alive.load(Ordering::Acquire)
@@ -378,7 +438,7 @@ impl Partition {
                                     regs.x[1] = u64::from(d.device_id);
                                     regs.x[2] = frame;
                                     regs.x[3] = d.transport.size.min(PAGE_SIZE);
-                                    regs.x[4] = 0;
+                                    regs.x[4] = u64::from(irq_to_vmm(d).is_some());
                                 }
                                 None => regs.x[0] = Status::InvalidArgument.to_reg(),
                             }

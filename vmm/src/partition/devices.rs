@@ -4,8 +4,8 @@
 //! slots at the fixed places `VirtioKind::slot` gives, the same the loader described in the
 //! guest's device tree. Guest RAM is reached only through the VM's [`WindowMemory`].
 //!
-//! Lock order: one VM's devices -> a device of the machine (`super::host::DISK`); no other
-//! lock is held with them.
+//! Lock order: one VM's devices -> the switch -> a device of the machine (`super::host`);
+//! another VM's devices only by `try_lock` (see `super::net`).
 
 use super::console::PortOut;
 use super::disk::GuestDisk;
@@ -97,6 +97,7 @@ const UARTDR: u64 = 0x000;
 
 /// Answers one request.
 pub fn handle(req: Request) -> Response {
+    super::net::poll_without_irq();
     match req {
         Request::VmStart {
             vm,
@@ -133,8 +134,10 @@ pub fn handle(req: Request) -> Response {
             hvc::console_write(vm, &out[..m]);
             Response::ok(0)
         }),
-        // No device of the machine raises its interrupt to the VMM yet.
-        Request::HostIrq { .. } => Response::ok(0),
+        Request::HostIrq { .. } => {
+            super::net::host_irq();
+            Response::ok(0)
+        }
         Request::ConsoleInput { vm, len, bytes } => with_vm(vm, |dev| {
             let mut data = [0u8; 8];
             let n = unpack([bytes], usize::from(len), &mut data);
@@ -189,6 +192,32 @@ fn mmio(dev: &mut VmDevices, ipa: GuestPhysAddr, size: u8, write: bool, data: u6
     } else {
         Response::ok(slot.read(reg, size))
     }
+}
+
+/// Hands a frame from the switch to `vm`'s network card. `wait`: block for the VM's devices
+/// (no other lock held); otherwise give up if another CPU has them (see `super::net`).
+pub fn deliver_frame(vm: VmId, frame: &[u8], wait: bool) {
+    let Some(slot) = table_slot(vm) else {
+        return;
+    };
+    let guard = if wait {
+        Some(slot.lock())
+    } else {
+        slot.try_lock()
+    };
+    let Some(mut guard) = guard else {
+        return;
+    };
+    let Some(dev) = guard.as_mut() else {
+        return;
+    };
+    let Some(net) = dev.net.as_mut() else {
+        return;
+    };
+    if net.device_mut().inject_rx(frame) {
+        net.poll(&mut dev.mem);
+    }
+    update_lines(vm, dev);
 }
 
 /// Bytes typed for the VM: to its UART when it has one, else to its virtio console (hvc0).

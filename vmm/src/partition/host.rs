@@ -14,15 +14,23 @@
 use super::hvc;
 use abi::vmm::{VMM_RAM_BASE, VMM_RAM_SIZE};
 use alloc::alloc::{alloc_zeroed, dealloc, Layout};
+use alloc::vec;
+use alloc::vec::Vec;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 use virtio_drivers::device::blk::VirtIOBlk;
+use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
 /// Device IDs (virtio 1.2 §5).
+const NET: u64 = 1;
 const BLOCK: u64 = 2;
+/// Receive and transmit queue size of the machine's network card.
+const NIC_QUEUE: usize = 64;
+/// Receive buffer of the network card: a header and a 1514-byte frame, rounded up.
+const NIC_BUFFER: usize = 2048;
 
 /// Host-physical address of [`VMM_RAM_BASE`].
 static RAM_PA: AtomicU64 = AtomicU64::new(0);
@@ -109,13 +117,89 @@ pub struct HostDisk {
 /// The machine's disk, if it has one the core gave the VMM.
 pub static DISK: Mutex<Option<HostDisk>> = Mutex::new(None);
 
+/// The machine's network card, with its receive buffers: one per receive queue entry,
+/// allocated once, so their addresses stay what the card was given.
+pub struct HostNic {
+    net: VirtIONetRaw<DmaHal, Transport, NIC_QUEUE>,
+    /// Its interrupt reaches the VMM (as HostIrq); otherwise nothing is received.
+    pub irq: bool,
+    buffers: Vec<[u8; NIC_BUFFER]>,
+    /// The buffer the card holds under each token (a descriptor index).
+    posted: [Option<usize>; NIC_QUEUE],
+}
+
+impl HostNic {
+    fn new(net: VirtIONetRaw<DmaHal, Transport, NIC_QUEUE>, irq: bool) -> Self {
+        let mut nic = Self {
+            net,
+            irq,
+            buffers: vec![[0; NIC_BUFFER]; NIC_QUEUE],
+            posted: [None; NIC_QUEUE],
+        };
+        for i in 0..NIC_QUEUE {
+            nic.post(i);
+        }
+        nic
+    }
+
+    /// Gives buffer `i` to the card to receive into.
+    fn post(&mut self, i: usize) {
+        let Some(buf) = self.buffers.get_mut(i) else {
+            return;
+        };
+        // SAFETY: the buffer is the card's until `receive` takes it back by its token; the
+        // vector is never resized, so it stays where it is.
+        if let Ok(token) = unsafe { self.net.receive_begin(buf) } {
+            if let Some(p) = self.posted.get_mut(usize::from(token)) {
+                *p = Some(i);
+            }
+        }
+    }
+
+    /// Sends one frame and waits until the card has taken it.
+    pub fn send(&mut self, frame: &[u8]) -> bool {
+        self.net.send(frame).is_ok()
+    }
+
+    /// Acknowledges the card's interrupt.
+    pub fn ack_interrupt(&mut self) {
+        let _ = self.net.ack_interrupt();
+    }
+
+    /// Copies the next received frame into `out`; its length, if there was one (0 for a frame
+    /// longer than `out`, which is dropped). The buffer goes back to the card.
+    pub fn receive(&mut self, out: &mut [u8]) -> Option<usize> {
+        let token = self.net.poll_receive()?;
+        let i = self.posted.get_mut(usize::from(token))?.take()?;
+        let buf = self.buffers.get_mut(i)?;
+        // SAFETY: `buf` is the buffer given with `token` (recorded in `posted`).
+        let done = unsafe { self.net.receive_complete(token, buf) };
+        let n = match done {
+            Ok((hdr, len)) => match (buf.get(hdr..hdr + len), out.get_mut(..len)) {
+                (Some(frame), Some(dst)) => {
+                    dst.copy_from_slice(frame);
+                    len
+                }
+                _ => 0,
+            },
+            Err(_) => 0,
+        };
+        self.post(i);
+        Some(n)
+    }
+}
+
+/// The machine's network card, if it has one the core gave the VMM.
+pub static NIC: Mutex<Option<HostNic>> = Mutex::new(None);
+
 /// One device as HOST_DEVICE describes it: (device ID, frame address, frame size).
-fn describe(index: u64) -> Option<(u64, usize, usize)> {
+fn describe(index: u64) -> Option<(u64, usize, usize, bool)> {
     let r = hvc::host_device(index)?;
     Some((
         r[1],
         usize::try_from(r[2]).ok()?,
         usize::try_from(r[3]).ok()?,
+        r[4] == 1,
     ))
 }
 
@@ -127,7 +211,7 @@ pub fn init() {
     };
     RAM_PA.store(pa, Ordering::Relaxed);
     for index in 0..abi::vmm::MAX_HOST_DEVICES as u64 {
-        let Some((id, frame, size)) = describe(index) else {
+        let Some((id, frame, size, irq)) = describe(index) else {
             break;
         };
         let Some(header) = NonNull::new(frame as *mut VirtIOHeader) else {
@@ -138,7 +222,11 @@ pub fn init() {
         let Ok(transport) = (unsafe { Transport::new(header, size) }) else {
             continue;
         };
-        if id == BLOCK {
+        if id == NET {
+            if let Ok(net) = VirtIONetRaw::<DmaHal, _, NIC_QUEUE>::new(transport) {
+                *NIC.lock() = Some(HostNic::new(net, irq));
+            }
+        } else if id == BLOCK {
             if let Ok(blk) = VirtIOBlk::<DmaHal, _>::new(transport) {
                 let capacity = blk.capacity();
                 let read_only = blk.readonly();

@@ -15,7 +15,7 @@ use abi::vmm::{Request, Response};
 use buddy_system_allocator::LockedHeap;
 
 /// The partition's heap (in .bss: the VMM's RAM is its own, 16 MiB).
-const HEAP_SIZE: usize = 4 << 20;
+const HEAP_SIZE: usize = 8 << 20;
 
 #[repr(C, align(4096))]
 struct HeapSpace([u8; HEAP_SIZE]);

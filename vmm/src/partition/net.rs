@@ -1,23 +1,109 @@
-//! Where a VM's virtio-net sends its frames.
+//! The machine's network as the VMs see it: a learning switch ([`Switch`]) with one port per
+//! VM's virtio-net and one more, the uplink, for the machine's own network card.
+//!
+//! A guest's transmitted frame goes through the switch at once: to the card (sent, and
+//! waited for), and to other VMs' cards when they are free (a VM whose devices are busy on
+//! another CPU loses the frame, as a congested switch would: waiting could deadlock two VMs
+//! sending to each other). A frame the card receives arrives as [`host_irq`]: each goes
+//! through the switch to the VMs it is for.
+//!
+//! Lock order: a VM's devices -> the switch -> the card; a second VM's devices only with
+//! `try_lock`.
 
+use super::devices;
+use super::host::NIC;
+use abi::vmm::MAX_VMS;
 use abi::VmId;
-use vmm::virtio::net::{NetBackend, NetError};
+use spin::{Mutex, Once};
+use vmm::virtio::net::{NetBackend, NetError, MAX_FRAME};
+use vmm::virtio::switch::{PortId, Switch};
 
-/// A VM's port on the machine's network.
+/// The switch's port for the machine's network card.
+const UPLINK: PortId = MAX_VMS;
+/// Addresses the switch remembers.
+const TABLE: usize = 64;
+
+static SWITCH: Once<Mutex<Switch>> = Once::new();
+
+fn switch() -> &'static Mutex<Switch> {
+    SWITCH.call_once(|| Mutex::new(Switch::new(MAX_VMS + 1, TABLE)))
+}
+
+/// The ports `frame` from `ingress` goes to.
+fn destinations(ingress: PortId, frame: &[u8]) -> [bool; MAX_VMS + 1] {
+    let mut out = [false; MAX_VMS + 1];
+    switch().lock().forward_each(ingress, frame, |p| {
+        if let Some(o) = out.get_mut(p) {
+            *o = true;
+        }
+    });
+    out
+}
+
+/// A VM's port on the switch.
 pub struct NetPort {
-    _vm: VmId,
+    vm: VmId,
 }
 
 impl NetPort {
     /// VM `vm`'s port.
     pub fn new(vm: VmId) -> Self {
-        Self { _vm: vm }
+        Self { vm }
     }
 }
 
 impl NetBackend for NetPort {
-    fn send(&mut self, _frame: &[u8]) -> Result<(), NetError> {
-        // Not connected yet: the frame is lost, as on an unplugged cable.
+    fn send(&mut self, frame: &[u8]) -> Result<(), NetError> {
+        let to = destinations(usize::from(self.vm.0), frame);
+        for (port, _) in to.iter().enumerate().filter(|(_, go)| **go) {
+            if port == UPLINK {
+                if let Some(nic) = NIC.lock().as_mut() {
+                    if !nic.send(frame) {
+                        return Err(NetError::Io);
+                    }
+                }
+            } else if port != usize::from(self.vm.0) {
+                devices::deliver_frame(VmId(port as u16), frame, false);
+            }
+        }
         Ok(())
+    }
+}
+
+/// Takes what the card received if its interrupt does not reach the VMM: called on every
+/// request, with no lock held.
+pub fn poll_without_irq() {
+    let polled = NIC.lock().as_ref().is_some_and(|n| !n.irq);
+    if polled {
+        host_irq();
+    }
+}
+
+/// The machine's network card raised its interrupt: takes every received frame and sends
+/// each through the switch. No lock is held on entry.
+pub fn host_irq() {
+    let mut buf = [0u8; MAX_FRAME];
+    loop {
+        let len = {
+            let mut nic = NIC.lock();
+            let Some(nic) = nic.as_mut() else {
+                return;
+            };
+            nic.ack_interrupt();
+            let Some(n) = nic.receive(&mut buf) else {
+                return;
+            };
+            n
+        };
+        // A frame longer than any guest takes was dropped (length 0).
+        let Some(frame) = buf.get(..len).filter(|f| !f.is_empty()) else {
+            continue;
+        };
+        let to = destinations(UPLINK, frame);
+        for (port, _) in to.iter().enumerate().filter(|(_, go)| **go) {
+            if port != UPLINK {
+                devices::deliver_frame(VmId(port as u16), frame, true);
+            }
+        }
     }
 }

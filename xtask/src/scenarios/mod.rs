@@ -17,6 +17,7 @@ mod linux_smp;
 mod multi_vm;
 mod virtio;
 mod virtio_blk;
+mod virtio_net;
 mod vmm_fault;
 
 use std::path::PathBuf;
@@ -88,6 +89,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
     v.extend(multi_vm::scenarios());
     v.extend(virtio::scenarios());
     v.extend(virtio_blk::scenarios());
+    v.extend(virtio_net::scenarios());
     v
 }
 

@@ -179,6 +179,22 @@ impl Distributor {
         r.ipriorityr[n].set(PRIORITY);
         r.isenabler[n / 32].set(1 << (n % 32));
     }
+
+    /// Enables SPI `intid` again (routing unchanged).
+    pub fn unmask_spi(&self, intid: u32) {
+        let n = intid as usize;
+        if (32..1020).contains(&n) {
+            self.regs().isenabler[n / 32].set(1 << (n % 32));
+        }
+    }
+
+    /// Disables SPI `intid`; a pending edge stays pending for when it is enabled again.
+    pub fn mask_spi(&self, intid: u32) {
+        let n = intid as usize;
+        if (32..1020).contains(&n) {
+            self.regs().icenabler[n / 32].set(1 << (n % 32));
+        }
+    }
 }
 
 /// One CPU's redistributor.
