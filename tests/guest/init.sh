@@ -8,6 +8,8 @@
 #   rhyve.virtio=1 exercise virtio-rng and virtio-console (hvc0 and port 1), power off
 #   rhyve.blk=1    first boot: make a filesystem on /dev/vda, write files, sync, reboot;
 #                  second boot (the filesystem is there): read them back, power off
+#   rhyve.iobench=PORT  time dd on /dev/vda (write, then read after dropping the cache) and
+#                  a 4 MiB POST to the host's PORT; print the figures, power off
 #   rhyve.net=PORT bring eth0 up with QEMU user networking's static address, send 4 MiB of
 #                  random text to the host's PORT (HTTP POST to 10.0.2.2), power off
 #   otherwise      an interactive shell on the console
@@ -163,6 +165,33 @@ net_up() {
 		ip addr add 10.0.2.15/24 dev eth0 &&
 		ip route add default via 10.0.2.2
 }
+
+# Seconds since boot (10 ms resolution).
+now() { cut -d' ' -f1 /proc/uptime; }
+
+port=$(param rhyve.iobench)
+if [ -n "$port" ]; then
+	mib=32
+	t0=$(now)
+	dd if=/dev/zero of=/dev/vda bs=1048576 count=$mib conv=fsync 2>/dev/null
+	t1=$(now)
+	echo "RHYVE-IOBENCH blk-write $((mib * 1048576)) $t0 $t1"
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+	t0=$(now)
+	dd if=/dev/vda of=/dev/null bs=1048576 count=$mib 2>/dev/null
+	t1=$(now)
+	echo "RHYVE-IOBENCH blk-read $((mib * 1048576)) $t0 $t1"
+	if net_up; then
+		head -c 3145728 /dev/urandom | base64 >/tmp/net.bin
+		t0=$(now)
+		wget -q -O /dev/null --post-file=/tmp/net.bin "http://10.0.2.2:$port/"
+		t1=$(now)
+		echo "RHYVE-IOBENCH net-send $(wc -c </tmp/net.bin) $t0 $t1"
+	fi
+	echo RHYVE-TEST-DONE
+	poweroff -f
+fi
 
 port=$(param rhyve.net)
 if [ -n "$port" ]; then

@@ -136,12 +136,14 @@ pub fn bench(runs: u32, image: Option<std::path::PathBuf>, guest: &GuestFiles) -
         );
     }
     let failed: u32 = series.iter().map(|s| s.failed).sum();
-    if let Some(image) = series.iter().find_map(|s| match &s.host {
+    let image = series.iter().find_map(|s| match &s.host {
         Host::Rhyve { image } => Some(image.clone()),
         Host::Straight => None,
-    }) {
-        exit_round_trips(&image)?;
+    });
+    if let Some(image) = &image {
+        exit_round_trips(image)?;
     }
+    crate::iobench::bench(image.as_deref(), guest)?;
     if failed > 0 {
         return Err(Error::Failed(format!(
             "{failed} boot(s) never reached {MARKER}; see build/logs/bench-*.log"

@@ -81,6 +81,17 @@ pub fn disk_args(path: &Path, read_only: bool) -> Vec<String> {
     ]
 }
 
+/// The QEMU arguments for the machine's network card on QEMU user networking (the guest
+/// side is 10.0.2.0/24, the host 10.0.2.2).
+pub fn net_args() -> Vec<String> {
+    vec![
+        "-netdev".into(),
+        "user,id=net0".into(),
+        "-device".into(),
+        "virtio-net-device,netdev=net0".into(),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ mod fuzz;
 mod guest;
 mod image;
 mod interrupts;
+mod iobench;
 mod qemu;
 mod scenarios;
 mod sink;

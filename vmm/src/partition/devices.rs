@@ -245,6 +245,15 @@ fn with_vm(vm: VmId, f: impl FnOnce(&mut VmDevices) -> Response) -> Response {
         return Response::error();
     };
     let mut resp = f(dev);
+    if let Some(net) = dev.net.as_mut() {
+        // Replies to what the guest just sent may be in already: take them now rather than
+        // at the card's interrupt.
+        let mut got = false;
+        super::net::drain(Some(vm), |frame| got |= net.device_mut().inject_rx(frame));
+        if got {
+            net.poll(&mut dev.mem);
+        }
+    }
     update_lines(vm, dev);
     resp.uart = match &dev.uart {
         Some(uart) => UartShadow {

@@ -82,6 +82,16 @@ pub fn poll_without_irq() {
 /// The machine's network card raised its interrupt: takes every received frame and sends
 /// each through the switch. No lock is held on entry.
 pub fn host_irq() {
+    if let Some(nic) = NIC.lock().as_mut() {
+        nic.ack_interrupt();
+    }
+    drain(None, |_| {});
+}
+
+/// Takes every frame the card has received and sends each through the switch. `me`: the VM
+/// whose devices the caller holds; its frames go to `mine`, and other VMs are only tried
+/// (see the module's lock order). With `None` no lock is held and every VM is waited for.
+pub fn drain(me: Option<VmId>, mut mine: impl FnMut(&[u8])) {
     let mut buf = [0u8; MAX_FRAME];
     loop {
         let len = {
@@ -89,7 +99,6 @@ pub fn host_irq() {
             let Some(nic) = nic.as_mut() else {
                 return;
             };
-            nic.ack_interrupt();
             let Some(n) = nic.receive(&mut buf) else {
                 return;
             };
@@ -101,8 +110,14 @@ pub fn host_irq() {
         };
         let to = destinations(UPLINK, frame);
         for (port, _) in to.iter().enumerate().filter(|(_, go)| **go) {
-            if port != UPLINK {
-                devices::deliver_frame(VmId(port as u16), frame, true);
+            if port == UPLINK {
+                continue;
+            }
+            let vm = VmId(port as u16);
+            if Some(vm) == me {
+                mine(frame);
+            } else {
+                devices::deliver_frame(vm, frame, me.is_none());
             }
         }
     }

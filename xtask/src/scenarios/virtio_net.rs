@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::boot::GuestBoot;
+use crate::devices::net_args;
 use crate::guest::GuestFiles;
 use crate::qemu::Capture;
 use crate::sink::{sha256_hex, Sink};
@@ -21,16 +22,6 @@ use super::Scenario;
 const MEM_MIB: u64 = 512;
 /// The MAC rhyve gives VM 0's first card (`vmm::virtio::net::MacAddr::default_for`).
 const VM0_MAC: &str = "02:72:68:00:00:00";
-
-/// The QEMU arguments for the machine's network card on user networking.
-pub fn net_args() -> Vec<String> {
-    vec![
-        "-netdev".into(),
-        "user,id=net0".into(),
-        "-device".into(),
-        "virtio-net-device,netdev=net0".into(),
-    ]
-}
 
 /// The scenario.
 pub fn scenarios() -> Vec<Box<dyn Scenario>> {
