@@ -215,6 +215,10 @@ if has_param rhyve.bench=1; then
 	poweroff -f
 fi
 
+# The interactive guest: its network card on QEMU user networking, if it has one.
+if [ -e /sys/class/net/eth0 ] && net_up 2>/dev/null; then
+	echo "eth0: 10.0.2.15/24, gateway 10.0.2.2"
+fi
 echo
 echo "rhyve busybox guest: $(uname -sr), $(nproc) CPU(s). 'poweroff -f' ends it."
 while :; do

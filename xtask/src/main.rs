@@ -50,6 +50,8 @@ commands:
       --gdb            start halted with a gdb stub on :1234, and say how to attach
       --disk PATH[,ro] the machine's disk, the guest's /dev/vda (default: a scratch
                        build/disk.img, made if missing); `,ro`: the guest cannot write it
+                 the guest also gets virtio-net (QEMU user networking: eth0 10.0.2.15, the
+                 host 10.0.2.2), virtio-rng (/dev/hwrng) and virtio-console (hvc0, vport0p1)
   test           the whole test suite: host unit tests, then Linux guests under rhyve
                  (scenarios linux-smp-1/2/4, hostile-*; console logs in build/logs/); ends with
                  `N passed, N failed` and fails if any failed
@@ -162,6 +164,9 @@ fn run(mut args: Args) -> Result<()> {
         None => devices::Disk::scratch()?,
     };
     machine.extra.extend(disk.qemu_args());
+    machine
+        .extra
+        .extend(devices::net_args().into_iter().map(Into::into));
     exec_qemu(&machine, gdb)
 }
 
