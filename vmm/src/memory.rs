@@ -43,6 +43,27 @@ pub trait GuestMemory {
     fn read(&self, ipa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), MemoryError>;
 }
 
+/// The offset into guest RAM of `len` bytes at `ipa`, if they all lie in the `size` bytes of
+/// RAM from `base`. Every step is checked: neither an address below `base` nor one near
+/// `u64::MAX` can wrap. The VMM's window onto a guest's RAM adds this to the window's start.
+pub fn ram_offset(
+    base: GuestPhysAddr,
+    size: u64,
+    ipa: GuestPhysAddr,
+    len: usize,
+) -> Result<u64, MemoryError> {
+    let err = MemoryError::OutOfRange {
+        ipa,
+        len: len as u64,
+    };
+    let off = ipa.raw().checked_sub(base.raw()).ok_or(err)?;
+    let end = off.checked_add(len as u64).ok_or(err)?;
+    if end > size {
+        return Err(err);
+    }
+    Ok(off)
+}
+
 /// Guest RAM held in a `Vec`: one contiguous region starting at `base`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct VecMemory {
@@ -159,6 +180,36 @@ mod tests {
         assert!(m.read(GuestPhysAddr(u64::MAX - 1), &mut [0; 0x10]).is_err());
         // Empty accesses inside or at the end are fine.
         assert!(m.write(GuestPhysAddr(0x4000_1000), &[]).is_ok());
+    }
+
+    #[test]
+    fn ram_offsets_stay_inside_ram() {
+        let size = 0x2000;
+        assert_eq!(ram_offset(BASE, size, BASE, 0x2000), Ok(0));
+        assert_eq!(
+            ram_offset(BASE, size, GuestPhysAddr(0x4000_1ff8), 8),
+            Ok(0x1ff8)
+        );
+        assert_eq!(
+            ram_offset(BASE, size, GuestPhysAddr(0x4000_2000), 0),
+            Ok(0x2000)
+        );
+        for (ipa, len) in [
+            (0x4000_1ff9, 8),
+            (0x3fff_ffff, 1),
+            (0x4000_2000, 1),
+            (u64::MAX, 2),
+            (0x4000_0000, usize::MAX),
+        ] {
+            assert_eq!(
+                ram_offset(BASE, size, GuestPhysAddr(ipa), len),
+                Err(MemoryError::OutOfRange {
+                    ipa: GuestPhysAddr(ipa),
+                    len: len as u64
+                }),
+                "{ipa:#x}+{len:#x}"
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use super::hvc;
 use abi::VmId;
 use core::fmt::Write;
-use vmm::virtio::console::ConsoleBackend;
+use vmm::virtio::console::{ConsoleBackend, LineSplitter};
 
 /// Longest tagged line; a longer one is cut into several, each tagged.
 const LINE: usize = 120;
@@ -16,8 +16,7 @@ pub struct PortOut {
     vm: VmId,
     /// `None` for the console port (bytes go out as they come); the port number otherwise.
     tagged: Option<u8>,
-    line: [u8; LINE],
-    len: usize,
+    lines: LineSplitter<LINE>,
 }
 
 impl PortOut {
@@ -26,8 +25,7 @@ impl PortOut {
         Self {
             vm,
             tagged: None,
-            line: [0; LINE],
-            len: 0,
+            lines: LineSplitter::default(),
         }
     }
 
@@ -38,15 +36,6 @@ impl PortOut {
             ..Self::console(vm)
         }
     }
-
-    fn flush_line(&mut self, port: u8) {
-        let mut out = Line::default();
-        let _ = write!(out, "[VM {} port {port}] ", self.vm.0);
-        out.push(&self.line[..self.len]);
-        out.push(b"\r\n");
-        hvc::console_write(self.vm, out.as_bytes());
-        self.len = 0;
-    }
 }
 
 impl ConsoleBackend for PortOut {
@@ -55,19 +44,14 @@ impl ConsoleBackend for PortOut {
             hvc::console_write(self.vm, bytes);
             return;
         };
-        for &b in bytes {
-            match b {
-                b'\n' => self.flush_line(port),
-                b'\r' => {}
-                _ => {
-                    if self.len == LINE {
-                        self.flush_line(port);
-                    }
-                    self.line[self.len] = b;
-                    self.len += 1;
-                }
-            }
-        }
+        let vm = self.vm;
+        self.lines.push(bytes, |text| {
+            let mut out = Line::default();
+            let _ = write!(out, "[VM {} port {port}] ", vm.0);
+            out.push(text);
+            out.push(b"\r\n");
+            hvc::console_write(vm, out.as_bytes());
+        });
     }
 }
 

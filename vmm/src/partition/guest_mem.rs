@@ -8,7 +8,7 @@
 
 use abi::vmm::{guest_window, GUEST_WINDOW_SIZE};
 use abi::{GuestPhysAddr, VmId};
-use vmm::memory::{GuestMemory, MemoryError};
+use vmm::memory::{ram_offset, GuestMemory, MemoryError};
 
 /// One VM's RAM through its window.
 pub struct WindowMemory {
@@ -37,15 +37,8 @@ impl WindowMemory {
 
     /// The address in the VMM's view of `len` bytes at `ipa`, if they all lie in RAM.
     fn host(&self, ipa: GuestPhysAddr, len: usize) -> Result<usize, MemoryError> {
-        let err = MemoryError::OutOfRange {
-            ipa,
-            len: len as u64,
-        };
-        let off = ipa.0.checked_sub(self.ram_base.0).ok_or(err)?;
-        let end = off.checked_add(len as u64).ok_or(err)?;
-        if end > self.size {
-            return Err(err);
-        }
+        let off = ram_offset(self.ram_base, self.size, ipa, len)?;
+        // The window holds at most GUEST_WINDOW_SIZE bytes and lies below 512 GiB: no wrap.
         Ok(self.window + off as usize)
     }
 }

@@ -94,6 +94,50 @@ pub trait ConsoleBackend {
     fn output(&mut self, bytes: &[u8]);
 }
 
+/// Cuts a port's output into lines (for a backend that prints each line with a tag): bytes
+/// are kept until a newline, or until `N` of them make a line of their own; carriage
+/// returns are dropped. No allocation.
+#[derive(Debug)]
+pub struct LineSplitter<const N: usize> {
+    line: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for LineSplitter<N> {
+    fn default() -> Self {
+        Self {
+            line: [0; N],
+            len: 0,
+        }
+    }
+}
+
+impl<const N: usize> LineSplitter<N> {
+    /// Takes `bytes`; calls `line` with each line completed (without its newline).
+    pub fn push(&mut self, bytes: &[u8], mut line: impl FnMut(&[u8])) {
+        for &b in bytes {
+            match b {
+                b'\n' => self.emit(&mut line),
+                b'\r' => {}
+                _ => {
+                    if self.len == N {
+                        self.emit(&mut line);
+                    }
+                    if let Some(slot) = self.line.get_mut(self.len) {
+                        *slot = b;
+                        self.len += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, line: &mut impl FnMut(&[u8])) {
+        line(self.line.get(..self.len).unwrap_or(&[]));
+        self.len = 0;
+    }
+}
+
 /// One control message on its way to the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ControlMsg {

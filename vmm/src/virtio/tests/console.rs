@@ -159,3 +159,24 @@ fn without_multiport_port_0_still_works() {
     g.notify(&mut t, 5);
     assert_eq!(Guest::status(&mut t) & NEEDS_RESET, 0);
 }
+
+#[test]
+fn port_output_splits_into_lines() {
+    use crate::virtio::console::LineSplitter;
+    let mut s = LineSplitter::<4>::default();
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    s.push(b"ab\r\ncd", |l| lines.push(l.to_vec()));
+    assert_eq!(
+        lines,
+        [b"ab".to_vec()],
+        "a line ends at its newline, CR dropped"
+    );
+    s.push(b"e\n\n", |l| lines.push(l.to_vec()));
+    assert_eq!(lines[1..], [b"cde".to_vec(), Vec::new()]);
+    s.push(b"123456\n", |l| lines.push(l.to_vec()));
+    assert_eq!(
+        lines[3..],
+        [b"1234".to_vec(), b"56".to_vec()],
+        "a long line is cut, never dropped"
+    );
+}
