@@ -44,15 +44,27 @@ struct Uart {
     writes: u32,
 }
 
-/// Entropy for a VM's virtio-rng: RNDR when the CPU has it.
+/// Entropy for a VM's virtio-rng: RNDR when the CPU has it, else the machine's own
+/// virtio-rng; with neither, none (the guest's requests wait).
 struct Entropy(Option<Rndr>);
 
 impl EntropySource for Entropy {
     fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyError> {
-        match &mut self.0 {
-            Some(r) => r.fill(buf),
-            None => Err(EntropyError::Failed),
+        if let Some(r) = &mut self.0 {
+            return r.fill(buf);
         }
+        let mut rng = super::host::RNG.lock();
+        let rng = rng.as_mut().ok_or(EntropyError::Failed)?;
+        // The device may give fewer bytes than asked: ask until the buffer is full.
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = buf.get_mut(done..).ok_or(EntropyError::Failed)?;
+            match rng.request_entropy(rest) {
+                Ok(n) if n > 0 => done += n,
+                _ => return Err(EntropyError::NotReady),
+            }
+        }
+        Ok(())
     }
 }
 

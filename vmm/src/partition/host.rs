@@ -21,12 +21,14 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 use virtio_drivers::device::blk::VirtIOBlk;
 use virtio_drivers::device::net::VirtIONetRaw;
+use virtio_drivers::device::rng::VirtIORng;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
 /// Device IDs (virtio 1.2 §5).
 const NET: u64 = 1;
 const BLOCK: u64 = 2;
+const ENTROPY: u64 = 4;
 /// Receive and transmit queue size of the machine's network card.
 const NIC_QUEUE: usize = 64;
 /// Receive buffer of the network card: a header and a 1514-byte frame, rounded up.
@@ -192,6 +194,10 @@ impl HostNic {
 /// The machine's network card, if it has one the core gave the VMM.
 pub static NIC: Mutex<Option<HostNic>> = Mutex::new(None);
 
+/// The machine's entropy source, if it has one the core gave the VMM (used when the CPU has
+/// no RNDR).
+pub static RNG: Mutex<Option<VirtIORng<DmaHal, Transport>>> = Mutex::new(None);
+
 /// One device as HOST_DEVICE describes it: (device ID, frame address, frame size).
 fn describe(index: u64) -> Option<(u64, usize, usize, bool)> {
     let r = hvc::host_device(index)?;
@@ -222,7 +228,11 @@ pub fn init() {
         let Ok(transport) = (unsafe { Transport::new(header, size) }) else {
             continue;
         };
-        if id == NET {
+        if id == ENTROPY {
+            if let Ok(rng) = VirtIORng::<DmaHal, _>::new(transport) {
+                *RNG.lock() = Some(rng);
+            }
+        } else if id == NET {
             if let Ok(net) = VirtIONetRaw::<DmaHal, _, NIC_QUEUE>::new(transport) {
                 *NIC.lock() = Some(HostNic::new(net, irq));
             }

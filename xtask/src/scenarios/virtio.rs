@@ -6,6 +6,9 @@
 //! reaches the machine console; and that a line written to port 1 (`/dev/vport0p1`, its name
 //! given by the device) comes out tagged with the VM and the port. The guest computes what it
 //! writes (`$((6 * 7))`), so only a line that went through the device matches.
+//!
+//! `virtio-rng-machine` is the same on a CPU without RNDR (QEMU's cortex-a72: no FEAT_RNG)
+//! with a virtio-rng-device on the machine, which the VMM then draws from.
 
 use std::collections::HashSet;
 
@@ -30,10 +33,16 @@ const MIN_DISTINCT: usize = 9;
 
 /// The scenario.
 pub fn scenarios() -> Vec<Box<dyn Scenario>> {
-    vec![Box::new(RngConsole)]
+    vec![
+        Box::new(RngConsole { machine_rng: false }),
+        Box::new(RngConsole { machine_rng: true }),
+    ]
 }
 
-struct RngConsole;
+struct RngConsole {
+    /// No RNDR; the machine's virtio-rng instead.
+    machine_rng: bool,
+}
 
 /// The value after `marker ` on the first line that has it.
 fn value<'a>(console: &'a Capture, marker: &str) -> Option<&'a str> {
@@ -44,7 +53,21 @@ fn value<'a>(console: &'a Capture, marker: &str) -> Option<&'a str> {
 
 impl Scenario for RngConsole {
     fn name(&self) -> String {
-        "virtio-rng-console".into()
+        if self.machine_rng {
+            "virtio-rng-machine".into()
+        } else {
+            "virtio-rng-console".into()
+        }
+    }
+
+    fn qemu_args(&self) -> Vec<String> {
+        if !self.machine_rng {
+            return Vec::new();
+        }
+        // A later -cpu replaces the machine's: this CPU has EL2 and a GICv3 interface, no RNDR.
+        ["-cpu", "cortex-a72", "-device", "virtio-rng-device"]
+            .map(String::from)
+            .to_vec()
     }
 
     fn boot(&self, guest: &GuestFiles) -> GuestBoot {
