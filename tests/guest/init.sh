@@ -8,6 +8,8 @@
 #   rhyve.virtio=1 exercise virtio-rng and virtio-console (hvc0 and port 1), power off
 #   rhyve.blk=1    first boot: make a filesystem on /dev/vda, write files, sync, reboot;
 #                  second boot (the filesystem is there): read them back, power off
+#   rhyve.blkro=1  /dev/vda is read-only: try to write it anyway, read the first bytes back,
+#                  power off
 #   rhyve.iobench=PORT  time dd on /dev/vda (write, then read after dropping the cache) and
 #                  a 4 MiB POST to the host's PORT; print the figures, power off
 #   rhyve.net=PORT bring eth0 up with QEMU user networking's static address, send 4 MiB of
@@ -165,6 +167,18 @@ net_up() {
 		ip addr add 10.0.2.15/24 dev eth0 &&
 		ip route add default via 10.0.2.2
 }
+
+if has_param rhyve.blkro=1; then
+	echo "RHYVE-BLKRO-RO $(cat /sys/block/vda/ro)"
+	# Linux refuses by itself (the device offered VIRTIO_BLK_F_RO); `--setrw` is tried anyway.
+	blockdev --setrw /dev/vda
+	err=$(dd if=/dev/zero of=/dev/vda bs=4096 count=1 conv=fsync 2>&1 >/dev/null)
+	echo "RHYVE-BLKRO-WRITE $? $err"
+	echo 3 >/proc/sys/vm/drop_caches
+	echo "RHYVE-BLKRO-READ $(head -c 16 /dev/vda | od -An -tx1 | tr -d ' \n')"
+	echo RHYVE-TEST-DONE
+	poweroff -f
+fi
 
 # Seconds since boot (10 ms resolution).
 now() { cut -d' ' -f1 /proc/uptime; }

@@ -29,9 +29,9 @@ const DISK_MIB: u64 = 64;
 /// Lines the guest writes (`seq 1 N`).
 const LINES: u64 = 100_000;
 
-/// The scenario.
+/// The scenarios.
 pub fn scenarios() -> Vec<Box<dyn Scenario>> {
-    vec![Box::new(VirtioBlk)]
+    vec![Box::new(VirtioBlk), Box::new(ReadOnly)]
 }
 
 struct VirtioBlk;
@@ -135,6 +135,85 @@ impl Scenario for VirtioBlk {
         }
         if console.find("rhyve: VM 0: reset: starting again").is_none() {
             failures.push("the guest's reboot between writing and reading did not happen".into());
+        }
+        if console.find("RHYVE-TEST-DONE").is_none() {
+            failures.push("the test init did not finish (no RHYVE-TEST-DONE)".into());
+        }
+        failures
+    }
+}
+
+/// `virtio-blk-ro`: the machine's disk is attached read-only (`--disk PATH,ro`). The guest
+/// must see a read-only /dev/vda (VIRTIO_BLK_F_RO), its write must fail, the image must be
+/// unchanged on the host, and a read after dropping the guest's cache must return the
+/// image's bytes. Linux refuses the write itself once the device says read-only (even after
+/// `blockdev --setrw`), so the device's own VIRTIO_BLK_S_IOERR answer to a write is checked
+/// by the host unit tests (`read_only_disk_refuses_writes_with_ioerr`), not here.
+struct ReadOnly;
+
+/// The image of `virtio-blk-ro`.
+fn ro_image() -> PathBuf {
+    sys::build_dir().join("disks").join("virtio-blk-ro.img")
+}
+
+/// The first bytes of the read-only image: a pattern no zeroing write leaves.
+const RO_PATTERN: [u8; 16] = *b"rhyve-ro-pattern";
+
+impl Scenario for ReadOnly {
+    fn name(&self) -> String {
+        "virtio-blk-ro".into()
+    }
+
+    fn boot(&self, guest: &GuestFiles) -> GuestBoot {
+        GuestBoot {
+            kernel: guest.kernel.clone(),
+            initrd: Some(guest.initrd.clone()),
+            cmdline: "console=ttyAMA0 rhyve.blkro=1".into(),
+            vcpus: 1,
+            mem_mib: MEM_MIB,
+        }
+    }
+
+    fn prepare(&self) -> Result<(), String> {
+        let path = ro_image();
+        let mut data = vec![0u8; 1 << 20];
+        data[..RO_PATTERN.len()].copy_from_slice(&RO_PATTERN);
+        path.parent()
+            .map_or(Ok(()), fs::create_dir_all)
+            .and_then(|()| fs::write(&path, &data))
+            .map_err(|e| format!("writing {}: {e}", path.display()))
+    }
+
+    fn qemu_args(&self) -> Vec<String> {
+        disk_args(&ro_image(), true)
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(300)
+    }
+
+    fn check(&self, console: &Capture) -> Vec<String> {
+        let mut failures = Vec::new();
+        if words(console, "RHYVE-BLKRO-RO").as_deref() != Some(&["1"][..]) {
+            failures
+                .push("the guest's /dev/vda is not read-only (VIRTIO_BLK_F_RO not offered)".into());
+        }
+        match words(console, "RHYVE-BLKRO-WRITE").as_deref() {
+            Some(["0", ..]) => failures.push("the write to the read-only disk succeeded".into()),
+            Some([_, ..]) => {}
+            other => failures.push(format!("no write attempt reported: {other:?}")),
+        }
+        let pattern: String = RO_PATTERN.iter().map(|b| format!("{b:02x}")).collect();
+        match words(console, "RHYVE-BLKRO-READ").as_deref() {
+            Some([hex]) if *hex == pattern => {}
+            other => failures.push(format!(
+                "the guest read back {other:?}, not the image's first bytes {pattern}"
+            )),
+        }
+        match fs::read(ro_image()) {
+            Ok(d) if d.starts_with(&RO_PATTERN) => {}
+            Ok(_) => failures.push("the read-only image changed on the host".into()),
+            Err(e) => failures.push(format!("reading {}: {e}", ro_image().display())),
         }
         if console.find("RHYVE-TEST-DONE").is_none() {
             failures.push("the test init did not finish (no RHYVE-TEST-DONE)".into());
