@@ -17,8 +17,8 @@ use abi::layout::{
     PL011_BASE, PL011_INTID, PL011_SIZE, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
 };
 use abi::vmm::{
-    pack, unpack, DeviceSet, DiskSlice, FaultPlan, Request, Response, UartShadow, VirtioKind,
-    MAX_VMS, RESPONSE_CONSOLE_CHUNK, UART_TX_CHUNK,
+    pack, unpack, DeviceSet, DiskSlice, FaultPlan, Request, Response, Status, UartShadow,
+    VirtioKind, MAX_VMS, RESPONSE_CONSOLE_CHUNK, UART_TX_CHUNK,
 };
 use abi::{GuestPhysAddr, VmId};
 use spin::{Mutex, Once};
@@ -303,7 +303,7 @@ fn start(
     let Some(slot) = table_slot(vm) else {
         return Response::error();
     };
-    if hvc::map_guest(vm) != Some(abi::vmm::Status::Ok) {
+    if hvc::map_guest(vm) != Some(Status::Ok) {
         return Response::error();
     }
     let Some(mem) = WindowMemory::new(vm, ram_base, ram_size) else {
@@ -346,22 +346,22 @@ fn start(
     Response::ok(0)
 }
 
-/// Tells the core about every interrupt line that changed.
+/// Tells the core about every interrupt line that changed. A line the core refused to set
+/// (a request in another VM's name: see `super::net`) is tried again next time.
 fn update_lines(vm: VmId, dev: &mut VmDevices) {
+    let set = |intid, level| hvc::set_irq(vm, intid, level) == Some(Status::Ok);
     if let Some(uart) = dev.uart.as_mut() {
         let level = uart.model.irq_level();
-        if level != uart.level {
+        if level != uart.level && set(PL011_INTID, level) {
             uart.level = level;
-            let _ = hvc::set_irq(vm, PL011_INTID, level);
         }
     }
     for (i, kind) in VirtioKind::ALL.into_iter().enumerate() {
         let Some(level) = dev.slot(kind).map(|(s, _)| s.irq_level()) else {
             continue;
         };
-        if level != dev.levels[i] {
+        if level != dev.levels[i] && set(kind.intid(), level) {
             dev.levels[i] = level;
-            let _ = hvc::set_irq(vm, kind.intid(), level);
         }
     }
 }
