@@ -210,8 +210,13 @@ fn console_input() {
 /// The ring's lock is never held across the upcall: an interrupt taken while the VMM runs
 /// may add bytes to it (see [`console_input`]). One CPU delivers at a time.
 pub fn deliver_input(cpu: &PerCpu, vm: &Vm, running: Option<VcpuId>) {
-    if let Some(p) = partition::get().filter(|_| vm.spec.served) {
-        p.deliver_host_irqs(cpu, &machine().gicd, vm, running);
+    // The machine's devices' interrupts go to the VMM in the name of a VM it serves.
+    if let Some(p) = partition::get() {
+        if vm.spec.served {
+            p.deliver_host_irqs(cpu, &machine().gicd, vm, running);
+        } else if let Some(other) = super::vms().iter().find(|v| v.spec.served) {
+            p.deliver_host_irqs(cpu, &machine().gicd, other, None);
+        }
     }
     let i = vm.id.0 as usize;
     let (Some(ring), Some(waiting)) = (INPUT.get(i), INPUT_WAITING.get(i)) else {

@@ -189,11 +189,19 @@ pub fn create(
     Ok(p)
 }
 
-struct ServedBy<'a>(Option<&'a Vm>);
+/// The VMs the partition serves: every VM built with devices. A call may name any of them,
+/// not only the one whose request is being answered: the VMM's network switch hands one
+/// VM's frames to another and raises that VM's line.
+struct ServedBy;
 
-impl Served for ServedBy<'_> {
+/// Served VM `id`, if there is one.
+fn served_vm(id: VmId) -> Option<&'static Vm> {
+    super::vms().get(id.0 as usize).filter(|v| v.spec.served)
+}
+
+impl Served for ServedBy {
     fn vm(&self, vm: VmId) -> Option<ServedVm> {
-        self.0.filter(|v| v.id == vm).map(|v| ServedVm {
+        served_vm(vm).map(|v| ServedVm {
             vcpus: v.vcpus.len(),
         })
     }
@@ -410,7 +418,7 @@ impl Partition {
                     }
                     let mut x = [0u64; 8];
                     x.copy_from_slice(&regs.x[..8]);
-                    match vmmcall::check(&x, &ServedBy(ctx.map(|(vm, _)| vm))) {
+                    match vmmcall::check(&x, &ServedBy) {
                         Ok(VmmCall::Wait(resp)) => {
                             if let Some((vm, _)) = ctx {
                                 print_console(vm, &resp);
@@ -451,17 +459,34 @@ impl Partition {
         }
     }
 
-    /// Carries out a checked call other than WAIT and PANIC.
+    /// Carries out a checked call other than WAIT and PANIC, on the VM it names (checked to be
+    /// served); `ctx` is the request being answered, if any.
     fn serve(&self, ctx: Option<(&Vm, Option<VcpuId>)>, call: VmmCall) -> Status {
-        let Some((vm, running)) = ctx else {
-            return match call {
-                VmmCall::Version => Status::Ok,
-                _ => Status::InvalidVm,
-            };
+        let target = match call {
+            VmmCall::Version => return Status::Ok,
+            VmmCall::SetIrq { vm, .. }
+            | VmmCall::MapGuest { vm, .. }
+            | VmmCall::UnmapGuest { vm }
+            | VmmCall::ConsoleWrite { vm, .. }
+            | VmmCall::VcpuCtl { vm, .. } => vm,
+            VmmCall::Wait(_)
+            | VmmCall::Panic { .. }
+            | VmmCall::HostInfo
+            | VmmCall::HostDevice { .. } => return Status::InvalidArgument,
         };
-        let me = running.unwrap_or(VcpuId(u16::MAX));
+        // Outside a request (at its boot) the VMM acts on no VM.
+        if ctx.is_none() {
+            return Status::InvalidVm;
+        }
+        let Some(vm) = served_vm(target) else {
+            return Status::InvalidVm;
+        };
+        // The vCPU whose exit this is needs no kick: it looks at its interrupts on the way back.
+        let me = ctx
+            .filter(|(c, _)| c.id == vm.id)
+            .and_then(|(_, running)| running)
+            .unwrap_or(VcpuId(u16::MAX));
         match call {
-            VmmCall::Version => Status::Ok,
             VmmCall::SetIrq { intid, level, .. } => {
                 let kick = vm.vgic.set_spi_level(intid, level);
                 irq::kick(vm, me, kick);
@@ -501,7 +526,8 @@ impl Partition {
                 }
                 Status::Ok
             }
-            VmmCall::Wait(_)
+            VmmCall::Version
+            | VmmCall::Wait(_)
             | VmmCall::Panic { .. }
             | VmmCall::HostInfo
             | VmmCall::HostDevice { .. } => Status::InvalidArgument,
