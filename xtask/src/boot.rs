@@ -74,7 +74,8 @@ pub fn single_vm_config(guest: &GuestBoot) -> String {
             .as_ref()
             .map(|_| Source::Bundle(INITRD_FILE.into())),
         cmdline: guest.cmdline.clone(),
-        devices: vmm::config::Devices::DEFAULT,
+        // The guest `run` and the tests boot has every device; a configuration file chooses.
+        devices: vmm::config::Devices::ALL,
         disk: None,
         mac: None,
         autostart: true,
@@ -154,7 +155,7 @@ mod tests {
             (vm.name.as_str(), vm.vcpus, vm.mem_size, vm.cmdline.as_str()),
             ("vm0", 3, 96 << 20, "console=ttyAMA0 x=\"y\"")
         );
-        assert_eq!(vm.devices, vmm::config::Devices::DEFAULT);
+        assert_eq!(vm.devices, vmm::config::Devices::ALL);
         let files: Vec<_> = vm.bundle_files().map(|f| bundle.file(f)).collect();
         assert_eq!(files, [Some(&b"kernel"[..]), Some(&b"initrd"[..])]);
 

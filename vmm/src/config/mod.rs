@@ -166,6 +166,14 @@ impl Devices {
         virtio_net: false,
         virtio_rng: false,
     };
+    /// Every device.
+    pub const ALL: Self = Self {
+        pl011: true,
+        virtio_console: true,
+        virtio_blk: true,
+        virtio_net: true,
+        virtio_rng: true,
+    };
     /// What a VM gets when its table has no `devices` key.
     pub const DEFAULT: Self = Self {
         pl011: true,

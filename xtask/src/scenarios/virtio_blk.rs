@@ -133,7 +133,12 @@ impl Scenario for VirtioBlk {
                 "no write-then-read of the disk (RHYVE-BLK-WROTE / RHYVE-BLK-READ): {other:?}"
             )),
         }
-        if console.find("rhyve: VM 0: reset: starting again").is_none() {
+        // rhyve says this when it starts the VM again after the guest's reset.
+        if console
+            .find("rhyve: VM 0: guest asked for a reset")
+            .is_none()
+            || console.find("rhyve: VM 0 \"vm0\": starting").is_none()
+        {
             failures.push("the guest's reboot between writing and reading did not happen".into());
         }
         if console.find("RHYVE-TEST-DONE").is_none() {
