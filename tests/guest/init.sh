@@ -12,6 +12,8 @@
 #                  power off
 #   rhyve.iobench=PORT  time dd on /dev/vda (write, then read after dropping the cache) and
 #                  a 4 MiB POST to the host's PORT; print the figures, power off
+#   rhyve.net2=server|client  two guests on rhyve's switch: the server (10.0.3.1) serves random
+#                  text over HTTP, the client (10.0.3.2) fetches it; each prints a checksum
 #   rhyve.net=PORT bring eth0 up with QEMU user networking's static address, send 4 MiB of
 #                  random text to the host's PORT (HTTP POST to 10.0.2.2), power off
 #   otherwise      an interactive shell on the console
@@ -202,6 +204,37 @@ if [ -n "$port" ]; then
 		wget -q -O /dev/null --post-file=/tmp/net.bin "http://10.0.2.2:$port/"
 		t1=$(now)
 		echo "RHYVE-IOBENCH net-send $(wc -c </tmp/net.bin) $t0 $t1"
+	fi
+	echo RHYVE-TEST-DONE
+	poweroff -f
+fi
+
+role=$(param rhyve.net2)
+if [ -n "$role" ]; then
+	wait_for /sys/class/net/eth0 10 && ip link set eth0 up
+	mkdir -p /srv
+	if [ "$role" = server ]; then
+		ip addr add 10.0.3.1/24 dev eth0
+		head -c 786432 /dev/urandom | base64 >/srv/data.txt
+		echo "RHYVE-NET2-SERVED $(sha256sum /srv/data.txt | cut -d' ' -f1)"
+		httpd -p 8080 -h /srv
+		# Until the client says it is done (its own /done), at most 2 minutes.
+		i=0
+		until wget -q -O /dev/null http://10.0.3.2:8080/done 2>/dev/null || [ $i -ge 120 ]; do
+			sleep 1
+			i=$((i + 1))
+		done
+	else
+		ip addr add 10.0.3.2/24 dev eth0
+		i=0
+		until wget -q -O /tmp/data.txt http://10.0.3.1:8080/data.txt 2>/dev/null || [ $i -ge 120 ]; do
+			sleep 1
+			i=$((i + 1))
+		done
+		echo "RHYVE-NET2-GOT $(sha256sum /tmp/data.txt | cut -d' ' -f1) $(cat /sys/class/net/eth0/address)"
+		echo done >/srv/done
+		httpd -p 8080 -h /srv
+		sleep 15
 	fi
 	echo RHYVE-TEST-DONE
 	poweroff -f

@@ -4,7 +4,7 @@
 //!
 //! Without a disk of the machine, or with a slice that does not fit it, a VM's disk has no
 //! medium: zero sectors, read-only, so the guest sees an empty drive rather than a missing
-//! device.
+//! device. Only one VM may write the whole disk (see [`WHOLE_WRITER`]).
 
 use super::host::DISK;
 use abi::vmm::DiskSlice;
@@ -112,10 +112,23 @@ impl Write for Id {
     }
 }
 
+/// The VM that may write the whole machine disk: the first to start with a writable
+/// [`DiskSlice::WHOLE`]. Two VMs writing one filesystem would destroy it, so the others get
+/// the whole disk read-only; disjoint slices are each the writable business of their VM.
+static WHOLE_WRITER: spin::Mutex<Option<VmId>> = spin::Mutex::new(None);
+
 impl GuestDisk {
     /// VM `vm`'s disk: `slice` of the machine's disk, or no medium if there is none or the
     /// slice does not fit it.
-    pub fn new(vm: VmId, slice: DiskSlice) -> Self {
+    pub fn new(vm: VmId, mut slice: DiskSlice) -> Self {
+        if slice == DiskSlice::WHOLE {
+            let mut writer = WHOLE_WRITER.lock();
+            match *writer {
+                None => *writer = Some(vm),
+                Some(w) if w == vm => {}
+                Some(_) => slice.read_only = true,
+            }
+        }
         let capacity = HostDiskRef.capacity_sectors();
         let sectors = match slice.sectors {
             0 => capacity.saturating_sub(slice.start),

@@ -13,10 +13,11 @@ use std::time::Duration;
 use crate::boot::GuestBoot;
 use crate::devices::net_args;
 use crate::guest::GuestFiles;
-use crate::qemu::Capture;
+use crate::qemu::{Capture, HYPERVISOR_MEM_MIB};
 use crate::sink::{sha256_hex, Sink};
 
-use super::Scenario;
+use super::multi_vm::vm_lines;
+use super::{Scenario, VmsBoot};
 
 /// Guest RAM.
 const MEM_MIB: u64 = 512;
@@ -25,9 +26,12 @@ const VM0_MAC: &str = "02:72:68:00:00:00";
 
 /// The scenario.
 pub fn scenarios() -> Vec<Box<dyn Scenario>> {
-    vec![Box::new(VirtioNet {
-        sink: OnceLock::new(),
-    })]
+    vec![
+        Box::new(VirtioNet {
+            sink: OnceLock::new(),
+        }),
+        Box::new(TwoGuests),
+    ]
 }
 
 struct VirtioNet {
@@ -122,6 +126,90 @@ impl Scenario for VirtioNet {
         }
         if console.find("RHYVE-TEST-DONE").is_none() {
             failures.push("the test init did not finish (no RHYVE-TEST-DONE)".into());
+        }
+        failures
+    }
+}
+
+/// `virtio-net-two`: two Linux guests whose cards are ports of rhyve's switch (no card of the
+/// machine at all). The server (`rhyve.net2=server`, VM 0) serves 1 MiB of random text over
+/// HTTP; the client (VM 1) fetches it. The checks: the client's checksum is the server's,
+/// and the client's card has VM 1's default address (so the two differ).
+struct TwoGuests;
+
+/// VM 1's default MAC.
+const VM1_MAC: &str = "02:72:68:00:01:00";
+
+impl Scenario for TwoGuests {
+    fn name(&self) -> String {
+        "virtio-net-two".into()
+    }
+
+    fn boot(&self, guest: &GuestFiles) -> GuestBoot {
+        GuestBoot {
+            kernel: guest.kernel.clone(),
+            initrd: Some(guest.initrd.clone()),
+            cmdline: String::new(),
+            vcpus: 1,
+            mem_mib: MEM_MIB,
+        }
+    }
+
+    fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
+        let vm = |name: &str, cpu: u32, role: &str| {
+            format!(
+                "[[vm]]\nname = \"{name}\"\nvcpus = 1\ncpus = [{cpu}]\nmemory = \"{MEM_MIB}M\"\n\
+                 kernel = \"Image\"\ninitrd = \"initramfs\"\n\
+                 cmdline = \"console=ttyAMA0 quiet rhyve.net2={role}\"\n\
+                 devices = [\"pl011\", \"virtio-net\"]\n\n"
+            )
+        };
+        Some(VmsBoot {
+            config: vm("server", 0, "server") + &vm("client", 1, "client"),
+            files: vec![
+                ("Image".into(), guest.kernel.clone()),
+                ("initramfs".into(), guest.initrd.clone()),
+            ],
+            smp: 4,
+            mem_mib: 2 * MEM_MIB + HYPERVISOR_MEM_MIB,
+        })
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(400)
+    }
+
+    fn check(&self, console: &Capture) -> Vec<String> {
+        let mut failures = Vec::new();
+        let server = vm_lines(console, "server");
+        let client = vm_lines(console, "client");
+        let after = |lines: &[String], m: &str| -> Option<Vec<String>> {
+            lines.iter().find_map(|l| {
+                l.split_once(m)
+                    .map(|(_, v)| v.split_whitespace().map(String::from).collect())
+            })
+        };
+        let served = after(&server, "RHYVE-NET2-SERVED ");
+        let got = after(&client, "RHYVE-NET2-GOT ");
+        match (served.as_deref(), got.as_deref()) {
+            (Some([s]), Some([g, mac])) => {
+                if s != g {
+                    failures.push(format!("the client got SHA-256 {g}, the server served {s}"));
+                }
+                if mac != VM1_MAC {
+                    failures.push(format!(
+                        "the client's card has address {mac}, expected VM 1's {VM1_MAC}"
+                    ));
+                }
+            }
+            other => failures.push(format!(
+                "no transfer between the guests (server, client said {other:?})"
+            )),
+        }
+        for (name, lines) in [("server", &server), ("client", &client)] {
+            if !lines.iter().any(|l| l.contains("RHYVE-TEST-DONE")) {
+                failures.push(format!("the {name}'s test init did not finish"));
+            }
         }
         failures
     }
