@@ -1,21 +1,29 @@
-//! `vmm-fault`: a device model fails, the core contains it, the guest sees an error.
+//! `vmm-fault`: a device model fails, the core contains it, the guest sees an error, and a VM
+//! the VMM partition does not serve goes on to its init.
 //!
 //! The hypervisor starts with `rhyve.vmm_fault=pl011-write:41`, so the VMM partition's UART
-//! model panics on the guest's 41st UART write. The `vmmfault` test guest (tests/guests)
-//! checks from inside that its writes before that complete, that the failing write and later
-//! UART accesses get an injected abort rather than a hang, and that the core's own GIC still
-//! answers; it reports by powering off (all held) or asking for a reset (one did not). This
-//! side checks the core's account of it.
+//! model panics on the guest's 41st UART write. The `vmmfault` test guest (tests/guests, VM
+//! "faulty") checks from inside that its writes before that complete, that the failing write
+//! and later UART accesses get an injected abort rather than a hang, and that the core's own
+//! GIC still answers; it reports by powering off (all held) or asking for a reset (one did
+//! not). Beside it, VM "bystander" runs the Debian guest with no device at all (`devices =
+//! []`: the VMM does not serve it, its device tree has no UART): its init runs the test mode
+//! and powers off, which only a guest that reached its init does. This side checks the core's
+//! account of both.
 
 use std::time::Duration;
 
 use crate::boot::GuestBoot;
 use crate::guest::GuestFiles;
-use crate::qemu::Capture;
+use crate::qemu::{Capture, HYPERVISOR_MEM_MIB};
 use crate::toolchain;
 
 use super::hostile_common::MEM_MIB;
-use super::Scenario;
+use super::multi_vm::linux_files;
+use super::{Scenario, VmsBoot};
+
+/// RAM of the VM the VMM does not serve.
+const BYSTANDER_MIB: u64 = 192;
 
 /// The write the UART model fails on.
 const FAILING_WRITE: u32 = 41;
@@ -40,6 +48,37 @@ impl Scenario for VmmFault {
             vcpus: 1,
             mem_mib: MEM_MIB,
         }
+    }
+
+    fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
+        let config = format!(
+            r#"# Served by the VMM partition, whose UART model is made to fail.
+[[vm]]
+name = "faulty"
+memory = "{MEM_MIB}M"
+kernel = "guest"
+devices = ["pl011"]
+cpus = [0]
+
+# Not served by the VMM at all: no device but the GIC and the timer.
+[[vm]]
+name = "bystander"
+memory = "{BYSTANDER_MIB}M"
+kernel = "Image"
+initrd = "initramfs"
+cmdline = "rhyve.test=1"
+devices = []
+cpus = [1]
+"#
+        );
+        let mut files = linux_files(guest);
+        files.push(("guest".into(), toolchain::test_guest_bin("vmmfault")));
+        Some(VmsBoot {
+            config,
+            files,
+            smp: 2,
+            mem_mib: MEM_MIB + BYSTANDER_MIB + HYPERVISOR_MEM_MIB,
+        })
     }
 
     fn hypervisor_args(&self) -> Option<String> {
@@ -73,6 +112,27 @@ impl Scenario for VmmFault {
             "rhyve: VM 0: guest powered off".into(),
             "the guest did not power off: one of its own checks failed (it asks for a reset then)",
         );
+        let stopped = console
+            .lines
+            .iter()
+            .position(|l| l.text.contains("VMM partition stopped"));
+        let bystander_off = console
+            .lines
+            .iter()
+            .position(|l| l.text.contains("rhyve: VM 1: guest powered off"));
+        match (stopped, bystander_off) {
+            (Some(s), Some(b)) if b > s => {}
+            (_, None) => failures.push(
+                "VM bystander (not served by the VMM) did not power off: it never reached its init"
+                    .into(),
+            ),
+            _ => failures.push(
+                "VM bystander powered off before the VMM partition failed: nothing shown".into(),
+            ),
+        }
+        if console.find("[bystander]").is_some() {
+            failures.push("VM bystander has no console, yet something printed for it".into());
+        }
         if console.find("guest asked for a reset").is_some() {
             failures.push("the guest asked for a reset: one of its checks (abort on the failed write, abort afterwards, GIC still answering) failed".into());
         }
