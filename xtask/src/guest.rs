@@ -62,7 +62,7 @@ pub struct GuestFiles {
     pub initrd: PathBuf,
 }
 
-fn guest_dir() -> PathBuf {
+pub fn guest_dir() -> PathBuf {
     sys::build_dir().join("guest")
 }
 

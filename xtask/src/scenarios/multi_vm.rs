@@ -5,7 +5,9 @@
 //!   and MemTotal; the small one powers off while the other keeps printing ticks; the bad
 //!   description is refused with its field and reason while the good VMs run; the monitor's
 //!   exit counters, read twice, are non-zero and grow.
-//! - `overcommit`: a VM with more vCPUs than the machine has CPUs boots all of them.
+//! - `overcommit`: a VM with more vCPUs than the machine has CPUs boots all of them; its
+//!   kernel is not in the bundle but placed in the machine's RAM by QEMU's generic loader
+//!   (`kernel = { addr, size }`).
 //!
 //! With several VMs each guest line arrives as `[name] text` (a continuation of a line other
 //! output broke as `[name]+ text`): [`vm_lines`] puts a VM's own text back together.
@@ -244,6 +246,17 @@ kernel = "Image"
 
 /// vCPUs of the overcommitted VM, on a machine of half as many CPUs.
 const OVER_VCPUS: u32 = 4;
+/// Where QEMU's generic loader puts that VM's kernel: above what QEMU places itself (the
+/// hypervisor at the RAM base, the bundle at +128 MiB) and below the hypervisor's heap at the
+/// top of RAM.
+const LOADER_ADDR: u64 = 0x6000_0000;
+/// Machine RAM for it: the VM's, the hypervisor's, and room for the preloaded kernel.
+const OVER_MACHINE_MIB: u64 = ALPHA_MIB + HYPERVISOR_MEM_MIB + 128;
+
+/// The kernel the generic loader places.
+fn loader_kernel() -> PathBuf {
+    crate::guest::guest_dir().join("Image")
+}
 
 struct Overcommit;
 
@@ -263,22 +276,34 @@ impl Scenario for Overcommit {
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
+        let size = std::fs::metadata(&guest.kernel).map_or(0, |m| m.len());
         let config = format!(
             r#"[[vm]]
 name = "wide"
 vcpus = {OVER_VCPUS}
 memory = "{ALPHA_MIB}M"
-kernel = "Image"
+kernel = {{ addr = {LOADER_ADDR:#x}, size = {size:#x} }}
 initrd = "initramfs"
 cmdline = "console=ttyAMA0 quiet rhyve.test=1"
 "#
         );
+        let files = vec![("initramfs".into(), guest.initrd.clone())];
         Some(VmsBoot {
             config,
-            files: linux_files(guest),
+            files,
             smp: OVER_VCPUS / 2,
-            mem_mib: ALPHA_MIB + HYPERVISOR_MEM_MIB,
+            mem_mib: OVER_MACHINE_MIB,
         })
+    }
+
+    fn qemu_args(&self) -> Vec<String> {
+        vec![
+            "-device".into(),
+            format!(
+                "loader,file={},addr={LOADER_ADDR:#x},force-raw=on",
+                loader_kernel().display()
+            ),
+        ]
     }
 
     fn timeout(&self) -> Duration {
