@@ -242,7 +242,8 @@ impl Partition {
         running: Option<VcpuId>,
     ) {
         for (i, pending) in self.host_irq.iter().enumerate().take(self.host_len) {
-            if !pending.swap(false, Ordering::AcqRel) {
+            // A load first: this runs on every exit, and a swap would write the line.
+            if !pending.load(Ordering::Acquire) || !pending.swap(false, Ordering::AcqRel) {
                 continue;
             }
             let req = Request::HostIrq {
