@@ -155,13 +155,22 @@ impl Sched {
     }
 
     /// Whether the running vCPU `cur` should give the CPU up now: it was told to look (a
-    /// kick or the EL2 timer), and another vCPU is runnable while its slice is over or that
-    /// other was just woken.
+    /// kick or the EL2 timer), and another vCPU can run while `cur`'s slice is over, or
+    /// another vCPU that waited for an interrupt has one now (it runs at once, as an
+    /// interactive task would).
     pub fn should_preempt(&self, cpu: &PerCpu, cur: (&Vm, VcpuId)) -> bool {
         if !self.shared() || !cpu.resched.swap(false, Ordering::AcqRel) {
             return false;
         }
-        self.others_runnable(cur)
+        let t = now();
+        let slice_over = t >= self.slice_end;
+        (0..self.list.len()).any(|k| {
+            self.slot(k).is_some_and(|(vm, v, slot)| {
+                !(vm.id == cur.0.id && v == cur.1)
+                    && (slice_over || slot.blocked.load(Ordering::Acquire))
+                    && Self::runnable(vm, v, slot, t)
+            })
+        })
     }
 
     /// Prepares the CPU for `vm`'s vCPU `v`: saves the state of the vCPU that was live here

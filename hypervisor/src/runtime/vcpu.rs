@@ -175,6 +175,13 @@ pub fn run(cpu: &PerCpu, sched: &mut Sched, vm: &Vm, v: VcpuId) -> Leave {
             }
             continue;
         }
+        // A kick or the slice's end may have been taken during any exit (an upcall too).
+        if sched.shared() && cpu.resched.load(Ordering::Acquire) {
+            if sched.should_preempt(cpu, (vm, v)) {
+                break Leave::Preempted;
+            }
+            sched.arm_timer(Some((vm, v)));
+        }
         irq::deliver_input(cpu, vm, Some(v));
         if vm.vgic.needs_flush(v) {
             vm.vgic.flush(v, &mut lrs);
@@ -187,12 +194,7 @@ pub fn run(cpu: &PerCpu, sched: &mut Sched, vm: &Vm, v: VcpuId) -> Leave {
                 flush_uart(cpu, vm, v);
                 irq::handle_pending(cpu, Some((vm, v)));
                 super::service(cpu);
-                if sched.should_preempt(cpu, (vm, v)) {
-                    Flow::Leave(Leave::Preempted)
-                } else {
-                    sched.arm_timer(Some((vm, v)));
-                    Flow::Continue
-                }
+                Flow::Continue
             }
             ExitKind::Sync => handle_sync(cpu, sched, vm, v, slot, regs),
             ExitKind::SError => {
