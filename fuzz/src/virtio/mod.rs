@@ -119,10 +119,12 @@ pub trait Model: Sized {
     fn features(&self) -> u64;
     /// Its configuration space, as the guest must read it.
     fn config(&self) -> Vec<u8>;
+    /// The bytes of a payload.
     fn payload(&self, p: &Self::Payload) -> Vec<u8>;
     /// The queue a request goes to and its buffers, in chain order.
     fn request(&self, r: &Self::Request) -> (usize, Vec<Buf>);
-    /// A host-side event; the device is not live-checked here, the harness polls after.
+    /// A host-side event. It touches no guest memory: a later `Poll` step delivers what it
+    /// queued.
     fn event(&mut self, dev: &mut Self::Dev, e: Self::Event);
     /// The driver set DRIVER_OK with `features` negotiated.
     fn activate(&mut self, _features: u64) {}
