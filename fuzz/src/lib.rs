@@ -15,6 +15,11 @@ pub mod pl011;
 pub mod psci;
 pub mod sysreg_sgi1r;
 pub mod vgic_mmio;
+pub mod virtio;
+pub mod virtio_blk;
+pub mod virtio_console;
+pub mod virtio_net;
+pub mod virtio_rng;
 
 /// A target's check: runs one input, panics on a broken invariant.
 pub type Check = fn(&[u8]);
@@ -31,4 +36,8 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("bundle", bundle::run),
     ("config", config::run),
     ("fdt_generate", fdt_generate::run),
+    ("virtio_blk", virtio_blk::run),
+    ("virtio_net", virtio_net::run),
+    ("virtio_console", virtio_console::run),
+    ("virtio_rng", virtio_rng::run),
 ];

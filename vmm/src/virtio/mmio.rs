@@ -571,7 +571,7 @@ impl<D: VirtioDevice + 'static> MmioTransport<D> {
         }
         if let Err(e) = q.enable(mem) {
             // QueueReady stays 0, and the device cannot work without the queue.
-            self.fail(e, index);
+            self.fail(e, Some(index));
         }
     }
 
@@ -597,7 +597,8 @@ impl<D: VirtioDevice + 'static> MmioTransport<D> {
     /// Raises the interrupts the device's work calls for, or fails the device.
     fn after_device(&mut self, result: Result<(), QueueError>, mem: &mut dyn GuestMemory) {
         if let Err(e) = result {
-            self.fail(e, usize::MAX);
+            // The device does not say which of its queues broke.
+            self.fail(e, None);
             return;
         }
         let mut notify = false;
@@ -608,7 +609,7 @@ impl<D: VirtioDevice + 'static> MmioTransport<D> {
             match q.needs_notification(mem) {
                 Ok(n) => notify |= n,
                 Err(e) => {
-                    self.fail(e, i);
+                    self.fail(e, Some(i));
                     return;
                 }
             }
@@ -630,8 +631,11 @@ impl<D: VirtioDevice + 'static> MmioTransport<D> {
 
     /// The device met a guest error it cannot recover from (§2.1.2): DEVICE_NEEDS_RESET, and
     /// a configuration-change notification once DRIVER_OK is set.
-    fn fail(&mut self, e: QueueError, queue: usize) {
-        self.warn_once(format_args!("queue {queue}: {e}; device needs reset"));
+    fn fail(&mut self, e: QueueError, queue: Option<usize>) {
+        match queue {
+            Some(q) => self.warn_once(format_args!("queue {q}: {e}; device needs reset")),
+            None => self.warn_once(format_args!("{e}; device needs reset")),
+        }
         self.status.modify(STATUS::DEVICE_NEEDS_RESET::SET);
         if self.status.is_set(STATUS::DRIVER_OK) {
             self.interrupt_status.modify(INTERRUPT::CONFIG_CHANGE::SET);
