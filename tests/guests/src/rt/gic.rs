@@ -160,8 +160,8 @@ pub fn handle_irq() -> bool {
     true
 }
 
-/// Arms the virtual timer `ms` ahead, unmasks IRQs and waits with WFI (up to `timeout_ms` of
-/// virtual time) for an interrupt; returns the INTID taken and the number taken, or `None`.
+/// Arms the virtual timer `ms` ahead and waits with WFI (up to `timeout_ms` of virtual time)
+/// for an interrupt; returns the INTID taken and the number taken, or `None`.
 /// The caller has made INTID 27 deliverable ([`reinit`], [`cpu_interface_on`]).
 pub fn wait_vtimer(ms: u64, timeout_ms: u64) -> Option<(u32, u32)> {
     let tpm = super::ticks_per_ms();
@@ -171,16 +171,24 @@ pub fn wait_vtimer(ms: u64, timeout_ms: u64) -> Option<(u32, u32)> {
     crate::write_sysreg!("cntv_tval_el0", ms * tpm);
     crate::write_sysreg!("cntv_ctl_el0", CNTV_ENABLE);
     let start = crate::read_sysreg!("cntvct_el0");
-    // SAFETY: unmasking IRQs; the vector handles them while IRQ_WANTED is set.
-    unsafe { core::arch::asm!("msr daifclr, #2", "isb", options(nostack)) };
+    // IRQs stay masked while the count is tested and across WFI, which a pending interrupt
+    // ends even when masked; they are opened only after it. Taken between the test and an
+    // unmasked WFI, the interrupt would leave the WFI nothing to wake it.
     while IRQ_COUNT.load(Ordering::Relaxed) == 0
         && crate::read_sysreg!("cntvct_el0").wrapping_sub(start) < timeout_ms * tpm
     {
-        // SAFETY: waits for an interrupt; no memory effects.
-        unsafe { core::arch::asm!("wfi", options(nostack)) };
+        // SAFETY: waits for an interrupt, then takes what is pending (the vector handles it
+        // while IRQ_WANTED is set) and masks IRQs again; no memory effects but the handler's.
+        unsafe {
+            core::arch::asm!(
+                "wfi",
+                "msr daifclr, #2",
+                "isb",
+                "msr daifset, #2",
+                options(nostack)
+            )
+        };
     }
-    // SAFETY: masks IRQs again.
-    unsafe { core::arch::asm!("msr daifset, #2", "isb", options(nostack)) };
     IRQ_WANTED.store(false, Ordering::Relaxed);
     crate::write_sysreg!("cntv_ctl_el0", 0);
     match IRQ_COUNT.load(Ordering::Relaxed) {
