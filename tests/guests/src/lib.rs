@@ -15,6 +15,7 @@
 #![cfg_attr(target_os = "none", no_std)]
 
 pub mod esr;
+pub mod params;
 pub mod sgi;
 
 #[cfg(target_os = "none")]

@@ -114,6 +114,28 @@ pub fn dtb() -> u64 {
     DTB.load(Ordering::Relaxed) as u64
 }
 
+/// Hands `f` the command line in the device tree rhyve built (`/chosen/bootargs`), or `None`
+/// if there is no readable tree below the guest's image or no such property. The tree lies in
+/// guest RAM the program does not own: a guest that overwrites that RAM reads it first.
+pub fn with_bootargs<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
+    let dtb = dtb();
+    let (image_start, _) = super::image_extent();
+    if !(abi::layout::RAM_BASE.0..image_start).contains(&dtb) {
+        return f(None);
+    }
+    // SAFETY: guest RAM between the tree and this program's image: always readable, and no
+    // Rust object lives there, so nothing writes it while the slice exists.
+    let bytes =
+        unsafe { core::slice::from_raw_parts(dtb as *const u8, (image_start - dtb) as usize) };
+    let tree = fdt::Fdt::new(bytes).ok();
+    let args = tree
+        .as_ref()
+        .and_then(|t| t.find_node("/chosen"))
+        .and_then(|chosen| chosen.property("bootargs"))
+        .and_then(|p| p.as_str());
+    f(args)
+}
+
 /// The CPU_ON entry point and context for secondary `index` (1..=MAX_SECONDARIES) running `f`,
 /// or `None` for an index out of range.
 pub fn secondary_boot(index: usize, f: fn()) -> Option<(u64, u64)> {
