@@ -29,6 +29,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "vmmfault",
     "exitbench",
     "spin",
+    "marker",
 ];
 /// Debian's packages for path (c).
 const DEBIAN_PACKAGES: &[&str] = &[
