@@ -5,7 +5,7 @@
 //! deactivates the physical one); everything else is deactivated here.
 
 use super::percpu::PerCpu;
-use super::vm::Vm;
+use super::vm::{Power, Vm};
 use super::{console, machine, monitor, partition, sched};
 use crate::arch::gic;
 use crate::arch::regs::{read_sysreg, write_sysreg};
@@ -93,12 +93,21 @@ pub fn kick(vm: &Vm, me: VcpuId, kick: Kick) {
     }
 }
 
-/// Takes every pending physical interrupt. `running` is the vCPU this CPU is running, if any.
+/// Takes every pending physical interrupt. `running` is the vCPU this CPU is running, if any;
+/// without one, the guest timers' interrupts go to the vCPU loaded on the CPU, if any.
 pub fn handle_pending(cpu: &PerCpu, running: Option<(&Vm, VcpuId)>) {
     while let Some(intid) = gic::acknowledge() {
         gic::end_of_interrupt(intid);
         if intid == VTIMER_INTID.0 || intid == PTIMER_INTID.0 {
-            if let Some((vm, v)) = running {
+            // The timers are those of the vCPU loaded here, also while the core works for
+            // another VM (its start, an upcall on its behalf): while it is on, theirs to
+            // take, not to be silenced.
+            let owner = running.or_else(|| {
+                let (i, v) = cpu.loaded()?;
+                let vm = super::vms().get(i)?;
+                (vm.vcpu(v)?.power() == Power::On).then_some((vm, v))
+            });
+            if let Some((vm, v)) = owner {
                 // Stays active until the guest deactivates the virtual one.
                 if let Some(slot) = vm.vcpu(v) {
                     slot.count(super::stats::Counter::TimerInjected);

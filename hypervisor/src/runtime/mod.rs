@@ -452,12 +452,7 @@ fn init_this_cpu(machine: &Machine, index: usize) -> &'static PerCpu {
     }
     gic::init_cpu_interface();
     ONLINE.fetch_add(1, Ordering::AcqRel);
-    Box::leak(Box::new(PerCpu {
-        index,
-        aff,
-        redist,
-        resched: AtomicBool::new(false),
-    }))
+    Box::leak(Box::new(PerCpu::new(index, aff, redist)))
 }
 
 fn start_secondaries(machine: &'static Machine) {

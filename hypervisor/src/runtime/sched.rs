@@ -34,8 +34,6 @@ pub struct Sched {
     list: Vec<(usize, VcpuId)>,
     /// Where the round robin looks first.
     next: usize,
-    /// The vCPU whose state is live in the CPU, if any.
-    loaded: Option<(usize, VcpuId)>,
     /// When the running vCPU's slice ends (physical counter).
     slice_end: u64,
     slice: u64,
@@ -81,7 +79,6 @@ impl Sched {
         Self {
             list,
             next: 0,
-            loaded: None,
             slice_end: 0,
             slice: read_sysreg!("cntfrq_el0") / SLICES_PER_SECOND,
         }
@@ -178,10 +175,10 @@ impl Sched {
     /// the state is `v`'s already (nothing to load).
     pub fn switch_to(&mut self, cpu: &PerCpu, vm: &Vm, v: VcpuId, fresh: bool) {
         let me = (vm.id.0 as usize, v);
-        if self.loaded == Some(me) && !fresh {
+        if cpu.loaded() == Some(me) && !fresh {
             return;
         }
-        if let Some((i, w)) = self.loaded.take() {
+        if let Some((i, w)) = cpu.take_loaded() {
             if let Some(prev) = vms().get(i) {
                 self.unload(cpu, prev, w);
             }
@@ -194,7 +191,7 @@ impl Sched {
                 st.cpu.restore();
             }
         }
-        self.loaded = Some(me);
+        cpu.set_loaded(me.0, me.1);
         self.slice_end = now().saturating_add(self.slice);
     }
 
@@ -264,7 +261,7 @@ impl Sched {
     /// fire while no vCPU owns the CPU), watches the deadlines of the blocked ones, and
     /// sleeps until an interrupt.
     pub fn idle(&mut self, cpu: &PerCpu) {
-        if let Some((i, w)) = self.loaded.take() {
+        if let Some((i, w)) = cpu.take_loaded() {
             if let Some(vm) = vms().get(i) {
                 self.unload(cpu, vm, w);
             }
