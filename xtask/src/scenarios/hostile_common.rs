@@ -29,12 +29,12 @@ use super::{Scenario, VmsBoot};
 /// Guest RAM of every test guest (tests/guests/src/rt/mod.rs, `RAM_SIZE`, says the same).
 pub const MEM_MIB: u64 = 32;
 /// RAM of the well-behaved guest booted after the hostile one.
-const AFTER_MIB: u64 = 192;
+pub const AFTER_MIB: u64 = 192;
 /// rhyve's lines when the test guest's SYSTEM_OFF stops its VM (VM 0; VM 1 is not started yet).
 const POWERED_OFF: &str = "rhyve: VM 0: guest powered off";
 const STOPPED: &str = "rhyve: VM 0 \"hostile\" stopped";
 /// The first line of the well-behaved guest's init.
-const AFTER_INIT: &str = "RHYVE-INIT-START";
+pub const AFTER_INIT: &str = "RHYVE-INIT-START";
 /// rhyve's lines when that guest powers off, the last VM.
 const AFTER_OFF: &str = "rhyve: VM 1: guest powered off";
 const ALL_STOPPED: &str = "rhyve: VM 1 stopped; no VM left: powering off";
@@ -165,7 +165,7 @@ fn parse_done(text: &str) -> Option<(String, Option<(usize, usize)>)> {
 }
 
 /// The checks on the console lines of the guest of `class`, which must pass `cases`.
-fn check<'a>(
+pub fn check<'a>(
     class: &str,
     cases: &[&str],
     lines: impl Iterator<Item = &'a str> + Clone,

@@ -36,16 +36,25 @@ pub(super) fn linux_files(guest: &GuestFiles) -> Vec<(String, PathBuf)> {
 
 /// The lines VM `name` printed, each whole again, in order.
 pub fn vm_lines(console: &Capture, name: &str) -> Vec<String> {
+    vm_lines_at(console, name)
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect()
+}
+
+/// The lines VM `name` printed, each whole again, in order, with the index in
+/// `console.lines` of the console line each starts on.
+pub fn vm_lines_at(console: &Capture, name: &str) -> Vec<(usize, String)> {
     let start = format!("[{name}] ");
     let cont = format!("[{name}]+ ");
-    let mut out: Vec<String> = Vec::new();
-    for l in &console.lines {
+    let mut out: Vec<(usize, String)> = Vec::new();
+    for (i, l) in console.lines.iter().enumerate() {
         if let Some(rest) = l.text.strip_prefix(&start) {
-            out.push(rest.to_string());
+            out.push((i, rest.to_string()));
         } else if let Some(rest) = l.text.strip_prefix(&cont) {
             match out.last_mut() {
-                Some(last) => last.push_str(rest),
-                None => out.push(rest.to_string()),
+                Some((_, last)) => last.push_str(rest),
+                None => out.push((i, rest.to_string())),
             }
         }
     }

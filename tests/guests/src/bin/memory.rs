@@ -3,6 +3,12 @@
 //! virt loads it at 0x4020_0000: in the guest's IPA space that is ordinary guest RAM, and the
 //! guest must see its own values there, never rhyve's); then touches the IPAs around RAM, which
 //! must give an injected synchronous external abort.
+//!
+//! Last, it sweeps stores and loads over every IPA where the rest of the host's RAM lies: from
+//! the end of its own RAM up to the end of the machine's RAM, which the scenario passes on the
+//! command line (`tg.host-ram-end=<address>`). Other VMs' RAM, the VMM partition and rhyve's
+//! heap live there in the host's physical map; in this guest's IPA space nothing does, so each
+//! access must be an injected abort, and no load may return data.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 
@@ -13,7 +19,9 @@ fn main() {}
 mod guest {
     use abi::layout::RAM_BASE;
     use tg::esr::Expect;
-    use tg::rt::access::{read32, read64, write64};
+    use tg::params;
+    use tg::rt::access::{read32, read64, write64, SENTINEL};
+    use tg::rt::exception::trap;
     use tg::rt::{boot, image_extent, Tester, RAM_END};
 
     /// Where QEMU virt puts rhyve's image in host physical memory (`-kernel` at RAM + 2 MiB).
@@ -22,6 +30,15 @@ mod guest {
     const IMAGE_MAGIC: u64 = 0x644d_5241;
     /// The device tree's magic, 0xd00dfeed, as a little-endian 32-bit load sees it.
     const FDT_MAGIC_LE: u64 = 0xedfe_0dd0;
+    /// The command-line key that gives the end of the host's RAM (QEMU's RAM starts at the
+    /// same address as guest RAM, so `[RAM_END, end)` is all of it beyond this guest's).
+    const HOST_RAM_END_KEY: &str = "tg.host-ram-end";
+    /// Spacing of the sweep: over the 480 MiB beyond this guest's RAM in the hostile-memory
+    /// machine, 7680 stores and as many loads (about 0.1 s under TCG), and every 2 MiB block
+    /// another VM's RAM could be mapped with is hit 32 times.
+    const SWEEP_STEP: u64 = 64 << 10;
+    /// What the sweep stores: a VM that finds this in its RAM was written by this guest.
+    const POISON: u64 = 0xbad0_bad0_bad0_bad0;
 
     fn pattern(addr: u64, seed: u64) -> u64 {
         addr.rotate_left(17) ^ seed
@@ -47,6 +64,64 @@ mod guest {
         None
     }
 
+    /// One access per [`SWEEP_STEP`] over `[from, to)`, stores or loads, each of which must be
+    /// the injected abort; a load must also leave its register as it was ([`SENTINEL`]). Ends
+    /// at the first access that is not.
+    fn sweep(t: &mut Tester, case: &str, from: u64, to: u64, write: bool) {
+        let mut count = 0u64;
+        let mut a = from;
+        while a < to {
+            // SAFETY: no RAM of this guest there: the access aborts (recovered).
+            let (v, got) = trap(|| unsafe {
+                if write {
+                    write64(a, POISON);
+                    SENTINEL
+                } else {
+                    read64(a)
+                }
+            });
+            if let Err(m) = Expect::injected_dabt(a, write).check(got) {
+                match got {
+                    None => t.check(
+                        case,
+                        false,
+                        format_args!(
+                            "{a:#x}: no exception: the access went through, after {count} good"
+                        ),
+                    ),
+                    Some(g) => t.check(
+                        case,
+                        false,
+                        format_args!(
+                            "{a:#x}: {m}: got {:?} far={:#x}, after {count} good",
+                            g.esr, g.far
+                        ),
+                    ),
+                };
+                return;
+            }
+            if v != SENTINEL {
+                t.check(
+                    case,
+                    false,
+                    format_args!("{a:#x}: aborted but the load returned {v:#x}"),
+                );
+                return;
+            }
+            count += 1;
+            a += SWEEP_STEP;
+        }
+        let what = if write { "stores" } else { "loads" };
+        t.check(
+            case,
+            count > 0,
+            format_args!(
+                "[{from:#x}, {to:#x}): {count} {what} every {:#x}, each an injected abort",
+                SWEEP_STEP
+            ),
+        );
+    }
+
     fn report(t: &mut Tester, case: &str, from: u64, to: u64, seed: u64) {
         match fill_and_check(from, to, seed) {
             None => t.check(case, true, format_args!("[{from:#x}, {to:#x}) reads back")),
@@ -63,6 +138,8 @@ mod guest {
         let mut t = Tester::new("memory");
         let (img_start, img_end) = image_extent();
         let dtb = boot::dtb();
+        // Read before the fill below overwrites the device tree.
+        let host_ram_end = boot::with_bootargs(|args| params::param_u64(args?, HOST_RAM_END_KEY));
 
         // The device tree rhyve built is where x0 said (checked before the fill overwrites it).
         t.expect_value(
@@ -134,6 +211,38 @@ mod guest {
         // The RAM next to the holes is unchanged by the refused stores.
         t.expect_value(
             "ram-intact-after-holes",
+            // SAFETY: guest RAM.
+            || unsafe { read64(RAM_END - 8) },
+            |v| v == pattern(RAM_END - 8, 0xa5a5_5a5a_f0f0_0f0f),
+            "the pattern",
+        );
+
+        // The rest of the host's RAM, where other VMs and rhyve live.
+        let end = host_ram_end.unwrap_or(0);
+        let given = t.check(
+            "host-ram-end-given",
+            end > RAM_END && end % 8 == 0,
+            format_args!("{HOST_RAM_END_KEY}={end:#x} (expected a word above {RAM_END:#x})"),
+        );
+        if given {
+            sweep(&mut t, "host-ram-store-sweep", RAM_END, end, true);
+            sweep(&mut t, "host-ram-load-sweep", RAM_END, end, false);
+            let last = end - 8;
+            // SAFETY: as in `sweep`.
+            t.expect_trap(
+                "host-ram-last-word-write",
+                Expect::injected_dabt(last, true),
+                || unsafe { write64(last, POISON) },
+            );
+            // SAFETY: as above.
+            t.expect_trap(
+                "host-ram-last-word-read",
+                Expect::injected_dabt(last, false),
+                || unsafe { read64(last) },
+            );
+        }
+        t.expect_value(
+            "ram-intact-after-sweep",
             // SAFETY: guest RAM.
             || unsafe { read64(RAM_END - 8) },
             |v| v == pattern(RAM_END - 8, 0xa5a5_5a5a_f0f0_0f0f),
