@@ -218,6 +218,23 @@ pub struct Capture {
 }
 
 impl Capture {
+    /// A console of these lines, as QEMU exiting 0 would leave it (for checks' unit tests).
+    #[cfg(test)]
+    pub fn from_text(text: &str) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        Self {
+            lines: text
+                .lines()
+                .map(|t| Line {
+                    at: Duration::ZERO,
+                    text: t.to_string(),
+                })
+                .collect(),
+            end: End::Exited(ExitStatus::from_raw(0)),
+            log: "test.log".into(),
+        }
+    }
+
     /// The first line containing `marker`.
     pub fn find(&self, marker: &str) -> Option<&Line> {
         self.lines.iter().find(|l| l.text.contains(marker))

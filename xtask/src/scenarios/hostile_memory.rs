@@ -350,22 +350,9 @@ fn check(console: &Capture) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::qemu::{End, Line};
-    use std::os::unix::process::ExitStatusExt;
-    use std::process::ExitStatus;
 
     fn capture(text: &str) -> Capture {
-        Capture {
-            lines: text
-                .lines()
-                .map(|t| Line {
-                    at: Duration::ZERO,
-                    text: t.to_string(),
-                })
-                .collect(),
-            end: End::Exited(ExitStatus::from_raw(0)),
-            log: "test.log".into(),
-        }
+        Capture::from_text(text)
     }
 
     /// A passing run: the memory guest's case lines come from `CASES`.

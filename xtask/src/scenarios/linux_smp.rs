@@ -123,23 +123,9 @@ fn compare(before: &Table, after: &Table, n: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::qemu::{End, Line};
-    use std::os::unix::process::ExitStatusExt;
-    use std::process::ExitStatus;
-    use std::time::Duration;
 
     fn capture(text: &str) -> Capture {
-        Capture {
-            lines: text
-                .lines()
-                .map(|t| Line {
-                    at: Duration::ZERO,
-                    text: t.to_string(),
-                })
-                .collect(),
-            end: End::Exited(ExitStatus::from_raw(0)),
-            log: "test.log".into(),
-        }
+        Capture::from_text(text)
     }
 
     fn console(nproc: u32, timer: [[u64; 2]; 2], ipi: [[u64; 2]; 2]) -> String {
