@@ -14,6 +14,7 @@
 #                  a 4 MiB POST to the host's PORT; print the figures, power off
 #   rhyve.net2=server|client  two guests on rhyve's switch: the server (10.0.3.1) serves random
 #                  text over HTTP, the client (10.0.3.2) fetches it; each prints a checksum
+#                  and its card's address
 #   rhyve.net=PORT bring eth0 up with QEMU user networking's static address, send 4 MiB of
 #                  random text to the host's PORT (HTTP POST to 10.0.2.2), power off
 #   otherwise      an interactive shell on the console
@@ -216,7 +217,7 @@ if [ -n "$role" ]; then
 	if [ "$role" = server ]; then
 		ip addr add 10.0.3.1/24 dev eth0
 		head -c 786432 /dev/urandom | base64 >/srv/data.txt
-		echo "RHYVE-NET2-SERVED $(sha256sum /srv/data.txt | cut -d' ' -f1)"
+		echo "RHYVE-NET2-SERVED $(sha256sum /srv/data.txt | cut -d' ' -f1) $(cat /sys/class/net/eth0/address)"
 		httpd -p 8080 -h /srv
 		# Until the client says it is done (its own /done), at most 2 minutes.
 		i=0

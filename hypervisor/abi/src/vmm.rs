@@ -23,7 +23,7 @@
 use crate::types::{GuestPhysAddr, IntId, VcpuId, VmId};
 
 /// The ABI version [`call::VERSION`] returns. Bump it on any incompatible change.
-pub const VERSION: u64 = 1;
+pub const VERSION: u64 = 2;
 
 /// Function IDs (SMCCC: fast call, SMC64, owner 6 = vendor-specific hypervisor service).
 pub mod call {
@@ -201,6 +201,9 @@ pub enum Request {
         devices: DeviceSet,
         /// The part of the machine's disk its virtio-blk is.
         disk: DiskSlice,
+        /// Its virtio-net's address, when its description gives one; otherwise the VMM's
+        /// stable default for the VM id. Carried in x1 above the VM id.
+        mac: Option<Mac>,
     },
     /// A device of the machine the VMM drives ([`call::HOST_DEVICE`] `index`) raised its
     /// interrupt. The core sends it outside any other request, in the name of `vm` (a VM the
@@ -251,6 +254,57 @@ impl DiskSlice {
             start: r[0],
             sectors: r[1] & !Self::RO_BIT,
             read_only: r[1] & Self::RO_BIT != 0,
+        }
+    }
+}
+
+/// A unicast Ethernet address given to a VM's network card.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mac([u8; 6]);
+
+impl Mac {
+    /// Bit of the first octet that marks a group (multicast or broadcast) address.
+    const GROUP_BIT: u8 = 0x01;
+    /// Where the 48 address bits sit in x1 of a [`Request::VmStart`], above the VM id.
+    const SHIFT: u64 = 16;
+
+    /// `octets` as a card's address: `None` for a group address or all zeroes, which no card
+    /// may have (and zero is what x1 carries for "no address given").
+    pub const fn unicast(octets: [u8; 6]) -> Option<Self> {
+        if octets[0] & Self::GROUP_BIT != 0 || Self::bits(octets) == 0 {
+            None
+        } else {
+            Some(Self(octets))
+        }
+    }
+
+    /// The six octets, first on the wire first.
+    pub const fn octets(self) -> [u8; 6] {
+        self.0
+    }
+
+    /// The 48-bit number of `o`, first octet most significant.
+    const fn bits(o: [u8; 6]) -> u64 {
+        u64::from_be_bytes([0, 0, o[0], o[1], o[2], o[3], o[4], o[5]])
+    }
+
+    /// The bits x1 carries for `mac`, above the VM id; 0 for none.
+    const fn to_reg_bits(mac: Option<Self>) -> u64 {
+        match mac {
+            None => 0,
+            Some(Self(o)) => Self::bits(o) << Self::SHIFT,
+        }
+    }
+
+    /// The address in x1: `Ok(None)` when none is given, `Err` for one no card may have.
+    const fn from_reg(x1: u64) -> Result<Option<Self>, ()> {
+        let b = (x1 >> Self::SHIFT).to_be_bytes();
+        if x1 >> Self::SHIFT == 0 {
+            return Ok(None);
+        }
+        match Self::unicast([b[2], b[3], b[4], b[5], b[6], b[7]]) {
+            Some(m) => Ok(Some(m)),
+            None => Err(()),
         }
     }
 }
@@ -465,11 +519,12 @@ impl Request {
                 fault,
                 devices,
                 disk,
+                mac,
             } => {
                 let d = disk.to_regs();
                 [
                     KIND_VM_START,
-                    vm.0 as u64,
+                    vm.0 as u64 | Mac::to_reg_bits(mac),
                     ram_base.0,
                     ram_size,
                     fault.0,
@@ -521,14 +576,20 @@ impl Request {
                     bytes: [r[3], r[4], r[5], r[6]],
                 })
             }
-            KIND_VM_START => Some(Self::VmStart {
-                vm: VmId((r[1] & ID_MASK) as u16),
-                ram_base: GuestPhysAddr(r[2]),
-                ram_size: r[3],
-                fault: FaultPlan(r[4]),
-                devices: DeviceSet(r[5] as u32).known(),
-                disk: DiskSlice::from_regs([r[6], r[7]]),
-            }),
+            KIND_VM_START => {
+                let Ok(mac) = Mac::from_reg(r[1]) else {
+                    return None;
+                };
+                Some(Self::VmStart {
+                    vm: VmId((r[1] & ID_MASK) as u16),
+                    ram_base: GuestPhysAddr(r[2]),
+                    ram_size: r[3],
+                    fault: FaultPlan(r[4]),
+                    devices: DeviceSet(r[5] as u32).known(),
+                    disk: DiskSlice::from_regs([r[6], r[7]]),
+                    mac,
+                })
+            }
             KIND_HOST_IRQ => {
                 if r[2] >= MAX_HOST_DEVICES as u64 {
                     return None;
@@ -731,6 +792,16 @@ mod tests {
                     sectors: 1 << 20,
                     read_only: true,
                 },
+                mac: Mac::unicast([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]),
+            },
+            Request::VmStart {
+                vm: VmId(u16::MAX),
+                ram_base: GuestPhysAddr(0x4000_0000),
+                ram_size: 16 << 20,
+                fault: FaultPlan::default(),
+                devices: DeviceSet::ALL,
+                disk: DiskSlice::WHOLE,
+                mac: Mac::unicast([0xfe, 0xff, 0xff, 0xff, 0xff, 0xff]),
             },
             Request::HostIrq {
                 vm: VmId(1),
@@ -852,10 +923,43 @@ mod tests {
             fault: FaultPlan::default(),
             devices: DeviceSet::ALL,
             disk: DiskSlice::WHOLE,
+            mac: None,
         };
         let mut regs = r.to_regs();
         regs[5] |= 1 << 31;
         assert_eq!(Request::from_regs(regs), Some(r));
+    }
+
+    #[test]
+    fn only_unicast_addresses_are_a_card_s() {
+        assert_eq!(Mac::unicast([0; 6]), None, "all zeroes");
+        assert_eq!(Mac::unicast([0x01, 0, 0x5e, 0, 0, 1]), None, "multicast");
+        assert_eq!(Mac::unicast([0xff; 6]), None, "broadcast");
+        let m = Mac::unicast([0x02, 0, 0, 0, 0, 0x01]).unwrap();
+        assert_eq!(m.octets(), [0x02, 0, 0, 0, 0, 0x01]);
+    }
+
+    #[test]
+    fn vm_start_carries_the_mac_above_the_vm_id() {
+        let start = |mac| Request::VmStart {
+            vm: VmId(5),
+            ram_base: GuestPhysAddr(0x4000_0000),
+            ram_size: 1 << 30,
+            fault: FaultPlan::default(),
+            devices: DeviceSet::ALL,
+            disk: DiskSlice::WHOLE,
+            mac,
+        };
+        let regs = start(Mac::unicast([0x52, 0x54, 0x00, 0xab, 0xcd, 0xef])).to_regs();
+        assert_eq!(regs[1], 5 | 0x5254_00ab_cdef << 16);
+        // Without one, x1 is the VM id alone, as before the MAC was carried.
+        let none = start(None);
+        assert_eq!(none.to_regs()[1], 5);
+        assert_eq!(Request::from_regs(none.to_regs()), Some(none));
+        // A group address is not a card's: the request is malformed.
+        let mut bad = regs;
+        bad[1] = 5 | 0x0100_5e00_0001 << 16;
+        assert_eq!(Request::from_regs(bad), None);
     }
 
     #[test]

@@ -102,6 +102,7 @@ fn start_devices(cpu: &PerCpu, vm: &Vm) -> Result<(), partition::Down> {
         fault: VMM_FAULT.get().copied().unwrap_or_default(),
         devices: vm.spec.devices,
         disk: vm.spec.disk,
+        mac: vm.spec.mac,
     };
     match p.request(cpu, vm, None, req) {
         Ok(r) if r.status == abi::vmm::Status::Ok => Ok(()),
@@ -347,6 +348,8 @@ fn build_vms(
                 read_only: d.disk.as_ref().is_some_and(|disk| disk.readonly),
                 ..abi::vmm::DiskSlice::WHOLE
             },
+            // The parser accepts only unicast, non-zero addresses.
+            mac: d.mac.and_then(abi::vmm::Mac::unicast),
         };
         placed.push((spec, placement));
     }

@@ -433,6 +433,10 @@ impl Partition {
                             log::error!("VMM partition panicked on CPU {}: {text}", cpu.index);
                             return self.fail(cpu, regs, "it panicked", false);
                         }
+                        Ok(VmmCall::Version) => {
+                            regs.x[0] = Status::Ok.to_reg();
+                            regs.x[1] = vabi::VERSION;
+                        }
                         Ok(VmmCall::HostInfo) => {
                             regs.x[0] = Status::Ok.to_reg();
                             regs.x[1] = self.ram_pa;
@@ -464,13 +468,13 @@ impl Partition {
     /// served); `ctx` is the request being answered, if any.
     fn serve(&self, ctx: Option<(&Vm, Option<VcpuId>)>, call: VmmCall) -> Status {
         let target = match call {
-            VmmCall::Version => return Status::Ok,
             VmmCall::SetIrq { vm, .. }
             | VmmCall::MapGuest { vm, .. }
             | VmmCall::UnmapGuest { vm }
             | VmmCall::ConsoleWrite { vm, .. }
             | VmmCall::VcpuCtl { vm, .. } => vm,
-            VmmCall::Wait(_)
+            VmmCall::Version
+            | VmmCall::Wait(_)
             | VmmCall::Panic { .. }
             | VmmCall::HostInfo
             | VmmCall::HostDevice { .. } => return Status::InvalidArgument,

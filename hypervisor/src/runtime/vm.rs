@@ -12,7 +12,7 @@ use crate::arch::regs::read_sysreg;
 use crate::arch::stage2::{Stage2, BLOCK_SIZE};
 use crate::vgic::Vgic;
 use abi::layout::{MAX_VCPUS, RAM_BASE};
-use abi::vmm::{DeviceSet, DiskSlice};
+use abi::vmm::{DeviceSet, DiskSlice, Mac};
 use abi::{GuestPhysAddr, HostPhysAddr, VcpuId, VmId};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -44,6 +44,8 @@ pub struct VmSpec {
     pub devices: DeviceSet,
     /// The part of the machine's disk its virtio-blk is.
     pub disk: DiskSlice,
+    /// Its virtio-net's address, if its description gives one.
+    pub mac: Option<Mac>,
 }
 
 /// A vCPU's power state as PSCI sees it.

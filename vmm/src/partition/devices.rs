@@ -118,7 +118,16 @@ pub fn handle(req: Request) -> Response {
             fault,
             devices,
             disk,
-        } => start(vm, ram_base, ram_size, fault, devices, disk),
+            mac,
+        } => start(
+            vm,
+            ram_base,
+            ram_size,
+            fault,
+            devices,
+            disk,
+            MacAddr::for_vm(vm.0, mac),
+        ),
         Request::Mmio {
             vm,
             ipa,
@@ -299,6 +308,7 @@ fn start(
     fault: FaultPlan,
     set: DeviceSet,
     disk: DiskSlice,
+    mac: MacAddr,
 ) -> Response {
     let Some(slot) = table_slot(vm) else {
         return Response::error();
@@ -327,12 +337,8 @@ fn start(
         }),
         blk: has(VirtioKind::Blk)
             .then(|| MmioTransport::new(VirtioBlk::new(GuestDisk::new(vm, disk)))),
-        net: has(VirtioKind::Net).then(|| {
-            MmioTransport::new(VirtioNet::new(
-                NetPort::new(vm),
-                MacAddr::default_for(vm.0, 0),
-            ))
-        }),
+        net: has(VirtioKind::Net)
+            .then(|| MmioTransport::new(VirtioNet::new(NetPort::new(vm), mac))),
         rng: has(VirtioKind::Rng)
             .then(|| MmioTransport::new(VirtioRng::new(Entropy(Rndr::probe())))),
         levels: [false; VirtioKind::ALL.len()],

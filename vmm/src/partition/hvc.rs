@@ -44,6 +44,12 @@ pub fn map_guest(vm: VmId) -> Option<Status> {
     Status::from_reg(hvc(call::MAP_GUEST, [vm.0 as u64, window.0, 0, 0, 0, 0, 0])[0])
 }
 
+/// The ABI version the core speaks.
+pub fn version() -> Option<u64> {
+    let r = hvc(call::VERSION, [0; 7]);
+    (Status::from_reg(r[0]) == Some(Status::Ok)).then_some(r[1])
+}
+
 /// The host-physical address of the VMM's RAM base.
 pub fn host_info() -> Option<u64> {
     let r = hvc(call::HOST_INFO, [0; 7]);

@@ -37,6 +37,14 @@ extern "C" fn vmm_main(cpu: u64) -> ! {
             HEAP.lock()
                 .init(core::ptr::addr_of_mut!(HEAP_SPACE) as usize, HEAP_SIZE);
         }
+        // The core and this VMM are built together; a mismatch means a stale image.
+        let core = hvc::version();
+        if core != Some(abi::vmm::VERSION) {
+            panic!(
+                "the core speaks ABI {core:?}, this VMM {}",
+                abi::vmm::VERSION
+            );
+        }
         devices::init();
         host::init();
     } else {

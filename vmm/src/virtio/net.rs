@@ -59,6 +59,12 @@ impl MacAddr {
         Self([0x02, 0x72, 0x68, hi, lo, nic])
     }
 
+    /// The address of VM `vm`'s card: `given`, from its description (`mac = "..."`), else
+    /// [`Self::default_for`] its id.
+    pub fn for_vm(vm: u16, given: Option<abi::vmm::Mac>) -> Self {
+        given.map_or(Self::default_for(vm, 0), |m| Self(m.octets()))
+    }
+
     /// Group (multicast or broadcast) addresses have bit 0 of the first octet set.
     pub fn is_multicast(&self) -> bool {
         self.0[0] & 1 != 0

@@ -133,12 +133,14 @@ impl Scenario for VirtioNet {
 
 /// `virtio-net-two`: two Linux guests whose cards are ports of rhyve's switch (no card of the
 /// machine at all). The server (`rhyve.net2=server`, VM 0) serves 1 MiB of random text over
-/// HTTP; the client (VM 1) fetches it. The checks: the client's checksum is the server's,
-/// and the client's card has VM 1's default address (so the two differ).
+/// HTTP; the client (VM 1) fetches it. The checks: the client's checksum is the server's; the
+/// server's card has the address its description gives (`mac`), the client's VM 1's default.
 struct TwoGuests;
 
 /// VM 1's default MAC.
 const VM1_MAC: &str = "02:72:68:00:01:00";
+/// The server's MAC, from its description: unlike any default (those start 02:72:68).
+const SERVER_MAC: &str = "52:54:00:72:68:5e";
 
 impl Scenario for TwoGuests {
     fn name(&self) -> String {
@@ -156,16 +158,17 @@ impl Scenario for TwoGuests {
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
-        let vm = |name: &str, cpu: u32, role: &str| {
+        let vm = |name: &str, cpu: u32, role: &str, extra: &str| {
             format!(
                 "[[vm]]\nname = \"{name}\"\nvcpus = 1\ncpus = [{cpu}]\nmemory = \"{MEM_MIB}M\"\n\
                  kernel = \"Image\"\ninitrd = \"initramfs\"\n\
                  cmdline = \"console=ttyAMA0 quiet rhyve.net2={role}\"\n\
-                 devices = [\"pl011\", \"virtio-net\"]\n\n"
+                 devices = [\"pl011\", \"virtio-net\"]\n{extra}\n"
             )
         };
+        let server_mac = format!("mac = \"{SERVER_MAC}\"\n");
         Some(VmsBoot {
-            config: vm("server", 0, "server") + &vm("client", 1, "client"),
+            config: vm("server", 0, "server", &server_mac) + &vm("client", 1, "client", ""),
             files: vec![
                 ("Image".into(), guest.kernel.clone()),
                 ("initramfs".into(), guest.initrd.clone()),
@@ -192,9 +195,14 @@ impl Scenario for TwoGuests {
         let served = after(&server, "RHYVE-NET2-SERVED ");
         let got = after(&client, "RHYVE-NET2-GOT ");
         match (served.as_deref(), got.as_deref()) {
-            (Some([s]), Some([g, mac])) => {
+            (Some([s, server_mac]), Some([g, mac])) => {
                 if s != g {
                     failures.push(format!("the client got SHA-256 {g}, the server served {s}"));
+                }
+                if server_mac != SERVER_MAC {
+                    failures.push(format!(
+                        "the server's card has address {server_mac}, expected {SERVER_MAC} from its description"
+                    ));
                 }
                 if mac != VM1_MAC {
                     failures.push(format!(

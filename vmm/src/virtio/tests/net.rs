@@ -59,6 +59,45 @@ fn post_rx(g: &mut Guest, t: &mut Net, len: usize) -> u64 {
     b
 }
 
+/// A description's `mac` reaches the card: parsed, carried by the core's VmStart through
+/// the registers, and read by the guest from the configuration space. Without one the card
+/// has the VM's default.
+#[test]
+fn the_described_mac_is_the_card_s_address() {
+    use abi::vmm::{DeviceSet, DiskSlice, FaultPlan, Mac, Request};
+    use abi::{GuestPhysAddr, VmId};
+    let text = "[[vm]]\nname = \"a\"\nmemory = \"16M\"\nkernel = \"k\"\n\
+                devices = [\"virtio-net\"]\nmac = \"52:54:00:ab:cd:ef\"\n\
+                [[vm]]\nname = \"b\"\nmemory = \"16M\"\nkernel = \"k\"\n\
+                devices = [\"virtio-net\"]\n";
+    let vms = crate::config::parse(text);
+    for (id, (vm, want)) in vms
+        .iter()
+        .zip([
+            [0x52, 0x54, 0x00, 0xab, 0xcd, 0xef],
+            [0x02, 0x72, 0x68, 0, 1, 0],
+        ])
+        .enumerate()
+    {
+        let vm = vm.as_ref().expect("a valid description");
+        let start = Request::VmStart {
+            vm: VmId(id as u16),
+            ram_base: GuestPhysAddr(0x4000_0000),
+            ram_size: vm.mem_size,
+            fault: FaultPlan::default(),
+            devices: DeviceSet::VIRTIO_NET,
+            disk: DiskSlice::WHOLE,
+            mac: vm.mac.and_then(Mac::unicast),
+        };
+        let Some(Request::VmStart { vm, mac, .. }) = Request::from_regs(start.to_regs()) else {
+            panic!("VmStart did not survive its registers");
+        };
+        let (_, mut t) = up(MacAddr::for_vm(vm.0, mac));
+        let got: Vec<u8> = (0..6).map(|i| t.read(0x100 + i, 1) as u8).collect();
+        assert_eq!(got, want, "VM {id}");
+    }
+}
+
 #[test]
 fn config_has_the_mac_and_link_status() {
     let mac = MacAddr::default_for(3, 1);
