@@ -4,8 +4,10 @@
 //! Invariants: no panic; every accepted VM satisfies every documented rule (name charset and
 //! length, unique among the accepted; vCPUs in range; a non-empty CPU mask; memory a multiple
 //! of 2 MiB in range; non-empty file names, non-empty memory ranges that do not wrap; strings
-//! without control characters other than newline and tab; a disk only with virtio-blk, a
-//! unicast non-zero MAC only with virtio-net); at most `MAX_VMS` accepted; each `[[vm]]` line
+//! without control characters other than newline and tab; a disk only with virtio-blk, its
+//! offset and size whole sectors, the size not zero and the end not past 2^64; a unicast
+//! non-zero MAC only with virtio-net); no two accepted VMs' writable disks overlapping; at
+//! most `MAX_VMS` accepted; each `[[vm]]` line
 //! gives an entry; every error names a line of the text and gives a reason; re-serialising an
 //! accepted VM and parsing it gives the same VM; a good VM appended to any text that gives
 //! fewer than `MAX_VMS` entries is accepted and changes none of them; and a VM written by
@@ -14,7 +16,7 @@
 use arbitrary::{Result, Unstructured};
 use vmm::config::{
     parse, ConfigError, Devices, Disk, Source, VmDesc, DEVICE_NAMES, MAX_CPU, MAX_MEM, MAX_NAME,
-    MAX_VCPUS, MAX_VMS, MEM_ALIGN, MIN_MEM,
+    MAX_VCPUS, MAX_VMS, MEM_ALIGN, MIN_MEM, SECTOR_BYTES,
 };
 
 pub fn run(data: &[u8]) {
@@ -62,10 +64,15 @@ fn obeys_rules(vm: &VmDesc) -> bool {
         && valid_source(&vm.kernel)
         && vm.initrd.as_ref().is_none_or(valid_source)
         && representable(&vm.cmdline)
-        && vm
-            .disk
-            .as_ref()
-            .is_none_or(|d| !d.file.is_empty() && representable(&d.file) && vm.devices.virtio_blk)
+        && vm.disk.as_ref().is_none_or(|d| {
+            !d.file.is_empty()
+                && representable(&d.file)
+                && vm.devices.virtio_blk
+                && d.offset.is_multiple_of(SECTOR_BYTES)
+                && d.size.is_none_or(|n| {
+                    n != 0 && n.is_multiple_of(SECTOR_BYTES) && d.offset.checked_add(n).is_some()
+                })
+        })
         && vm
             .mac
             .is_none_or(|m| m[0] & 1 == 0 && m != [0; 6] && vm.devices.virtio_net)
@@ -84,12 +91,29 @@ fn check_text(text: &str) {
         all.len()
     );
     let mut names: Vec<&str> = Vec::new();
+    // The writable byte ranges of the machine's disk accepted so far (end: u64::MAX for "to
+    // the end"), computed here from the fields, not with the parser's helpers.
+    let mut writable: Vec<(u64, u64)> = Vec::new();
     for r in &all {
         match r {
             Ok(vm) => {
                 assert!(obeys_rules(vm), "accepted against the rules: {vm:?}");
                 assert!(!names.contains(&vm.name.as_str()), "{} twice", vm.name);
                 names.push(&vm.name);
+                let range = match &vm.disk {
+                    _ if !vm.devices.virtio_blk => None,
+                    None => Some((0, u64::MAX)),
+                    Some(d) if d.readonly => None,
+                    Some(d) => Some((d.offset, d.size.map_or(u64::MAX, |n| d.offset + n))),
+                };
+                if let Some((start, end)) = range {
+                    assert!(
+                        writable.iter().all(|&(s, e)| end <= s || e <= start),
+                        "{} writes {start:#x}..{end:#x} over another VM's {writable:x?}",
+                        vm.name
+                    );
+                    writable.push((start, end));
+                }
                 let again = parse(&vm.to_toml());
                 assert_eq!(again, [Ok(vm.clone())], "to_toml:\n{}", vm.to_toml());
             }
@@ -189,11 +213,20 @@ fn value(u: &mut Unstructured, top: bool) -> Result<String> {
             u.arbitrary::<u64>()?,
             u.int_in_range(0u64..=0x1000)?
         ),
-        _ => format!(
-            "{{ file = {}, readonly = {} }}",
-            value(u, false)?,
-            u.arbitrary::<bool>()?
-        ),
+        _ => {
+            let mut t = format!("{{ file = {}", value(u, false)?);
+            for key in ["offset", "size"] {
+                if u.arbitrary()? {
+                    let v = if u.arbitrary()? {
+                        (u.int_in_range(0u64..=8)? * 256).to_string()
+                    } else {
+                        value(u, false)?
+                    };
+                    t += &format!(", {key} = {v}");
+                }
+            }
+            format!("{t}, readonly = {} }}", u.arbitrary::<bool>()?)
+        }
     })
 }
 
@@ -248,6 +281,16 @@ fn check_written(u: &mut Unstructured) -> Result<()> {
             Some(Disk {
                 file: string(u)?,
                 readonly: u.arbitrary()?,
+                offset: if u.arbitrary()? {
+                    u.arbitrary::<u64>()? & !(SECTOR_BYTES - 1)
+                } else {
+                    u.arbitrary()?
+                },
+                size: if u.arbitrary()? {
+                    Some(u.int_in_range(0..=64)? * SECTOR_BYTES)
+                } else {
+                    u.arbitrary()?
+                },
             })
         } else {
             None

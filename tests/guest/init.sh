@@ -10,6 +10,8 @@
 #                  second boot (the filesystem is there): read them back, power off
 #   rhyve.blkro=1  /dev/vda is read-only: try to write it anyway, read the first bytes back,
 #                  power off
+#   rhyve.blkslice=1  /dev/vda is a slice of the machine's disk: write a fresh marker at its
+#                  first byte and in its last sector, read both back, power off
 #   rhyve.iobench=PORT  time dd on /dev/vda (write, then read after dropping the cache) and
 #                  a 4 MiB POST to the host's PORT; print the figures, power off
 #   rhyve.net2=server|client  two guests on rhyve's switch: the server (10.0.3.1) serves random
@@ -179,6 +181,20 @@ if has_param rhyve.blkro=1; then
 	echo "RHYVE-BLKRO-WRITE $? $err"
 	echo 3 >/proc/sys/vm/drop_caches
 	echo "RHYVE-BLKRO-READ $(head -c 16 /dev/vda | od -An -tx1 | tr -d ' \n')"
+	echo RHYVE-TEST-DONE
+	poweroff -f
+fi
+
+if has_param rhyve.blkslice=1; then
+	size=$(cat /sys/block/vda/size)
+	# A marker no earlier run wrote: the test finds it in the image at this slice's offsets.
+	mark="rhyve-slice-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+	printf '%s' "$mark" | dd of=/dev/vda bs=512 seek=0 conv=notrunc,fsync 2>/dev/null
+	printf '%s' "$mark" | dd of=/dev/vda bs=512 seek=$((size - 1)) conv=notrunc,fsync 2>/dev/null
+	echo 3 >/proc/sys/vm/drop_caches
+	first=$(dd if=/dev/vda bs=512 count=1 2>/dev/null | head -c ${#mark})
+	last=$(dd if=/dev/vda bs=512 skip=$((size - 1)) count=1 2>/dev/null | head -c ${#mark})
+	echo "RHYVE-SLICE $size $mark $([ "$first" = "$mark" ] && [ "$last" = "$mark" ] && echo read-back)"
 	echo RHYVE-TEST-DONE
 	poweroff -f
 fi

@@ -333,6 +333,8 @@ fn build_vms(
             );
             continue;
         };
+        // The parser refused any VM whose writable slice overlaps another's.
+        let disk = d.disk_slice();
         let spec = VmSpec {
             served: d.devices != config::Devices::NONE,
             name: d.name,
@@ -343,11 +345,7 @@ fn build_vms(
             cmdline: d.cmdline,
             autostart: d.autostart,
             devices: device_set(&d.devices),
-            // The whole of the machine's disk; `readonly` makes it read-only for this VM.
-            disk: abi::vmm::DiskSlice {
-                read_only: d.disk.as_ref().is_some_and(|disk| disk.readonly),
-                ..abi::vmm::DiskSlice::WHOLE
-            },
+            disk,
             // The parser accepts only unicast, non-zero addresses.
             mac: d.mac.and_then(abi::vmm::Mac::unicast),
         };

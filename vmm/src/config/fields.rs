@@ -145,20 +145,25 @@ fn cpus(v: &Value<'_>) -> Result<u64, Refusal> {
     Ok(mask)
 }
 
-fn memory(v: &Value<'_>) -> Result<u64, Refusal> {
-    let bytes = match v {
-        Value::Int(n) => *n,
+/// A size in bytes: `"256M"`, `"1G"`, `"65536K"` or an integer.
+fn size(field: &str, v: &Value<'_>) -> Result<u64, Refusal> {
+    match v {
+        Value::Int(n) => Ok(*n),
         Value::Str(s) => size_string(s).ok_or_else(|| {
             refuse(
-                "memory",
+                field,
                 format!(
                     "expected a size like \"256M\", \"1G\" or \"65536K\", found {}",
                     found(s)
                 ),
             )
-        })?,
-        v => return Err(expected("memory", "a size (\"256M\") or bytes", v)),
-    };
+        }),
+        v => Err(expected(field, "a size (\"256M\") or bytes", v)),
+    }
+}
+
+fn memory(v: &Value<'_>) -> Result<u64, Refusal> {
+    let bytes = size("memory", v)?;
     if !bytes.is_multiple_of(MEM_ALIGN) {
         return Err(refuse(
             "memory",
@@ -274,10 +279,14 @@ fn disk(v: &Value<'_>) -> Result<Disk, Refusal> {
         Value::Str(s) => Ok(Disk {
             file: s.clone(),
             readonly: false,
+            offset: 0,
+            size: None,
         }),
         Value::Table(entries) => {
             let mut file = None;
             let mut readonly = false;
+            let mut offset = 0;
+            let mut length = None;
             for (k, value) in entries {
                 match (*k, value) {
                     ("file", Value::Str(s)) if s.is_empty() => {
@@ -287,23 +296,60 @@ fn disk(v: &Value<'_>) -> Result<Disk, Refusal> {
                     ("file", v) => return Err(expected("disk.file", "a string", v)),
                     ("readonly", Value::Bool(b)) => readonly = *b,
                     ("readonly", v) => return Err(expected("disk.readonly", "a boolean", v)),
+                    ("offset", v) => offset = sectors("disk.offset", v)?,
+                    ("size", v) => {
+                        let n = sectors("disk.size", v)?;
+                        if n == 0 {
+                            return Err(refuse("disk.size", "must not be zero"));
+                        }
+                        length = Some(n);
+                    }
                     (k, _) => {
                         return Err(refuse(
                             &format!("disk.{k}"),
-                            "unknown key (known: file, readonly)",
+                            "unknown key (known: file, readonly, offset, size)",
                         ))
                     }
                 }
             }
             let file = file.ok_or_else(|| refuse("disk.file", "missing"))?;
-            Ok(Disk { file, readonly })
+            if let Some(n) = length {
+                if offset.checked_add(n).is_none() {
+                    return Err(refuse(
+                        "disk",
+                        format!("offset {offset:#x} + size {n:#x} is past the end of any disk"),
+                    ));
+                }
+            }
+            Ok(Disk {
+                file,
+                readonly,
+                offset,
+                size: length,
+            })
         }
         v => Err(expected(
             "disk",
-            "a file name or { file = .., readonly = .. }",
+            "a file name or { file = .., offset = .., size = .., readonly = .. }",
             v,
         )),
     }
+}
+
+/// A size of the machine's disk in bytes: whole sectors.
+fn sectors(field: &str, v: &Value<'_>) -> Result<u64, Refusal> {
+    let bytes = size(field, v)?;
+    if !bytes.is_multiple_of(SECTOR_BYTES) {
+        return Err(refuse(
+            field,
+            format!(
+                "{} is not a multiple of {}",
+                human_size(bytes),
+                human_size(SECTOR_BYTES)
+            ),
+        ));
+    }
+    Ok(bytes)
 }
 
 fn mac(v: &Value<'_>) -> Result<[u8; 6], Refusal> {

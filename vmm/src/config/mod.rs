@@ -23,7 +23,7 @@
 //! memory = 0x1000_0000
 //! kernel = { addr = 0x4800_0000, size = 0x100_0000 }
 //! devices = ["pl011", "virtio-blk"]
-//! disk = { file = "beta.img", readonly = true }
+//! disk = { file = "beta.img", offset = "64M", size = "128M", readonly = true }
 //! ```
 //!
 //! - One item per line: a blank line, a `# comment`, a `[[vm]]` header, or `key = value`,
@@ -53,11 +53,14 @@
 //! | `initrd` | as `kernel` | none |
 //! | `cmdline` | string | `""` |
 //! | `devices` | any of `"pl011"`, `"virtio-console"`, `"virtio-blk"`, `"virtio-net"`, `"virtio-rng"`, none twice | `["pl011"]` |
-//! | `disk` | `"path"` or `{ file = "path", readonly = true }`; needs `"virtio-blk"` | none |
+//! | `disk` | `"path"` or `{ file = "path", offset = "64M", size = "128M", readonly = true }`: the slice of the machine's disk, `offset` and `size` as `memory` (multiples of 512; `size` > 0); needs `"virtio-blk"` | the whole disk, writable, when the VM has `"virtio-blk"`; `offset` 0, `size` to the end, `readonly` false |
 //! | `mac` | `"52:54:00:12:34:56"`, unicast, not zero; needs `"virtio-net"` | none |
 //! | `autostart` | boolean | `true` |
 //!
 //! File names are kept as written (non-empty); what they name is the host's business.
+//! A VM whose writable disk ([`VmDesc::writable_disk`]) overlaps that of a VM accepted before
+//! it is refused, both named: two VMs writing the same sectors would destroy each other's
+//! filesystems.
 //! Unknown keys, a key given twice, a wrong type or an out-of-range value refuse the VM. At
 //! most [`MAX_VMS`] `[[vm]]` tables: the ones after are refused.
 
@@ -65,6 +68,7 @@ mod fields;
 mod syntax;
 mod write;
 
+use abi::vmm::DiskSlice;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -86,6 +90,8 @@ pub const MIN_MEM: u64 = 16 << 20;
 pub const MAX_MEM: u64 = abi::vmm::GUEST_WINDOW_SIZE;
 /// Longest VM name.
 pub const MAX_NAME: usize = 16;
+/// The unit of a disk's `offset` and `size`: a sector of the machine's disk.
+pub const SECTOR_BYTES: u64 = 512;
 
 /// The `devices` names, in the order [`Devices::flag`] numbers them.
 pub const DEVICE_NAMES: [&str; 5] = [
@@ -208,13 +214,68 @@ impl Devices {
     }
 }
 
-/// A VM's disk.
+/// A VM's disk: a slice of the machine's disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disk {
     /// What backs it, as the file says (the host decides what the name means).
     pub file: String,
     /// The guest may not write it.
     pub readonly: bool,
+    /// Where it starts on the machine's disk, in bytes: a multiple of [`SECTOR_BYTES`].
+    pub offset: u64,
+    /// Its length in bytes, a non-zero multiple of [`SECTOR_BYTES`]; `None`: to the end of the
+    /// machine's disk.
+    pub size: Option<u64>,
+}
+
+impl VmDesc {
+    /// The part of the machine's disk this VM's virtio-blk is: its `disk` slice, or the whole
+    /// disk when it names none.
+    pub fn disk_slice(&self) -> DiskSlice {
+        match &self.disk {
+            None => DiskSlice::WHOLE,
+            Some(d) => DiskSlice {
+                start: d.offset / SECTOR_BYTES,
+                sectors: d.size.map_or(0, |n| n / SECTOR_BYTES),
+                read_only: d.readonly,
+            },
+        }
+    }
+
+    /// The bytes of the machine's disk this VM may write, `[start, end)` (`end` `None`: to the
+    /// end of the disk); `None` if it has no virtio-blk or a read-only disk.
+    pub fn writable_disk(&self) -> Option<(u64, Option<u64>)> {
+        if !self.devices.virtio_blk || self.disk.as_ref().is_some_and(|d| d.readonly) {
+            return None;
+        }
+        Some(match &self.disk {
+            None => (0, None),
+            Some(d) => (d.offset, d.size.map(|n| d.offset + n)),
+        })
+    }
+}
+
+/// Whether two writable extents of [`VmDesc::writable_disk`] share a byte.
+fn extents_overlap(a: (u64, Option<u64>), b: (u64, Option<u64>)) -> bool {
+    let before = |x: (u64, Option<u64>), y: (u64, Option<u64>)| x.1.is_some_and(|end| end <= y.0);
+    !before(a, b) && !before(b, a)
+}
+
+/// An extent for a message: "64 MiB..192 MiB", "64 MiB..the end", "the whole disk".
+fn extent_text(e: (u64, Option<u64>)) -> String {
+    match e {
+        (0, None) => "the whole disk".into(),
+        (start, None) => format!("{}..the end", human_size(start)),
+        (start, Some(end)) => format!("{}..{}", human_size(start), human_size(end)),
+    }
+}
+
+/// A writable part of the machine's disk an accepted VM has: its name, the line that gives
+/// it (`disk`, or `devices` for the whole disk), the extent.
+struct DiskClaim {
+    vm: String,
+    line: usize,
+    extent: (u64, Option<u64>),
 }
 
 /// Why a VM (or a part of the file outside any VM) was refused.
@@ -249,6 +310,7 @@ impl fmt::Display for ConfigError {
 pub fn parse(text: &str) -> Vec<Result<VmDesc, ConfigError>> {
     let mut out = Vec::new();
     let mut names: Vec<(String, usize)> = Vec::new();
+    let mut claims: Vec<DiskClaim> = Vec::new();
     let mut tables = 0;
     let mut section = Section::Preamble;
     for (i, raw) in text.split('\n').enumerate() {
@@ -259,7 +321,7 @@ pub fn parse(text: &str) -> Vec<Result<VmDesc, ConfigError>> {
             Ok(Item::Header(header)) => {
                 if let Section::Vm(t) = core::mem::replace(&mut section, Section::Skipped) {
                     tables += 1;
-                    out.push(t.describe(tables, &mut names));
+                    out.push(t.describe(tables, &mut names, &mut claims));
                 }
                 match header {
                     Header::Vm(error) => {
@@ -301,7 +363,7 @@ pub fn parse(text: &str) -> Vec<Result<VmDesc, ConfigError>> {
     }
     if let Section::Vm(t) = section {
         tables += 1;
-        out.push(t.describe(tables, &mut names));
+        out.push(t.describe(tables, &mut names, &mut claims));
     }
     out
 }
@@ -328,11 +390,13 @@ struct Table<'a> {
 
 impl Table<'_> {
     /// Checks this table, the `number`th `[[vm]]` of the file; `names` holds the names (and
-    /// lines) of the tables before it and gets this one's.
+    /// lines) of the tables before it and gets this one's; `claims` holds the writable disk
+    /// extents of the VMs accepted before it and gets this one's if it is accepted.
     fn describe(
         self,
         number: usize,
         names: &mut Vec<(String, usize)>,
+        claims: &mut Vec<DiskClaim>,
     ) -> Result<VmDesc, ConfigError> {
         // The name, if one is valid, labels every error of the table.
         let named = self.entries.iter().find_map(|(line, e)| match e {
@@ -420,7 +484,7 @@ impl Table<'_> {
                 format!("\"{name}\" is already the name of the VM at line {first}"),
             ));
         }
-        Ok(VmDesc {
+        let vm = VmDesc {
             name,
             vcpus: f.vcpus.unwrap_or(1),
             cpus: f.cpus,
@@ -432,7 +496,34 @@ impl Table<'_> {
             disk: f.disk,
             mac: f.mac,
             autostart: f.autostart.unwrap_or(true),
-        })
+        };
+        // Two VMs writing the same sectors would destroy each other's filesystems.
+        if let Some(extent) = vm.writable_disk() {
+            let line = if vm.disk.is_some() {
+                line_of("disk")
+            } else {
+                line_of("devices")
+            };
+            if let Some(other) = claims.iter().find(|c| extents_overlap(c.extent, extent)) {
+                return Err(err(
+                    line,
+                    Some("disk".into()),
+                    format!(
+                        "its writable part of the machine's disk ({}) overlaps that of vm \"{}\" (line {}, {}): give the two disjoint slices (offset, size) or make one readonly",
+                        extent_text(extent),
+                        other.vm,
+                        other.line,
+                        extent_text(other.extent)
+                    ),
+                ));
+            }
+            claims.push(DiskClaim {
+                vm: vm.name.clone(),
+                line,
+                extent,
+            });
+        }
+        Ok(vm)
     }
 }
 

@@ -84,7 +84,9 @@ autostart = false
             },
             disk: Some(Disk {
                 file: "db.img".into(),
-                readonly: true
+                readonly: true,
+                offset: 0,
+                size: None,
             }),
             mac: Some([0x52, 0x54, 0x00, 0xab, 0xcd, 0x56]),
             autostart: false,
@@ -581,7 +583,9 @@ fn disk_rules() {
         one(&with(&format!("{blk}disk = \"d.img\""))).unwrap().disk,
         Some(Disk {
             file: "d.img".into(),
-            readonly: false
+            readonly: false,
+            offset: 0,
+            size: None,
         })
     );
     assert_eq!(
@@ -590,7 +594,9 @@ fn disk_rules() {
             .disk,
         Some(Disk {
             file: "d".into(),
-            readonly: false
+            readonly: false,
+            offset: 0,
+            size: None,
         })
     );
     for (v, msg) in [
@@ -606,12 +612,29 @@ fn disk_rules() {
             "field \"disk.readonly\": expected a boolean, found an integer",
         ),
         (
-            "{ file = \"d\", size = 1 }",
-            "field \"disk.size\": unknown key (known: file, readonly)",
+            "{ file = \"d\", start = 1 }",
+            "field \"disk.start\": unknown key (known: file, readonly, offset, size)",
+        ),
+        (
+            "{ file = \"d\", offset = 1000 }",
+            "field \"disk.offset\": 1000 bytes is not a multiple of 512 bytes",
+        ),
+        (
+            "{ file = \"d\", size = \"1\" }",
+            "field \"disk.size\": expected a size like \"256M\", \"1G\" or \"65536K\", found \"1\"",
+        ),
+        (
+            "{ file = \"d\", size = true }",
+            "field \"disk.size\": expected a size (\"256M\") or bytes, found a boolean",
+        ),
+        ("{ file = \"d\", size = 0 }", "field \"disk.size\": must not be zero"),
+        (
+            "{ file = \"d\", offset = 0xffff_ffff_ffff_fe00, size = 512 }",
+            "field \"disk\": offset 0xfffffffffffffe00 + size 0x200 is past the end of any disk",
         ),
         (
             "true",
-            "field \"disk\": expected a file name or { file = .., readonly = .. }, found a boolean",
+            "field \"disk\": expected a file name or { file = .., offset = .., size = .., readonly = .. }, found a boolean",
         ),
     ] {
         assert_eq!(
@@ -624,6 +647,121 @@ fn disk_rules() {
         refused(&with("disk = \"d\"\ndevices = [\"pl011\"]")),
         "vm \"web\" (line 5): field \"disk\": a disk needs \"virtio-blk\" in devices"
     );
+}
+
+#[test]
+fn a_disk_slice_is_an_lba_range_of_the_machine_s_disk() {
+    let blk = "devices = [\"virtio-blk\"]\n";
+    let vm = one(&with(&format!(
+        "{blk}disk = {{ file = \"d\", offset = \"64M\", size = 0x800_0000, readonly = true }}"
+    )))
+    .unwrap();
+    assert_eq!(
+        vm.disk,
+        Some(Disk {
+            file: "d".into(),
+            readonly: true,
+            offset: 64 << 20,
+            size: Some(128 << 20),
+        })
+    );
+    assert_eq!(
+        vm.disk_slice(),
+        DiskSlice {
+            start: (64 << 20) / 512,
+            sectors: (128 << 20) / 512,
+            read_only: true,
+        }
+    );
+    assert_eq!(vm.writable_disk(), None, "read-only");
+    // Offset alone: to the end of the disk. No disk key: the whole disk, writable.
+    let vm = one(&with(&format!(
+        "{blk}disk = {{ file = \"d\", offset = 1024 }}"
+    )))
+    .unwrap();
+    assert_eq!(
+        vm.disk_slice(),
+        DiskSlice {
+            start: 2,
+            sectors: 0,
+            read_only: false
+        }
+    );
+    assert_eq!(vm.writable_disk(), Some((1024, None)));
+    let vm = one(&with(blk)).unwrap();
+    assert_eq!(vm.disk_slice(), DiskSlice::WHOLE);
+    assert_eq!(vm.writable_disk(), Some((0, None)));
+    assert_eq!(one(BASE).unwrap().writable_disk(), None, "no virtio-blk");
+}
+
+/// `count` VMs, `vm0`, `vm1`, ..., each with virtio-blk and the `disk` line given (none if
+/// empty); each table is 6 lines.
+fn disks(lines: &[&str]) -> Vec<Result<VmDesc, ConfigError>> {
+    let text: String = lines
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            format!(
+                "[[vm]]\nname = \"vm{i}\"\nmemory = \"16M\"\nkernel = \"k\"\n\
+                 devices = [\"virtio-blk\"]\n{d}\n"
+            )
+        })
+        .collect();
+    parse(&text)
+}
+
+#[test]
+fn overlapping_writable_slices_are_refused_naming_both_vms() {
+    // Disjoint and touching slices, and read-only ones over them, are fine.
+    let ok = disks(&[
+        "disk = { file = \"d\", offset = \"1M\", size = \"2M\" }",
+        "disk = { file = \"d\", offset = \"3M\", size = \"1M\" }",
+        "disk = { file = \"d\", size = \"1M\" }",
+        "disk = { file = \"d\", readonly = true }",
+        "disk = { file = \"d\", offset = \"4M\" }",
+    ]);
+    assert!(ok.iter().all(Result::is_ok), "{ok:?}");
+    let all = disks(&[
+        "disk = { file = \"d\", offset = \"1M\", size = \"2M\" }",
+        "disk = { file = \"d\", offset = 0x2f_fe00, size = 512 }",
+        "disk = { file = \"d\", offset = \"8M\" }",
+        "disk = { file = \"d\", offset = \"1G\", size = \"1M\" }",
+        "",
+    ]);
+    assert!(all[0].is_ok());
+    assert_eq!(
+        all[1].as_ref().unwrap_err().to_string(),
+        "vm \"vm1\" (line 12): field \"disk\": its writable part of the machine's disk \
+         (3145216 bytes..3 MiB) overlaps that of vm \"vm0\" (line 6, 1 MiB..3 MiB): give the \
+         two disjoint slices (offset, size) or make one readonly"
+    );
+    assert!(all[2].is_ok(), "8M on");
+    assert!(
+        all[3]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("(1 GiB..1025 MiB) overlaps that of vm \"vm2\" (line 18, 8 MiB..the end)"),
+        "{:?}",
+        all[3]
+    );
+    // Without a disk key the VM has the whole disk: the line is its `devices`.
+    assert!(
+        all[4].as_ref().unwrap_err().to_string().starts_with(
+            "vm \"vm4\" (line 29): field \"disk\": its writable part of the machine's disk \
+             (the whole disk) overlaps that of vm \"vm0\""
+        ),
+        "{:?}",
+        all[4]
+    );
+    // A refused VM claims nothing: the one after it may take those sectors.
+    let after_refused = disks(&[
+        "disk = { file = \"d\", size = \"1M\" }",
+        "disk = { file = \"d\", offset = \"512K\", size = \"1M\" }",
+        "disk = { file = \"d\", offset = \"1M\", size = \"1M\" }",
+    ]);
+    assert!(after_refused[1].is_err());
+    assert!(after_refused[2].is_ok(), "{:?}", after_refused[2]);
 }
 
 #[test]
@@ -698,11 +836,27 @@ fn to_toml_round_trips() {
         disk: Some(Disk {
             file: "d".into(),
             readonly: true,
+            offset: 0,
+            size: None,
         }),
         mac: Some([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
         autostart: false,
     };
-    for vm in [base_desc(), full] {
+    let mut sliced = full.clone();
+    sliced.disk = Some(Disk {
+        file: "d".into(),
+        readonly: false,
+        offset: 64 << 20,
+        size: Some(1536),
+    });
+    assert!(
+        sliced
+            .to_toml()
+            .contains("disk = { file = \"d\", offset = \"64M\", size = 1536, readonly = false }\n"),
+        "{}",
+        sliced.to_toml()
+    );
+    for vm in [base_desc(), full, sliced] {
         let text = vm.to_toml();
         assert_eq!(one(&text), Ok(vm.clone()), "{text}");
     }

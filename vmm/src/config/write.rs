@@ -29,11 +29,7 @@ impl VmDesc {
             }
             s.push_str("]\n");
         }
-        let m = self.mem_size;
-        match size_unit(m) {
-            Some((n, unit)) => writeln!(s, "memory = \"{n}{unit}\"")?,
-            None => writeln!(s, "memory = {m}")?,
-        }
+        writeln!(s, "memory = {}", Size(self.mem_size))?;
         writeln!(s, "kernel = {}", self.kernel)?;
         if let Some(initrd) = &self.initrd {
             writeln!(s, "initrd = {initrd}")?;
@@ -48,12 +44,14 @@ impl VmDesc {
         }
         s.push_str("]\n");
         if let Some(d) = &self.disk {
-            writeln!(
-                s,
-                "disk = {{ file = {}, readonly = {} }}",
-                Quoted(&d.file),
-                d.readonly
-            )?;
+            write!(s, "disk = {{ file = {}", Quoted(&d.file))?;
+            if d.offset != 0 {
+                write!(s, ", offset = {}", Size(d.offset))?;
+            }
+            if let Some(n) = d.size {
+                write!(s, ", size = {}", Size(n))?;
+            }
+            writeln!(s, ", readonly = {} }}", d.readonly)?;
         }
         if let Some(m) = self.mac {
             writeln!(
@@ -83,6 +81,18 @@ impl fmt::Display for Source {
         match self {
             Self::Bundle(name) => write!(f, "{}", Quoted(name)),
             Self::Memory { addr, size } => write!(f, "{{ addr = {addr:#x}, size = {size:#x} }}"),
+        }
+    }
+}
+
+/// A size as a TOML value: `"256M"` when a unit divides it, else the bytes.
+struct Size(u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match size_unit(self.0) {
+            Some((n, unit)) => write!(f, "\"{n}{unit}\""),
+            None => write!(f, "{}", self.0),
         }
     }
 }

@@ -17,6 +17,7 @@ mod linux_smp;
 mod multi_vm;
 mod virtio;
 mod virtio_blk;
+mod virtio_blk_slices;
 mod virtio_net;
 mod vmm_fault;
 
@@ -89,6 +90,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
     v.extend(multi_vm::scenarios());
     v.extend(virtio::scenarios());
     v.extend(virtio_blk::scenarios());
+    v.push(virtio_blk_slices::scenario());
     v.extend(virtio_net::scenarios());
     v
 }
