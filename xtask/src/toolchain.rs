@@ -30,6 +30,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "exitbench",
     "spin",
     "marker",
+    "virtio",
 ];
 /// Debian's packages for path (c).
 const DEBIAN_PACKAGES: &[&str] = &[

@@ -17,6 +17,7 @@
 pub mod esr;
 pub mod params;
 pub mod sgi;
+pub mod virtio;
 
 #[cfg(target_os = "none")]
 pub mod rt;

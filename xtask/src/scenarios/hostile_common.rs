@@ -47,6 +47,10 @@ pub struct HostileGuest {
     pub vcpus: u32,
     /// Every case the guest must report as PASS.
     pub cases: &'static [&'static str],
+    /// More lines of VM "hostile"'s description (its devices, disk, ...).
+    pub hostile_extra: &'static str,
+    /// More lines of VM "after"'s description.
+    pub after_extra: &'static str,
 }
 
 impl Scenario for HostileGuest {
@@ -66,6 +70,7 @@ impl Scenario for HostileGuest {
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
         let vcpus = self.vcpus;
+        let (hostile_extra, after_extra) = (self.hostile_extra, self.after_extra);
         let config = format!(
             r#"# The hostile test guest; then, started from the monitor, a well-behaved one.
 [[vm]]
@@ -73,7 +78,7 @@ name = "hostile"
 vcpus = {vcpus}
 memory = "{MEM_MIB}M"
 kernel = "guest"
-
+{hostile_extra}
 [[vm]]
 name = "after"
 vcpus = 1
@@ -82,7 +87,7 @@ kernel = "Image"
 initrd = "initramfs"
 cmdline = "console=ttyAMA0 quiet rhyve.bench=1"
 autostart = false
-"#
+{after_extra}"#
         );
         let mut files = linux_files(guest);
         files.push(("guest".into(), toolchain::test_guest_bin(self.class)));
@@ -297,6 +302,8 @@ mod tests {
             class: "mmio",
             vcpus: 1,
             cases: CASES,
+            hostile_extra: "",
+            after_extra: "",
         }
         .check(&console)
     }

@@ -40,5 +40,7 @@ pub fn scenario() -> Box<dyn Scenario> {
         class: "gic",
         vcpus: 2,
         cases: CASES,
+        hostile_extra: "",
+        after_extra: "",
     })
 }

@@ -82,5 +82,7 @@ pub fn scenario() -> Box<dyn Scenario> {
         class: "mmio",
         vcpus: 1,
         cases: CASES,
+        hostile_extra: "",
+        after_extra: "",
     })
 }

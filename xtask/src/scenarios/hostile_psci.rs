@@ -59,5 +59,7 @@ pub fn scenario() -> Box<dyn Scenario> {
         class: "psci",
         vcpus: 2,
         cases: CASES,
+        hostile_extra: "",
+        after_extra: "",
     })
 }

@@ -44,5 +44,7 @@ pub fn scenario() -> Box<dyn Scenario> {
         class: "sysreg",
         vcpus: 1,
         cases: CASES,
+        hostile_extra: "",
+        after_extra: "",
     })
 }

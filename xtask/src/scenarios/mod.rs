@@ -13,6 +13,7 @@ mod hostile_mmio;
 mod hostile_psci;
 mod hostile_sysreg;
 mod hostile_time;
+mod hostile_virtio;
 mod linux_smp;
 mod multi_vm;
 mod virtio;
@@ -84,6 +85,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         hostile_gic::scenario(),
         hostile_memory::scenario(),
         hostile_time::scenario(),
+        hostile_virtio::scenario(),
     ]);
     v.extend(console_reset::scenarios());
     v.extend(vmm_fault::scenarios());
