@@ -261,6 +261,7 @@ port=$(param rhyve.net)
 if [ -n "$port" ]; then
 	if net_up; then
 		echo "RHYVE-NET-MAC $(cat /sys/class/net/eth0/address)"
+		echo "RHYVE-NET-QUEUES $(ls /sys/class/net/eth0/queues | tr '\n' ' ')"
 		# Text: busybox wget posts a file as a string (up to its first NUL byte).
 		head -c 3145728 /dev/urandom | base64 >/tmp/net.bin
 		echo "RHYVE-NET-SENT $(sha256sum /tmp/net.bin | cut -d' ' -f1) $(wc -c </tmp/net.bin)"

@@ -26,7 +26,7 @@ use vmm::pl011::Pl011;
 use vmm::virtio::blk::VirtioBlk;
 use vmm::virtio::console::VirtioConsole;
 use vmm::virtio::mmio::{self, MmioSlot};
-use vmm::virtio::net::{MacAddr, VirtioNet};
+use vmm::virtio::net::{MacAddr, VirtioNet, MAX_QUEUE_PAIRS};
 use vmm::virtio::rng::{EntropyError, EntropySource, VirtioRng};
 use vmm::virtio::MmioTransport;
 
@@ -337,8 +337,13 @@ fn start(
         }),
         blk: has(VirtioKind::Blk)
             .then(|| MmioTransport::new(VirtioBlk::new(GuestDisk::new(vm, disk)))),
-        net: has(VirtioKind::Net)
-            .then(|| MmioTransport::new(VirtioNet::new(NetPort::new(vm), mac))),
+        net: has(VirtioKind::Net).then(|| {
+            MmioTransport::new(VirtioNet::with_queue_pairs(
+                NetPort::new(vm),
+                mac,
+                MAX_QUEUE_PAIRS,
+            ))
+        }),
         rng: has(VirtioKind::Rng)
             .then(|| MmioTransport::new(VirtioRng::new(Entropy(Rndr::probe())))),
         levels: [false; VirtioKind::ALL.len()],

@@ -7,6 +7,7 @@
 //! - [`blk`], [`console`], [`net`], [`rng`]: the devices, each with a backend trait the VMM
 //!   implements over the machine's own I/O.
 //! - [`switch`]: a learning Ethernet switch between the guests' network devices.
+//! - [`flow`]: which receive queue of a multiqueue card a frame takes.
 //!
 //! A guest that breaks the rules of the ring gets the spec's answer: the request is refused with
 //! the device's error status where the device type has one, and otherwise the device sets
@@ -17,6 +18,7 @@ use crate::memory::GuestMemory;
 
 pub mod blk;
 pub mod console;
+pub mod flow;
 pub mod mmio;
 pub mod net;
 pub mod queue;

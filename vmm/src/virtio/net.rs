@@ -1,5 +1,15 @@
-//! virtio-net (device ID 1, virtio 1.2 §5.1): one receive and one transmit queue, a MAC address
-//! in the configuration space (VIRTIO_NET_F_MAC) and the link status (VIRTIO_NET_F_STATUS).
+//! virtio-net (device ID 1, virtio 1.2 §5.1): a MAC address in the configuration space
+//! (VIRTIO_NET_F_MAC), the link status (VIRTIO_NET_F_STATUS), and one receive/transmit queue
+//! pair, or up to [`MAX_QUEUE_PAIRS`] ([`VirtioNet::with_queue_pairs`]: VIRTIO_NET_F_MQ, with
+//! the control queue of VIRTIO_NET_F_CTRL_VQ).
+//!
+//! Queues (§5.1.2): receive and transmit of pair N are 2N and 2N+1; the control queue follows
+//! the last pair the driver may use: 2·`max_virtqueue_pairs` with MQ, 2 without. After a reset
+//! one pair is enabled; the driver enables more with VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET (§5.1.6.5.5).
+//! Frames from any transmit queue are sent; a received frame goes to the receive queue of an
+//! enabled pair its flow hashes to ([`super::flow`]), so one connection stays in order. The
+//! control queue answers only that command (the other classes need features not offered):
+//! VIRTIO_NET_OK for 1..=max pairs, VIRTIO_NET_ERR for anything else.
 //!
 //! Every buffer starts with `struct virtio_net_hdr` (§5.1.6), 12 bytes with VIRTIO_F_VERSION_1.
 //! No offloads are offered, so the transmit header is read past and every received frame gets a
@@ -29,8 +39,11 @@ pub const HEADER_BYTES: usize = 12;
 /// Offset of `num_buffers` in the header.
 const NUM_BUFFERS: usize = 10;
 
-const RX_QUEUE: usize = 0;
-const TX_QUEUE: u16 = 1;
+/// Most receive/transmit queue pairs a card offers (`max_virtqueue_pairs`): Linux asks for
+/// one per vCPU.
+pub const MAX_QUEUE_PAIRS: u16 = 4;
+/// Most queues: the pairs and the control queue.
+const MAX_QUEUES: usize = 2 * MAX_QUEUE_PAIRS as usize + 1;
 
 /// Feature bits (§5.1.3).
 pub mod feature {
@@ -38,6 +51,32 @@ pub mod feature {
     pub const MAC: u64 = 1 << 5;
     /// The configuration has a link status.
     pub const STATUS: u64 = 1 << 16;
+    /// A control queue.
+    pub const CTRL_VQ: u64 = 1 << 17;
+    /// Several queue pairs, enabled through the control queue.
+    pub const MQ: u64 = 1 << 22;
+}
+
+/// The control queue's protocol (§5.1.6.5): `u8 class; u8 command; data; u8 ack`.
+pub mod ctrl {
+    /// The multiqueue class.
+    pub const CLASS_MQ: u8 = 4;
+    /// Its command: `le16 virtqueue_pairs`.
+    pub const MQ_VQ_PAIRS_SET: u8 = 0;
+    /// The acks.
+    pub const OK: u8 = 0;
+    pub const ERR: u8 = 1;
+    /// Bytes the driver sends for VQ_PAIRS_SET: class, command, le16.
+    pub const PAIRS_SET_BYTES: usize = 4;
+}
+
+/// What a queue index is for, given what was negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Receive(u16),
+    Transmit(u16),
+    Control,
+    Unused,
 }
 
 /// `status` bits of the configuration (§5.1.4).
@@ -182,12 +221,26 @@ pub struct VirtioNet<B> {
     rx: FrameRing,
     tx_scratch: Vec<u8>,
     stats: NetStats,
+    /// Queue pairs offered; more than one offers MQ and the control queue.
+    max_pairs: u16,
+    /// MQ and CTRL_VQ as negotiated.
+    mq: bool,
+    ctrl_vq: bool,
+    /// Queue pairs the driver enabled (1 after a reset).
+    pairs: u16,
+    queue_sizes: [u16; MAX_QUEUES],
 }
 
 impl<B: NetBackend> VirtioNet<B> {
-    /// A card with address `mac` (see [`MacAddr::default_for`]) sending through `backend`;
-    /// the link is up.
+    /// A card with address `mac` (see [`MacAddr::default_for`]) sending through `backend`,
+    /// with one queue pair and no control queue; the link is up.
     pub fn new(backend: B, mac: MacAddr) -> Self {
+        Self::with_queue_pairs(backend, mac, 1)
+    }
+
+    /// As [`Self::new`], with `pairs` queue pairs (1..=[`MAX_QUEUE_PAIRS`], clamped to it):
+    /// with more than one the card offers VIRTIO_NET_F_MQ and the control queue.
+    pub fn with_queue_pairs(backend: B, mac: MacAddr, pairs: u16) -> Self {
         Self {
             backend,
             mac,
@@ -196,6 +249,33 @@ impl<B: NetBackend> VirtioNet<B> {
             rx: FrameRing::new(),
             tx_scratch: vec![0; HEADER_BYTES + MAX_FRAME],
             stats: NetStats::default(),
+            max_pairs: pairs.clamp(1, MAX_QUEUE_PAIRS),
+            mq: false,
+            ctrl_vq: false,
+            pairs: 1,
+            queue_sizes: [QUEUE_SIZE; MAX_QUEUES],
+        }
+    }
+
+    /// The queue pairs the driver enabled.
+    pub fn queue_pairs(&self) -> u16 {
+        self.pairs
+    }
+
+    /// What queue `q` is for: the pairs the driver may use (all offered with MQ, one without),
+    /// then the control queue if negotiated.
+    fn role(&self, q: u16) -> Role {
+        let pairs = if self.mq { self.max_pairs } else { 1 };
+        if q < 2 * pairs {
+            if q.is_multiple_of(2) {
+                Role::Receive(q / 2)
+            } else {
+                Role::Transmit(q / 2)
+            }
+        } else if q == 2 * pairs && self.ctrl_vq {
+            Role::Control
+        } else {
+            Role::Unused
         }
     }
 
@@ -263,8 +343,18 @@ impl<B: NetBackend> VirtioNet<B> {
         Ok(())
     }
 
-    fn receive(&mut self, q: &mut Queue, mem: &mut dyn GuestMemory) -> Result<(), QueueError> {
+    /// Delivers the waiting frames, each to the receive queue of its flow's pair; stops at the
+    /// first whose queue has no buffer (frames stay in order).
+    fn receive(
+        &mut self,
+        queues: &mut [Queue],
+        mem: &mut dyn GuestMemory,
+    ) -> Result<(), QueueError> {
         while let Some(frame) = self.rx.front() {
+            let index = usize::from(2 * super::flow::pair(frame, self.pairs));
+            let Some(q) = queues.get_mut(index) else {
+                break;
+            };
             let Some(chain) = q.pop(mem)? else {
                 break;
             };
@@ -290,6 +380,36 @@ impl<B: NetBackend> VirtioNet<B> {
         }
         Ok(())
     }
+
+    /// Answers the control commands on `q`. A chain with no command or no room for the ack
+    /// cannot be answered: the device needs a reset.
+    fn control(&mut self, q: &mut Queue, mem: &mut dyn GuestMemory) -> Result<(), QueueError> {
+        while let Some(chain) = q.pop(mem)? {
+            let lens = chain.lengths(mem)?;
+            if lens.writable == 0 || lens.readable < 2 {
+                return Err(QueueError::MalformedRequest);
+            }
+            let mut cmd = [0u8; ctrl::PAIRS_SET_BYTES];
+            let n = chain.reader().read(mem, &mut cmd)?;
+            let [class, command, p0, p1] = cmd;
+            let pairs = u16::from_le_bytes([p0, p1]);
+            let ack = if self.mq
+                && class == ctrl::CLASS_MQ
+                && command == ctrl::MQ_VQ_PAIRS_SET
+                && lens.readable == ctrl::PAIRS_SET_BYTES as u64
+                && n == ctrl::PAIRS_SET_BYTES
+                && (1..=self.max_pairs).contains(&pairs)
+            {
+                self.pairs = pairs;
+                ctrl::OK
+            } else {
+                ctrl::ERR
+            };
+            chain.writer().write(mem, &[ack])?;
+            q.add_used(mem, chain.head(), 1)?;
+        }
+        Ok(())
+    }
 }
 
 impl<B: NetBackend> VirtioDevice for VirtioNet<B> {
@@ -298,11 +418,22 @@ impl<B: NetBackend> VirtioDevice for VirtioNet<B> {
     }
 
     fn device_features(&self) -> u64 {
-        feature::MAC | feature::STATUS
+        let f = feature::MAC | feature::STATUS;
+        if self.max_pairs > 1 {
+            f | feature::CTRL_VQ | feature::MQ
+        } else {
+            f
+        }
     }
 
+    /// The pairs, then the control queue if there are several pairs.
     fn queue_max_sizes(&self) -> &[u16] {
-        &[QUEUE_SIZE, QUEUE_SIZE]
+        let n = if self.max_pairs > 1 {
+            2 * usize::from(self.max_pairs) + 1
+        } else {
+            2
+        };
+        self.queue_sizes.get(..n).unwrap_or(&self.queue_sizes)
     }
 
     /// §5.1.4: `u8 mac[6]; le16 status; le16 max_virtqueue_pairs; le16 mtu; ...`; the fields
@@ -313,11 +444,15 @@ impl<B: NetBackend> VirtioDevice for VirtioNet<B> {
         c[..6].copy_from_slice(&self.mac.0);
         let status = if self.link_up { LINK_UP } else { 0 };
         c[6..8].copy_from_slice(&status.to_le_bytes());
-        c[8..10].copy_from_slice(&1u16.to_le_bytes());
+        c[8..10].copy_from_slice(&self.max_pairs.to_le_bytes());
         read_config_bytes(&c, offset, data);
     }
 
-    fn activate(&mut self, _features: u64) {}
+    fn activate(&mut self, features: u64) {
+        self.mq = features & feature::MQ != 0;
+        self.ctrl_vq = features & feature::CTRL_VQ != 0;
+        self.pairs = 1;
+    }
 
     fn process(
         &mut self,
@@ -325,23 +460,28 @@ impl<B: NetBackend> VirtioDevice for VirtioNet<B> {
         queues: &mut [Queue],
         mem: &mut dyn GuestMemory,
     ) -> Result<(), QueueError> {
-        if queue == TX_QUEUE {
-            if let Some(q) = queues.get_mut(usize::from(TX_QUEUE)) {
-                self.transmit(q, mem)?;
+        let role = self.role(queue);
+        if let Some(q) = queues.get_mut(usize::from(queue)) {
+            match role {
+                Role::Transmit(_) => self.transmit(q, mem)?,
+                Role::Control => self.control(q, mem)?,
+                Role::Receive(_) | Role::Unused => {}
             }
         }
         self.poll(queues, mem)
     }
 
     fn poll(&mut self, queues: &mut [Queue], mem: &mut dyn GuestMemory) -> Result<(), QueueError> {
-        match queues.get_mut(RX_QUEUE) {
-            Some(q) => self.receive(q, mem),
-            None => Ok(()),
-        }
+        self.receive(queues, mem)
     }
 
-    /// Frames already queued for the guest are kept for after the reset.
-    fn reset(&mut self) {}
+    /// Back to one pair and no control queue. Frames already queued for the guest are kept
+    /// for after the reset.
+    fn reset(&mut self) {
+        self.mq = false;
+        self.ctrl_vq = false;
+        self.pairs = 1;
+    }
 
     fn take_config_changed(&mut self) -> bool {
         core::mem::take(&mut self.config_changed)

@@ -4,8 +4,9 @@
 //! The guest (`rhyve.net=PORT`) brings eth0 up with a static address, makes 4 MiB of random
 //! text (base64) and POSTs it to 10.0.2.2:PORT, which QEMU's user networking connects to the host's
 //! loopback, where this scenario's sink takes them. The checks: the guest's card has the
-//! stable default address of VM 0, the transfer completed, and the bytes the host received
-//! have the checksum and length the guest computed before sending.
+//! stable default address of VM 0 and, the guest having two vCPUs, two queue pairs the card
+//! accepted; the transfer completed, and the bytes the host received have the checksum and
+//! length the guest computed before sending.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -23,6 +24,10 @@ use super::{Scenario, VmsBoot};
 const MEM_MIB: u64 = 512;
 /// The MAC rhyve gives VM 0's first card (`vmm::virtio::net::MacAddr::default_for`).
 const VM0_MAC: &str = "02:72:68:00:00:00";
+/// The queues of a two-vCPU guest's eth0 with VIRTIO_NET_F_MQ.
+const QUEUES: &[&str] = &["rx-0", "rx-1", "tx-0", "tx-1"];
+/// What Linux's virtio_net prints when the device refuses VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET.
+const MQ_REFUSED: &str = "Fail to set num of queue pairs";
 
 /// The scenario.
 pub fn scenarios() -> Vec<Box<dyn Scenario>> {
@@ -90,6 +95,20 @@ impl Scenario for VirtioNet {
             other => failures.push(format!(
                 "the guest's eth0 has address {other:?}, expected VM 0's default {VM0_MAC}"
             )),
+        }
+        // Two vCPUs: Linux uses two queue pairs, enabled through the control queue (it warns
+        // when the device refuses).
+        match words(console, "RHYVE-NET-QUEUES").as_deref() {
+            Some(QUEUES) => {}
+            other => failures.push(format!(
+                "the guest's eth0 has queues {other:?}, expected {QUEUES:?} (multiqueue)"
+            )),
+        }
+        if let Some(l) = console.find(MQ_REFUSED) {
+            failures.push(format!(
+                "the card refused the guest's queue pairs: {}",
+                l.text.trim()
+            ));
         }
         match words(console, "RHYVE-NET-DONE").as_deref() {
             Some(["0", ..]) => {}

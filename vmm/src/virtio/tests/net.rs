@@ -2,12 +2,15 @@
 //! MAC and link status in the configuration, and two guests joined by the switch.
 
 use super::driver::*;
+use crate::virtio::feature::VERSION_1;
 use crate::virtio::mmio::offset;
 use crate::virtio::net::{
-    feature, MacAddr, NetBackend, NetError, VirtioNet, HEADER_BYTES, MAX_FRAME, RX_SLOTS,
+    ctrl, feature, MacAddr, NetBackend, NetError, VirtioNet, HEADER_BYTES, MAX_FRAME,
+    MAX_QUEUE_PAIRS, RX_SLOTS,
 };
 use crate::virtio::switch::Switch;
 use crate::virtio::MmioTransport;
+use crate::virtio::VirtioDevice;
 use std::vec::Vec;
 
 #[derive(Default)]
@@ -228,4 +231,227 @@ fn two_guests_talk_through_the_switch() {
     assert_eq!(uplink.len(), 1);
     assert_eq!(sw.lookup(a_mac), Some(0));
     assert_eq!(sw.lookup(b_mac), Some(1));
+}
+
+// ---- multiqueue (VIRTIO_NET_F_MQ) -------------------------------------------------------------
+
+const CTRL_MQ: u16 = 2 * MAX_QUEUE_PAIRS;
+
+/// A card of [`MAX_QUEUE_PAIRS`] pairs.
+fn mq_card() -> Net {
+    MmioTransport::new(VirtioNet::with_queue_pairs(
+        Wire::default(),
+        MacAddr::default_for(1, 0),
+        MAX_QUEUE_PAIRS,
+    ))
+}
+
+/// A card with every pair and the control queue set up, everything negotiated.
+fn up_mq() -> (Guest, Net) {
+    let mut g = Guest::new();
+    let mut t = mq_card();
+    let f = g.device_features(&mut t);
+    assert_eq!(
+        f & (feature::MQ | feature::CTRL_VQ),
+        feature::MQ | feature::CTRL_VQ
+    );
+    g.init(&mut t, f, &[32; 2 * MAX_QUEUE_PAIRS as usize + 1]);
+    (g, t)
+}
+
+/// Sends `cmd` on control queue `q`; returns the ack byte, or `None` if the chain was not
+/// used.
+fn control(g: &mut Guest, t: &mut Net, q: u16, cmd: &[u8]) -> Option<u8> {
+    let c = g.buffer(cmd);
+    let ack = g.blank(1, 0xee);
+    g.push_chain(
+        usize::from(q),
+        &[(c, cmd.len() as u32, false), (ack, 1, true)],
+    );
+    g.notify(t, q);
+    let used = g.used(usize::from(q));
+    (used.len() == 1).then(|| {
+        assert_eq!(used[0].1, 1, "used length: the ack");
+        g.peek(ack, 1)[0]
+    })
+}
+
+fn pairs_set(n: u16) -> [u8; 4] {
+    let [a, b] = n.to_le_bytes();
+    [ctrl::CLASS_MQ, ctrl::MQ_VQ_PAIRS_SET, a, b]
+}
+
+#[test]
+fn the_control_queue_enables_queue_pairs() {
+    let (mut g, mut t) = up_mq();
+    assert_eq!(
+        t.read(0x108, 2),
+        u64::from(MAX_QUEUE_PAIRS),
+        "max_virtqueue_pairs"
+    );
+    assert_eq!(t.device().queue_pairs(), 1, "one pair after a reset");
+    assert_eq!(
+        control(&mut g, &mut t, CTRL_MQ, &pairs_set(2)),
+        Some(ctrl::OK)
+    );
+    assert_eq!(t.device().queue_pairs(), 2);
+    for bad in [
+        &pairs_set(0)[..],
+        &pairs_set(MAX_QUEUE_PAIRS + 1),
+        &pairs_set(2)[..3],
+        &[ctrl::CLASS_MQ, ctrl::MQ_VQ_PAIRS_SET, 1, 0, 0],
+        &[0, 0, 1, 0],
+        &[ctrl::CLASS_MQ, 7, 1, 0],
+    ] {
+        assert_eq!(
+            control(&mut g, &mut t, CTRL_MQ, bad),
+            Some(ctrl::ERR),
+            "{bad:?}"
+        );
+        assert_eq!(t.device().queue_pairs(), 2, "{bad:?} changed the pairs");
+    }
+    // A reset goes back to one pair.
+    g.write_reg(&mut t, offset::STATUS, 0);
+    assert_eq!(t.device().queue_pairs(), 1);
+}
+
+#[test]
+fn received_flows_spread_over_the_enabled_pairs_only() {
+    let (mut g, mut t) = up_mq();
+    assert_eq!(
+        control(&mut g, &mut t, CTRL_MQ, &pairs_set(2)),
+        Some(ctrl::OK)
+    );
+    // Frames of 16 UDP flows, three each, interleaved.
+    let flow = |port: u16| {
+        let mut ip = std::vec![0u8; 28];
+        ip[0] = 0x45;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&[10, 0, 3, 1]);
+        ip[16..20].copy_from_slice(&[10, 0, 3, 2]);
+        ip[20..22].copy_from_slice(&port.to_be_bytes());
+        // eth() gives the IPv4 EtherType.
+        eth(MacAddr::default_for(1, 0), MacAddr::default_for(2, 0), &ip)
+    };
+    let mut bufs: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+    for q in 0..MAX_QUEUE_PAIRS as usize {
+        for _ in 0..32 {
+            let b = g.blank(1526, 0);
+            g.push_chain(2 * q, &[(b, 1526, true)]);
+            bufs.insert(b, 2 * q);
+        }
+    }
+    for _ in 0..3 {
+        for port in 0..16 {
+            assert!(t.device_mut().inject_rx(&flow(port)));
+        }
+    }
+    t.poll(&mut g.mem);
+    assert_eq!(t.device().rx_pending(), 0);
+    let mut queue_of_flow = std::collections::HashMap::new();
+    let mut per_queue = [0usize; MAX_QUEUE_PAIRS as usize];
+    for (q, count) in per_queue.iter_mut().enumerate() {
+        let used = g.used(2 * q);
+        *count = used.len();
+        let dq = g.queues[2 * q].clone().unwrap();
+        for (id, _) in used {
+            // The buffer of that descriptor, and the frame's port in it.
+            let addr =
+                u64::from_le_bytes(g.peek(dq.desc + 16 * u64::from(id), 8).try_into().unwrap());
+            assert_eq!(bufs[&addr], 2 * q);
+            let port = u16::from_be_bytes(
+                g.peek(addr + HEADER_BYTES as u64 + 34, 2)
+                    .try_into()
+                    .unwrap(),
+            );
+            let first = *queue_of_flow.entry(port).or_insert(q);
+            assert_eq!(first, q, "flow {port} on two queues");
+        }
+    }
+    assert_eq!(per_queue.iter().sum::<usize>(), 48);
+    assert!(per_queue[0] > 0 && per_queue[1] > 0, "{per_queue:?}");
+    assert_eq!(per_queue[2..], [0, 0], "pairs not enabled get nothing");
+}
+
+#[test]
+fn every_pair_transmits() {
+    let (mut g, mut t) = up_mq();
+    assert_eq!(
+        control(&mut g, &mut t, CTRL_MQ, &pairs_set(MAX_QUEUE_PAIRS)),
+        Some(ctrl::OK)
+    );
+    for pair in 0..MAX_QUEUE_PAIRS {
+        let frame = eth(
+            MacAddr::BROADCAST,
+            MacAddr::default_for(1, 0),
+            &[pair as u8; 20],
+        );
+        let h = g.blank(HEADER_BYTES, 0);
+        let f = g.buffer(&frame);
+        let q = 2 * pair + 1;
+        g.push_chain(
+            usize::from(q),
+            &[
+                (h, HEADER_BYTES as u32, false),
+                (f, frame.len() as u32, false),
+            ],
+        );
+        g.notify(&mut t, q);
+        assert_eq!(g.used(usize::from(q)).len(), 1);
+        assert_eq!(t.device().backend().0.last(), Some(&frame));
+    }
+    assert_eq!(t.device().backend().0.len(), usize::from(MAX_QUEUE_PAIRS));
+}
+
+#[test]
+fn without_mq_queue_2_is_the_control_queue_and_refuses_pairs() {
+    let mut g = Guest::new();
+    let mut t = mq_card();
+    g.init(
+        &mut t,
+        feature::MAC | feature::CTRL_VQ | VERSION_1,
+        &[32, 32, 32],
+    );
+    assert_eq!(control(&mut g, &mut t, 2, &pairs_set(2)), Some(ctrl::ERR));
+    assert_eq!(t.device().queue_pairs(), 1);
+    // Without CTRL_VQ there is no control queue: the chain is not used.
+    let mut g = Guest::new();
+    let mut t = mq_card();
+    g.init(&mut t, feature::MAC | VERSION_1, &[32, 32, 32]);
+    assert_eq!(control(&mut g, &mut t, 2, &pairs_set(1)), None);
+}
+
+#[test]
+fn a_one_pair_card_offers_no_control_queue() {
+    let mut g = Guest::new();
+    let mut t = MmioTransport::new(VirtioNet::new(Wire::default(), MacAddr::default_for(1, 0)));
+    let f = g.device_features(&mut t);
+    assert_eq!(f & (feature::MQ | feature::CTRL_VQ), 0);
+    assert_eq!(t.read(0x108, 2), 1, "max_virtqueue_pairs");
+    g.write_reg(&mut t, offset::QUEUE_SEL, 2);
+    assert_eq!(
+        Guest::read_reg(&mut t, offset::QUEUE_NUM_MAX),
+        0,
+        "two queues only"
+    );
+    // A card asked for more pairs than there can be gets the most.
+    let t = MmioTransport::new(VirtioNet::with_queue_pairs(
+        Wire::default(),
+        MacAddr::BROADCAST,
+        99,
+    ));
+    assert_eq!(
+        t.device().queue_max_sizes().len(),
+        2 * usize::from(MAX_QUEUE_PAIRS) + 1
+    );
+}
+
+#[test]
+fn a_control_chain_with_no_room_for_the_ack_needs_a_reset() {
+    let (mut g, mut t) = up_mq();
+    let c = g.buffer(&pairs_set(2));
+    g.push_chain(usize::from(CTRL_MQ), &[(c, 4, false)]);
+    g.notify(&mut t, CTRL_MQ);
+    assert_ne!(Guest::status(&mut t) & NEEDS_RESET, 0);
+    assert_eq!(t.device().queue_pairs(), 1);
 }

@@ -7,7 +7,7 @@ use crate::memory::GuestMemory;
 use crate::virtio::blk::{MemDisk, VirtioBlk};
 use crate::virtio::console::{ConsoleBackend, VirtioConsole};
 use crate::virtio::mmio::offset;
-use crate::virtio::net::{MacAddr, NetBackend, NetError, VirtioNet};
+use crate::virtio::net::{MacAddr, NetBackend, NetError, VirtioNet, MAX_QUEUE_PAIRS};
 use crate::virtio::rng::VirtioRng;
 use crate::virtio::{feature, MmioTransport, VirtioDevice};
 use abi::GuestPhysAddr;
@@ -151,7 +151,7 @@ fn console_survives_a_random_sweep() {
 
 #[test]
 fn net_survives_a_random_sweep() {
-    let mut n = VirtioNet::new(Null, MacAddr::default_for(0, 0));
+    let mut n = VirtioNet::with_queue_pairs(Null, MacAddr::default_for(0, 0), MAX_QUEUE_PAIRS);
     for i in 0..100u8 {
         n.inject_rx(&[i; 60]);
     }
