@@ -98,6 +98,8 @@ const CASES: &[&str] = &[
     "net-tx-ok",
     "net-tx-short",
     "net-tx-oversize",
+    "net-ctrl-bad-commands",
+    "net-ctrl-no-ack",
     "rng-random",
     "rng-readable-only",
     "console-hvc0",

@@ -47,7 +47,7 @@ type Case<M> = (&'static str, fn(&mut Driver<'_, M>) -> Verdict);
 
 /// Runs every case in order, reporting each.
 pub fn run<M: Machine>(m: &mut M, mut report: impl FnMut(&'static str, &Verdict)) {
-    let cases: [Case<M>; 67] = [
+    let cases: [Case<M>; 69] = [
         ("discover", discover),
         ("reserved-register", reserved_register),
         ("features-without-version1", features_without_version1),
@@ -141,6 +141,8 @@ pub fn run<M: Machine>(m: &mut M, mut report: impl FnMut(&'static str, &Verdict)
         ("net-tx-ok", |d| net_tx(d, 60, true)),
         ("net-tx-short", |d| net_tx(d, 0, false)),
         ("net-tx-oversize", |d| net_tx(d, 4000, false)),
+        ("net-ctrl-bad-commands", net_ctrl_bad_commands),
+        ("net-ctrl-no-ack", net_ctrl_no_ack),
         ("rng-random", rng_random),
         ("rng-readable-only", rng_readable_only),
         ("console-hvc0", console_hvc0),
@@ -929,6 +931,73 @@ fn net_tx<M: Machine>(d: &mut Driver<'_, M>, len: u32, well_formed: bool) -> Ver
     } else {
         pass!("dropped, used, device live")
     }
+}
+
+/// A live card with MQ and its control queue (at 2 × `max_virtqueue_pairs`).
+fn net_ctrl<M: Machine>(d: &mut Driver<'_, M>) -> Result<Vq, Detail> {
+    let max = d.m.read_config64(NET, spec::net::CONFIG_MAX_PAIRS) as u16;
+    ensure!(max >= 1, "max_virtqueue_pairs {max}");
+    let features = feature::NET_MAC | feature::NET_CTRL_VQ | feature::NET_MQ;
+    let [q] = d.live(NET, features, [2 * max], QSIZE)?;
+    Ok(q)
+}
+
+fn net_ctrl_bad_commands<M: Machine>(d: &mut Driver<'_, M>) -> Verdict {
+    let mut q = net_ctrl(d)?;
+    let max = d.m.read_config64(NET, spec::net::CONFIG_MAX_PAIRS) as u16;
+    let set = |n: u16| {
+        let [a, b] = n.to_le_bytes();
+        [
+            spec::net::CTRL_CLASS_MQ,
+            spec::net::CTRL_MQ_VQ_PAIRS_SET,
+            a,
+            b,
+        ]
+    };
+    let commands: [&[u8]; 5] = [
+        &set(0),
+        &set(max + 1),
+        &set(u16::MAX),
+        &[0xff, 0xff, 1, 0],
+        &set(1)[..3],
+    ];
+    for (i, cmd) in commands.into_iter().enumerate() {
+        let c = d.buffer(cmd);
+        let ack = d.alloc(1, 1, UNSET);
+        let first = 2 * i as u16;
+        let head = d.chain(&q, first, &[(c, cmd.len() as u32, false), (ack, 1, true)]);
+        d.submit(&mut q, head);
+        let (used, got) = (d.used_idx(&q), d.peek8(ack));
+        ensure!(
+            used == i as u16 + 1 && got == spec::net::CTRL_ERR,
+            "command {cmd:02x?}: used {used}, ack {got:#x}, expected VIRTIO_NET_ERR"
+        );
+    }
+    // A good one is still accepted.
+    let c = d.buffer(&set(max));
+    let ack = d.alloc(1, 1, UNSET);
+    let head = d.chain(&q, 10, &[(c, 4, false), (ack, 1, true)]);
+    d.submit(&mut q, head);
+    let got = d.peek8(ack);
+    ensure!(got == spec::net::CTRL_OK, "{max} pairs: ack {got:#x}");
+    d.reset(NET)?;
+    pass!(
+        "0, {}, 0xffff pairs, an unknown class, a short command: VIRTIO_NET_ERR; {max} pairs: OK",
+        max + 1
+    )
+}
+
+fn net_ctrl_no_ack<M: Machine>(d: &mut Driver<'_, M>) -> Verdict {
+    let mut q = net_ctrl(d)?;
+    let c = d.buffer(&[
+        spec::net::CTRL_CLASS_MQ,
+        spec::net::CTRL_MQ_VQ_PAIRS_SET,
+        2,
+        0,
+    ]);
+    let head = d.chain(&q, 0, &[(c, 4, false)]);
+    d.submit(&mut q, head);
+    d.expect_needs_reset(&q, 0)
 }
 
 // ---- virtio-rng (§5.4) ------------------------------------------------------------------------

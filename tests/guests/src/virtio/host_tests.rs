@@ -16,7 +16,7 @@ use vmm::memory::{GuestMemory, VecMemory};
 use vmm::virtio::blk::{LbaRange, MemDisk, VirtioBlk};
 use vmm::virtio::console::{ConsoleBackend, VirtioConsole};
 use vmm::virtio::mmio::MmioSlot;
-use vmm::virtio::net::{MacAddr, NetBackend, NetError, VirtioNet};
+use vmm::virtio::net::{MacAddr, NetBackend, NetError, VirtioNet, MAX_QUEUE_PAIRS};
 use vmm::virtio::rng::{EntropyError, EntropySource, VirtioRng};
 use vmm::virtio::MmioTransport;
 
@@ -82,7 +82,12 @@ impl Host {
             mem: VecMemory::new(RAM_BASE, RAM_SIZE as usize),
             console: MmioTransport::new(VirtioConsole::new(hvc0, port1, "rhyve.port1")),
             blk: MmioTransport::new(VirtioBlk::new(slice.with_id(b"rhyve-vm0"))),
-            net: MmioTransport::new(VirtioNet::new(Wire::default(), MacAddr(CARD_MAC))),
+            // As the VMM makes it.
+            net: MmioTransport::new(VirtioNet::with_queue_pairs(
+                Wire::default(),
+                MacAddr(CARD_MAC),
+                MAX_QUEUE_PAIRS,
+            )),
             rng: MmioTransport::new(VirtioRng::new(XorShift(0x2545_f491_4f6c_dd1d))),
             // As the bare-metal guest: above its image, up to the end of RAM.
             scratch: (RAM_BASE.0 + (1 << 20), RAM_BASE.0 + RAM_SIZE),
@@ -210,7 +215,11 @@ fn every_case_passes_against_rhyve_s_models() {
 fn a_machine_unlike_the_scenario_s_fails_the_cases_that_look() {
     let disk = Rc::new(RefCell::new(MemDisk::new(DISK_SECTORS, false)));
     let mut host = Host::new(disk, Out::default(), Out::default());
-    host.net = MmioTransport::new(VirtioNet::new(Wire::default(), MacAddr::default_for(0, 0)));
+    host.net = MmioTransport::new(VirtioNet::with_queue_pairs(
+        Wire::default(),
+        MacAddr::default_for(0, 0),
+        MAX_QUEUE_PAIRS,
+    ));
     let mut failed = Vec::new();
     cases::run(&mut host, |name, v| {
         if v.is_err() {

@@ -65,6 +65,10 @@ pub mod feature {
     pub const BLK_WRITE_ZEROES: u64 = 1 << 14;
     /// §5.1.3: the card has a MAC address in its configuration.
     pub const NET_MAC: u64 = 1 << 5;
+    /// §5.1.3: a control queue.
+    pub const NET_CTRL_VQ: u64 = 1 << 17;
+    /// §5.1.3: several queue pairs.
+    pub const NET_MQ: u64 = 1 << 22;
     /// §5.3.3: several console ports and control queues.
     pub const CONSOLE_MULTIPORT: u64 = 1 << 1;
 }
@@ -111,6 +115,13 @@ pub mod net {
     /// Queues: receive and transmit of the first pair.
     pub const RX: u16 = 0;
     pub const TX: u16 = 1;
+    /// Offset of `max_virtqueue_pairs` in the configuration (§5.1.4).
+    pub const CONFIG_MAX_PAIRS: u64 = 8;
+    /// The control queue's multiqueue command (§5.1.6.5.5): class, command, le16 pairs.
+    pub const CTRL_CLASS_MQ: u8 = 4;
+    pub const CTRL_MQ_VQ_PAIRS_SET: u8 = 0;
+    pub const CTRL_OK: u8 = 0;
+    pub const CTRL_ERR: u8 = 1;
 }
 
 /// virtio-console queues (§5.3.2).
