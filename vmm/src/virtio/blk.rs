@@ -482,7 +482,7 @@ impl<B: BlockBackend> VirtioBlk<B> {
         chain: &DescriptorChain,
         mem: &mut dyn GuestMemory,
     ) -> Result<u32, QueueError> {
-        let lens = chain.lengths(mem)?;
+        let lens = chain.lengths();
         if lens.writable == 0 || lens.readable < HEADER_BYTES as u64 {
             return Err(QueueError::MalformedRequest);
         }

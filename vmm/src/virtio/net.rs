@@ -325,7 +325,7 @@ impl<B: NetBackend> VirtioNet<B> {
 
     fn transmit(&mut self, q: &mut Queue, mem: &mut dyn GuestMemory) -> Result<(), QueueError> {
         while let Some(chain) = q.pop(mem)? {
-            let lens = chain.lengths(mem)?;
+            let lens = chain.lengths();
             let total = usize::try_from(lens.readable).unwrap_or(usize::MAX);
             if total < HEADER_BYTES || total > self.tx_scratch.len() {
                 self.stats.tx_dropped += 1;
@@ -358,7 +358,7 @@ impl<B: NetBackend> VirtioNet<B> {
             let Some(chain) = q.pop(mem)? else {
                 break;
             };
-            let lens = chain.lengths(mem)?;
+            let lens = chain.lengths();
             let need = (HEADER_BYTES + frame.len()) as u64;
             if lens.writable < need {
                 // §5.1.6.3.1 asks for buffers of at least 1526 bytes; this one cannot hold the
@@ -385,7 +385,7 @@ impl<B: NetBackend> VirtioNet<B> {
     /// cannot be answered: the device needs a reset.
     fn control(&mut self, q: &mut Queue, mem: &mut dyn GuestMemory) -> Result<(), QueueError> {
         while let Some(chain) = q.pop(mem)? {
-            let lens = chain.lengths(mem)?;
+            let lens = chain.lengths();
             if lens.writable == 0 || lens.readable < 2 {
                 return Err(QueueError::MalformedRequest);
             }

@@ -2,9 +2,10 @@
 //! ring and the used ring, read and written through bounds-checked accessors only.
 //!
 //! Nothing here trusts the guest. A queue's size and ring addresses are checked when the driver
-//! makes it ready ([`Queue::validate`]); every descriptor chain is walked with a budget (no more
-//! descriptors than the table holds, so a loop ends as an error), every buffer is checked to lie
-//! in guest RAM before it is used, and every copy is checked again by [`GuestMemory`]. A broken
+//! makes it ready ([`Queue::validate`]); every descriptor chain is walked whole when it is
+//! taken, before a device uses any of it, and every walk has a budget (no more descriptors than
+//! the table holds, so a loop ends as an error); every buffer is checked to lie in guest RAM
+//! before it is used, and every copy is checked again by [`GuestMemory`]. A broken
 //! ring is a [`QueueError`]; the transport answers it with DEVICE_NEEDS_RESET (§2.1.2).
 //!
 //! Memory ordering (§2.7.13): the available index is read before the ring entries it publishes
@@ -201,12 +202,17 @@ pub struct ChainLengths {
     pub writable: u64,
 }
 
-/// A descriptor chain taken from the available ring, walked lazily and checked at each step.
+/// A descriptor chain taken from the available ring. [`Queue::pop`] walks it whole before
+/// handing it out, so a broken chain (a loop above all) is refused before a device uses any of
+/// it; readers and writers then walk it again lazily, each step checked again, as the driver
+/// may have changed it meanwhile.
 ///
 /// It is a small `Copy` value (no allocation per request): copy it to walk the chain again.
 #[derive(Debug, Clone, Copy)]
 pub struct DescriptorChain {
     head: u16,
+    /// What the whole walk at [`Queue::pop`] found.
+    lengths: ChainLengths,
     indirect_allowed: bool,
     /// The table being walked: the queue's descriptor table, or an indirect table.
     table: GuestPhysAddr,
@@ -298,8 +304,13 @@ impl DescriptorChain {
         Ok(())
     }
 
+    /// The bytes the chain offers in each direction, as walked when it was taken.
+    pub fn lengths(&self) -> ChainLengths {
+        self.lengths
+    }
+
     /// Walks a copy of the chain to its end, checking every descriptor, and sums its lengths.
-    pub fn lengths(&self, mem: &dyn GuestMemory) -> Result<ChainLengths, QueueError> {
+    fn walk(&self, mem: &dyn GuestMemory) -> Result<ChainLengths, QueueError> {
         let mut walk = *self;
         let mut lens = ChainLengths::default();
         while let Some(d) = walk.next_descriptor(mem)? {
@@ -632,8 +643,9 @@ impl Queue {
             return Err(QueueError::IndexOutOfRange(u32::from(head)));
         }
         self.next_avail += 1;
-        Ok(Some(DescriptorChain {
+        let mut chain = DescriptorChain {
             head,
+            lengths: ChainLengths::default(),
             indirect_allowed: self.indirect,
             table: self.desc_table,
             table_len: u32::from(self.size),
@@ -641,7 +653,11 @@ impl Queue {
             next: Some(u32::from(head)),
             visited: 0,
             seen_writable: false,
-        }))
+        };
+        // Whole, before any device uses it: a device that stops part way (no more input to
+        // write) would otherwise use a looping chain's descriptors again and again.
+        chain.lengths = chain.walk(mem)?;
+        Ok(Some(chain))
     }
 
     /// Gives back the last popped chain unused: it will be popped again.

@@ -71,7 +71,7 @@ impl<S: EntropySource> VirtioRng<S> {
 
     fn serve(&mut self, q: &mut Queue, mem: &mut dyn GuestMemory) -> Result<(), QueueError> {
         while let Some(chain) = q.pop(mem)? {
-            let lens = chain.lengths(mem)?;
+            let lens = chain.lengths();
             let want = usize::try_from(lens.writable)
                 .unwrap_or(usize::MAX)
                 .min(MAX_BYTES_PER_REQUEST);

@@ -3,6 +3,7 @@
 
 use super::driver::*;
 use crate::virtio::console::{event, feature, ConsoleBackend, VirtioConsole, INPUT_CAPACITY};
+use crate::virtio::mmio::offset;
 use crate::virtio::{feature as common, MmioTransport};
 use std::vec::Vec;
 
@@ -143,6 +144,35 @@ fn input_is_delivered_as_buffers_arrive_and_bounded() {
     assert_eq!(t.device_mut().push_input(0, &big), INPUT_CAPACITY);
     assert_eq!(t.device().input_dropped, 10);
     assert_eq!(t.device_mut().push_input(7, b"x"), 0, "no port 7");
+}
+
+/// Found by the virtio_console fuzzer: a receive chain that loops back on itself was used,
+/// because receiving stops walking a chain when the input runs out, before the loop shows.
+/// The device wrote three input bytes into one 1-byte buffer and said 3 bytes were used. A
+/// looping chain is refused whole: the device needs a reset and the input waits.
+#[test]
+fn a_looping_receive_chain_is_refused_even_when_the_input_ends_first() {
+    let mut g = Guest::new();
+    let mut t = console();
+    g.init(&mut t, common::VERSION_1, &[16, 16]);
+    assert_eq!(t.device_mut().push_input(0, b"abc"), 3);
+    // Descriptor 0: one writable byte, then descriptor 0 again.
+    let b = g.blank(1, 0xee);
+    g.write_desc(0, 0, b, 1, F_WRITE | F_NEXT, 0);
+    g.publish(0, 0);
+    let before = g.mem.clone();
+    g.notify(&mut t, 0);
+    assert_ne!(Guest::status(&mut t) & NEEDS_RESET, 0, "the loop was used");
+    assert!(g.used(0).is_empty(), "a used buffer for a looping chain");
+    let used = used_ring_range(&g, 0);
+    assert_only_changed(&before, &g.mem, &[(used.0 + used.1, 2)]);
+    // After a reset the input is still there for a proper buffer.
+    g.write_reg(&mut t, offset::STATUS, 0);
+    g.init(&mut t, common::VERSION_1, &[16, 16]);
+    let rx = post_rx(&mut g, 0);
+    g.notify(&mut t, 0);
+    assert_eq!(g.used(0), [(0, 3)]);
+    assert_eq!(g.peek(rx, 3), b"abc");
 }
 
 #[test]
