@@ -153,6 +153,10 @@ struct Observer {
     /// Writable descriptors (by where they sit) read since the last head was taken, with
     /// their lengths: what bounds the used length.
     writable_since_head: Vec<(u64, u32)>,
+    /// The device wrote over a descriptor table since the last head was taken (the driver's
+    /// buffer overlaps its own descriptors): the chain may have changed under the device, and
+    /// its length no longer bounds the used length.
+    chain_rewritten: bool,
     /// Bytes written into buffers since the last used element.
     data: Vec<u8>,
     /// An 8-byte write at a queue's next used element, not yet followed by the used index.
@@ -227,6 +231,7 @@ impl Observer {
                     }
                     q.pending = Some(v);
                     self.writable_since_head.clear();
+                    self.chain_rewritten = false;
                 }
             }
         }
@@ -320,7 +325,7 @@ impl Observer {
             .map(|&(_, l)| u64::from(l))
             .sum();
         assert!(
-            u64::from(len) <= bound.min(u64::from(u32::MAX)),
+            self.chain_rewritten || u64::from(len) <= bound.min(u64::from(u32::MAX)),
             "queue {i}: used length {len} for head {id} exceeds the chain's {bound} writable bytes"
         );
         self.completions.push(Completion {
@@ -351,6 +356,12 @@ impl Observer {
              used index) {ring:?}",
             self.buffers
         );
+        let overlaps = |(s, l): (u64, u64)| {
+            let (a, n, s, l) = (a as u128, n as u128, s as u128, l as u128);
+            a < s + l && s < a + n
+        };
+        self.chain_rewritten |= self.ready().any(|(_, q)| overlaps(q.desc_area()))
+            || self.tables.iter().any(|&t| overlaps(t));
         self.data.extend_from_slice(data);
     }
 
@@ -363,6 +374,7 @@ impl Observer {
         self.tables.clear();
         self.idx_just_read.clear();
         self.writable_since_head.clear();
+        self.chain_rewritten = false;
         self.data.clear();
         for q in &mut self.queues {
             q.last_idx = None;
@@ -405,6 +417,7 @@ impl Watched {
                 tables: Vec::new(),
                 idx_just_read: Vec::new(),
                 writable_since_head: Vec::new(),
+                chain_rewritten: false,
                 data: Vec::new(),
                 elem: None,
                 completions: Vec::new(),
