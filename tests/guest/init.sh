@@ -195,6 +195,10 @@ if has_param rhyve.blkslice=1; then
 	first=$(dd if=/dev/vda bs=512 count=1 2>/dev/null | head -c ${#mark})
 	last=$(dd if=/dev/vda bs=512 skip=$((size - 1)) count=1 2>/dev/null | head -c ${#mark})
 	echo "RHYVE-SLICE $size $mark $([ "$first" = "$mark" ] && [ "$last" = "$mark" ] && echo read-back)"
+	# Linux sends DISCARD and WRITE_ZEROES only if the device offered them (a non-zero maximum).
+	q=/sys/block/vda/queue
+	blkdiscard -o 4096 -l 8192 /dev/vda
+	echo "RHYVE-SLICE-DISCARD $? $(cat $q/discard_max_bytes) $(cat $q/write_zeroes_max_bytes)"
 	echo RHYVE-TEST-DONE
 	poweroff -f
 fi

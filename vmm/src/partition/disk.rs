@@ -63,6 +63,23 @@ impl BlockBackend for HostDiskRef {
         d.blk.flush().map_err(|_| BlockError::Io)
     }
 
+    /// DISCARD is a hint (§5.2.6.2: the sectors' contents become unspecified), and the
+    /// machine's disk cannot be told (virtio-drivers sends no DISCARD): accepted within the
+    /// disk, the sectors keep their data.
+    fn supports_discard(&self) -> bool {
+        !self.read_only()
+    }
+
+    fn discard(&mut self, sector: u64, count: u64) -> Result<(), BlockError> {
+        if self.read_only() {
+            return Err(BlockError::ReadOnly);
+        }
+        match sector.checked_add(count) {
+            Some(end) if end <= self.capacity_sectors() => Ok(()),
+            _ => Err(BlockError::OutOfRange),
+        }
+    }
+
     fn write_zeroes(&mut self, sector: u64, count: u64, _unmap: bool) -> Result<(), BlockError> {
         let per_chunk = (CHUNK / SECTOR_SIZE) as u64;
         let mut done = 0;
@@ -180,6 +197,17 @@ impl BlockBackend for GuestDisk {
             Some(r) => r.flush(),
             None => Ok(()),
         }
+    }
+    fn supports_discard(&self) -> bool {
+        match self {
+            Self::Empty => false,
+            Self::Host(r) => r.supports_discard(),
+        }
+    }
+    fn discard(&mut self, sector: u64, count: u64) -> Result<(), BlockError> {
+        self.backend()
+            .ok_or(BlockError::ReadOnly)?
+            .discard(sector, count)
     }
     fn write_zeroes(&mut self, sector: u64, count: u64, unmap: bool) -> Result<(), BlockError> {
         self.backend()

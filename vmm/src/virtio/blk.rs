@@ -37,8 +37,11 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 const SIZE_MAX: u32 = 1 << 20;
 /// Most segments per request (VIRTIO_BLK_F_SEG_MAX): the queue less header and status.
 const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
-/// Largest DISCARD / WRITE_ZEROES, in sectors.
+/// Largest DISCARD, in sectors: a hint the backend answers without moving data.
 const MAX_DISCARD_SECTORS: u32 = u32::MAX;
+/// Largest WRITE_ZEROES, in sectors (8 MiB): the backend writes every zero, and one request
+/// must not hold the device (and the VMM serving it) for long; the driver splits bigger ones.
+const MAX_WRITE_ZEROES_SECTORS: u32 = 16 * 1024;
 /// Segments per DISCARD / WRITE_ZEROES request.
 const MAX_DISCARD_SEG: u32 = 1;
 
@@ -594,7 +597,8 @@ impl<B: BlockBackend> VirtioBlk<B> {
     }
 
     /// DISCARD and WRITE_ZEROES (§5.2.6.2): one segment per request (`max_*_seg` is 1);
-    /// unknown flags, and `unmap` on a DISCARD, get UNSUPP.
+    /// unknown flags, and `unmap` on a DISCARD, get UNSUPP; more sectors than the config's
+    /// `max_*_sectors` get IOERR.
     fn discard_or_zero(
         &mut self,
         kind: u32,
@@ -629,6 +633,14 @@ impl<B: BlockBackend> VirtioBlk<B> {
         };
         if flags & !allowed != 0 {
             return Ok(status::UNSUPP);
+        }
+        let most = if kind == request::DISCARD {
+            MAX_DISCARD_SECTORS
+        } else {
+            MAX_WRITE_ZEROES_SECTORS
+        };
+        if count > u64::from(most) {
+            return Ok(status::IOERR);
         }
         match sector.checked_add(count) {
             Some(end) if end <= self.backend.capacity_sectors() => {}
@@ -669,7 +681,7 @@ impl<B: BlockBackend> VirtioBlk<B> {
         put(config::DISCARD_SECTOR_ALIGNMENT, &1u32.to_le_bytes());
         put(
             config::MAX_WRITE_ZEROES_SECTORS,
-            &MAX_DISCARD_SECTORS.to_le_bytes(),
+            &MAX_WRITE_ZEROES_SECTORS.to_le_bytes(),
         );
         put(config::MAX_WRITE_ZEROES_SEG, &MAX_DISCARD_SEG.to_le_bytes());
         put(config::WRITE_ZEROES_MAY_UNMAP, &[0]);

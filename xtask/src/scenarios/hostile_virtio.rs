@@ -65,7 +65,9 @@ const CASES: &[&str] = &[
     "blk-write-straddles-slice-end",
     "blk-len-not-sectors",
     "blk-unknown-type",
-    "blk-discard-unsupported",
+    "blk-discard-unnegotiated",
+    "blk-discard",
+    "blk-write-zeroes",
     "blk-write-zeroes-bad-flags",
     "blk-get-id",
     "interrupt-ack",
@@ -116,6 +118,13 @@ const SLICE: (u64, u64) = (MIB, MIB);
 const DISK_MARKER: &[u8] = b"rhyve-hostile-virtio-slice";
 /// What the guest writes in the slice's sector 1 (`tg::virtio::cases::WRITE_MARKER`).
 const WRITE_MARKER: &[u8] = b"rhyve-hostile-virtio-wrote-this";
+/// The slice's sectors the guest fills, then zeroes with WRITE_ZEROES
+/// (`tg::virtio::cases::ZEROED_SECTORS`).
+const ZEROED_SECTORS: (usize, usize) = (8, 3);
+const SECTOR: usize = 512;
+/// What the guest writes in them and the sector on each side first
+/// (`tg::virtio::cases::ZEROES_FILL`).
+const FILL: u8 = 0x5a;
 /// hvc0's line and port 1's (`tg::virtio::cases::HVC0_LINE`, `PORT1_LEAK`).
 const HVC0_LINE: &str = "RHYVE-VIRTIO-HVC0 ";
 const PORT1_LEAK: &str = "RHYVE-VIRTIO-PORT1-LEAK";
@@ -228,7 +237,8 @@ fn check_console(console: &Capture) -> Vec<String> {
     failures
 }
 
-/// The slice's marker and the guest's write are in place; nothing outside the slice changed.
+/// The slice's marker, the guest's write and its WRITE_ZEROES are in place; nothing outside the
+/// slice changed.
 fn check_disk(disk: &[u8]) -> Vec<String> {
     let mut failures = Vec::new();
     if disk.len() as u64 != DISK_MIB * MIB {
@@ -245,6 +255,29 @@ fn check_disk(disk: &[u8]) -> Vec<String> {
         failures.push(format!(
             "the guest's write is not in sector 1 of its slice (offset {:#x})",
             start + 512
+        ));
+    }
+    let (first, count) = ZEROED_SECTORS;
+    let zeroed = start + first * SECTOR..start + (first + count) * SECTOR;
+    // The guest filled one sector on each side with this, around the zeroes.
+    for side in [
+        zeroed.start - SECTOR..zeroed.start,
+        zeroed.end..zeroed.end + SECTOR,
+    ] {
+        if disk[side.clone()].iter().any(|&b| b != FILL) {
+            failures.push(format!(
+                "the sector at {:#x}, next to the guest's WRITE_ZEROES, does not hold its fill",
+                side.start
+            ));
+        }
+    }
+    if let Some(i) = disk[zeroed.clone()].iter().position(|&b| b != 0) {
+        failures.push(format!(
+            "the guest's WRITE_ZEROES of sectors {first}..{} of its slice did not reach the image \
+             (byte {:#x} is {:#x})",
+            first + count,
+            zeroed.start + i,
+            disk[zeroed.start + i]
         ));
     }
     let outside = (0..start).chain(start + len..disk.len());
@@ -268,6 +301,9 @@ mod tests {
         let at = SLICE.0 as usize;
         d[at..at + DISK_MARKER.len()].copy_from_slice(DISK_MARKER);
         d[at + 512..at + 512 + WRITE_MARKER.len()].copy_from_slice(WRITE_MARKER);
+        let (first, count) = ZEROED_SECTORS;
+        d[at + (first - 1) * SECTOR..at + (first + count + 1) * SECTOR].fill(FILL);
+        d[at + first * SECTOR..at + (first + count) * SECTOR].fill(0);
         d
     }
 
@@ -285,9 +321,18 @@ mod tests {
         let mut d = good();
         d[SLICE.0 as usize + 512] = 0;
         assert!(check_disk(&d)[0].contains("not in sector 1"));
-        // Inside the slice anything may change.
         let mut d = good();
-        d[SLICE.0 as usize + 4096] ^= 1;
+        d[SLICE.0 as usize + 10 * SECTOR + 511] = FILL;
+        let f = check_disk(&d);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].contains("WRITE_ZEROES of sectors 8..11"), "{f:?}");
+        let mut d = good();
+        d[SLICE.0 as usize + 7 * SECTOR] = 0;
+        let f = check_disk(&d);
+        assert!(f[0].contains("next to the guest's WRITE_ZEROES"), "{f:?}");
+        // Elsewhere inside the slice anything may change.
+        let mut d = good();
+        d[SLICE.0 as usize + 20 * SECTOR] ^= 1;
         assert_eq!(check_disk(&d), Vec::<String>::new());
     }
 

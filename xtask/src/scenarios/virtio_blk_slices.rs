@@ -3,11 +3,13 @@
 //!
 //! The image is filled with a pattern first. Each of the two guests (`rhyve.blkslice=1`)
 //! writes a fresh random marker at the first byte and in the last sector of its /dev/vda,
-//! reads both back and prints its disk's size and the marker. The checks: each guest's disk
-//! is as long as its slice; each marker is in the image at its slice's offset and in the
-//! slice's last sector; every other byte of the image still holds the pattern, so nothing
-//! was written outside the slices (nor elsewhere inside them); and rhyve refused the third VM
-//! at boot, naming it and the VM it collides with.
+//! reads both back and prints its disk's size and the marker, then discards a range and prints
+//! the status and the queue's DISCARD / WRITE_ZEROES maxima. The checks: each guest's disk
+//! is as long as its slice; the disk offers both and the discard succeeded; each marker is in
+//! the image at its slice's offset and in the slice's last sector; every other byte of the
+//! image still holds the pattern, so nothing was written outside the slices (nor elsewhere
+//! inside them, the discarded range included); and rhyve refused the third VM at boot, naming
+//! it and the VM it collides with.
 
 use std::fs;
 use std::path::PathBuf;
@@ -167,6 +169,23 @@ fn check(disk: &[u8], reports: &[Vec<String>], console: &Capture) -> Vec<String>
             }
             written.push((at, mark.to_string()));
         }
+        // The device offered DISCARD and WRITE_ZEROES, and a discard succeeded (it leaves the
+        // data in place: the pattern check below covers its sectors).
+        let discard = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("RHYVE-SLICE-DISCARD "));
+        let nums: Vec<u64> = discard.map_or(Vec::new(), |d| {
+            d.split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect()
+        });
+        match nums.as_slice() {
+            [0, discard_max, zeroes_max] if *discard_max > 0 && *zeroes_max > 0 => {}
+            _ => failures.push(format!(
+                "VM {name}: blkdiscard failed or the disk offers no DISCARD / WRITE_ZEROES \
+                 (status, discard_max_bytes, write_zeroes_max_bytes): {discard:?}"
+            )),
+        }
         if !lines.iter().any(|l| l.contains("RHYVE-TEST-DONE")) {
             failures.push(format!("VM {name}'s test init did not finish"));
         }
@@ -240,6 +259,7 @@ mod tests {
             }
             reports.push(vec![
                 format!("RHYVE-SLICE {} {mark} read-back", size / SECTOR),
+                "RHYVE-SLICE-DISCARD 0 2199023255040 8388608".into(),
                 "RHYVE-TEST-DONE".into(),
             ]);
         }
@@ -290,10 +310,15 @@ mod tests {
     fn a_wrong_size_or_no_refusal_fails() {
         let (disk, mut reports) = good();
         reports[0][0] = reports[0][0].replace("RHYVE-SLICE 4096", "RHYVE-SLICE 32768");
+        reports[1][1] = "RHYVE-SLICE-DISCARD 0 0 8388608".into();
         let f = check(
             &disk,
             &reports,
             &Capture::from_text("[greedy] RHYVE-INIT-START"),
+        );
+        assert!(
+            f.iter().any(|f| f.contains("VM right: blkdiscard failed")),
+            "{f:?}"
         );
         assert!(
             f.iter()

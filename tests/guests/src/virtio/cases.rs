@@ -22,6 +22,11 @@ pub const SLICE_SECTORS: u64 = 2048;
 pub const DISK_MARKER: &[u8] = b"rhyve-hostile-virtio-slice";
 /// What the guest writes in sector 1 of its disk; the scenario looks for it in the image.
 pub const WRITE_MARKER: &[u8] = b"rhyve-hostile-virtio-wrote-this";
+/// The sectors of its disk the guest fills, then zeroes with WRITE_ZEROES; the scenario finds
+/// them zero in the image.
+pub const ZEROED_SECTORS: (u64, u32) = (8, 3);
+/// What the guest writes in those sectors and one on each side before zeroing them.
+pub const ZEROES_FILL: u8 = 0x5a;
 /// The card address the VM's description gives.
 pub const CARD_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x76, 0x69, 0x6f];
 /// What hvc0 carries: this, then `token=` and the entropy the guest got.
@@ -47,7 +52,7 @@ type Case<M> = (&'static str, fn(&mut Driver<'_, M>) -> Verdict);
 
 /// Runs every case in order, reporting each.
 pub fn run<M: Machine>(m: &mut M, mut report: impl FnMut(&'static str, &Verdict)) {
-    let cases: [Case<M>; 69] = [
+    let cases: [Case<M>; 71] = [
         ("discover", discover),
         ("reserved-register", reserved_register),
         ("features-without-version1", features_without_version1),
@@ -88,7 +93,9 @@ pub fn run<M: Machine>(m: &mut M, mut report: impl FnMut(&'static str, &Verdict)
         ("blk-unknown-type", |d| {
             blk_error(d, 0x99, 0, 0, blk::S_UNSUPP)
         }),
-        ("blk-discard-unsupported", blk_discard_unsupported),
+        ("blk-discard-unnegotiated", blk_discard_unnegotiated),
+        ("blk-discard", blk_discard),
+        ("blk-write-zeroes", blk_write_zeroes),
         ("blk-write-zeroes-bad-flags", blk_write_zeroes_bad_flags),
         ("blk-get-id", blk_get_id),
         ("interrupt-ack", interrupt_ack),
@@ -603,22 +610,92 @@ fn blk_write_straddles_end<M: Machine>(d: &mut Driver<'_, M>) -> Verdict {
     pass!("IOERR, the slice's last sector unchanged")
 }
 
-fn blk_discard_unsupported<M: Machine>(d: &mut Driver<'_, M>) -> Verdict {
-    // DISCARD not negotiated (the machine's disk does not offer it): UNSUPP.
-    let [mut q] = d.live(BLK, 0, [0], QSIZE)?;
+/// A DISCARD / WRITE_ZEROES segment: `sector`, `count` sectors, `flags`.
+fn segment(sector: u64, count: u32, flags: u32) -> [u8; blk::SEGMENT_BYTES as usize] {
     let mut seg = [0u8; blk::SEGMENT_BYTES as usize];
-    seg[8..12].copy_from_slice(&1u32.to_le_bytes());
-    let s = d.buffer(&seg);
-    let (st, _) = blk_do(
-        d,
-        &mut q,
-        blk::DISCARD,
-        0,
-        &[(s, blk::SEGMENT_BYTES, false)],
-    )?;
+    seg[..8].copy_from_slice(&sector.to_le_bytes());
+    seg[8..12].copy_from_slice(&count.to_le_bytes());
+    seg[12..].copy_from_slice(&flags.to_le_bytes());
+    seg
+}
+
+/// Sends `seg` as a request of type `kind`; returns its status byte.
+fn blk_segment<M: Machine>(
+    d: &mut Driver<'_, M>,
+    q: &mut Vq,
+    kind: u32,
+    seg: &[u8; blk::SEGMENT_BYTES as usize],
+) -> Result<u8, Detail> {
+    let s = d.buffer(seg);
+    let (st, _) = blk_do(d, q, kind, 0, &[(s, blk::SEGMENT_BYTES, false)])?;
+    Ok(st)
+}
+
+fn blk_discard_unnegotiated<M: Machine>(d: &mut Driver<'_, M>) -> Verdict {
+    // Offered, but the driver did not accept DISCARD: UNSUPP.
+    let [mut q] = d.live(BLK, 0, [0], QSIZE)?;
+    let st = blk_segment(d, &mut q, blk::DISCARD, &segment(0, 1, 0))?;
     ensure!(st == blk::S_UNSUPP, "status {st:#x}, expected UNSUPP");
     d.reset(BLK)?;
     pass!("UNSUPP")
+}
+
+fn blk_discard<M: Machine>(d: &mut Driver<'_, M>) -> Verdict {
+    let offered = d.device_features(BLK);
+    ensure!(
+        offered & feature::BLK_DISCARD != 0,
+        "the writable slice does not offer DISCARD ({offered:#x})"
+    );
+    let [mut q] = d.live(BLK, feature::BLK_DISCARD, [0], QSIZE)?;
+    let st = blk_segment(d, &mut q, blk::DISCARD, &segment(16, 16, 0))?;
+    ensure!(st == blk::S_OK, "DISCARD in the slice: status {st:#x}");
+    let past = blk_segment(d, &mut q, blk::DISCARD, &segment(SLICE_SECTORS - 1, 2, 0))?;
+    ensure!(
+        past == blk::S_IOERR,
+        "DISCARD past the slice's end: status {past:#x}, expected IOERR"
+    );
+    // §5.2.6.2: `unmap` is a WRITE_ZEROES flag only.
+    let unmap = blk_segment(d, &mut q, blk::DISCARD, &segment(16, 1, 1))?;
+    ensure!(
+        unmap == blk::S_UNSUPP,
+        "DISCARD with unmap: status {unmap:#x}, expected UNSUPP"
+    );
+    d.reset(BLK)?;
+    pass!("OK in the slice, IOERR past it, UNSUPP with unmap")
+}
+
+fn blk_write_zeroes<M: Machine>(d: &mut Driver<'_, M>) -> Verdict {
+    let [mut q] = d.live(BLK, feature::BLK_WRITE_ZEROES, [0], QSIZE)?;
+    let (first, count) = ZEROED_SECTORS;
+    // The sectors and one on each side filled, so WRITE_ZEROES keeping to its range shows.
+    let len = (count + 2) * blk::SECTOR;
+    let out = d.alloc(u64::from(len), 16, ZEROES_FILL);
+    let (st, _) = blk_do(d, &mut q, blk::OUT, first - 1, &[(out, len, false)])?;
+    ensure!(st == blk::S_OK, "filling the sectors: status {st:#x}");
+    let st = blk_segment(d, &mut q, blk::WRITE_ZEROES, &segment(first, count, 1))?;
+    ensure!(st == blk::S_OK, "WRITE_ZEROES: status {st:#x}");
+    let back = d.alloc(u64::from(len), 16, 0xff);
+    let (st, _) = blk_do(d, &mut q, blk::IN, first - 1, &[(back, len, true)])?;
+    ensure!(st == blk::S_OK, "reading back: status {st:#x}");
+    let mut got = [0u8; 512];
+    for i in 0..u64::from(count) + 2 {
+        d.m.read_mem(back + i * u64::from(blk::SECTOR), &mut got);
+        let zero = got.iter().all(|&b| b == 0);
+        let filled = got.iter().all(|&b| b == ZEROES_FILL);
+        let inside = (1..=u64::from(count)).contains(&i);
+        ensure!(
+            if inside { zero } else { filled },
+            "sector {} reads {} after WRITE_ZEROES of {first}..{}",
+            first - 1 + i,
+            if zero { "zeroes" } else { "other data" },
+            first + u64::from(count)
+        );
+    }
+    d.reset(BLK)?;
+    pass!(
+        "sectors {first}..{} zero, their neighbours not",
+        first + u64::from(count)
+    )
 }
 
 fn blk_write_zeroes_bad_flags<M: Machine>(d: &mut Driver<'_, M>) -> Verdict {
@@ -628,19 +705,8 @@ fn blk_write_zeroes_bad_flags<M: Machine>(d: &mut Driver<'_, M>) -> Verdict {
         "the writable slice does not offer WRITE_ZEROES ({offered:#x})"
     );
     let [mut q] = d.live(BLK, feature::BLK_WRITE_ZEROES, [0], QSIZE)?;
-    let mut seg = [0u8; blk::SEGMENT_BYTES as usize];
-    seg[..8].copy_from_slice(&3u64.to_le_bytes());
-    seg[8..12].copy_from_slice(&1u32.to_le_bytes());
     // Reserved flag bits set (only bit 0, unmap, is defined).
-    seg[12..].copy_from_slice(&0xfffe_u32.to_le_bytes());
-    let s = d.buffer(&seg);
-    let (st, _) = blk_do(
-        d,
-        &mut q,
-        blk::WRITE_ZEROES,
-        0,
-        &[(s, blk::SEGMENT_BYTES, false)],
-    )?;
+    let st = blk_segment(d, &mut q, blk::WRITE_ZEROES, &segment(3, 1, 0xfffe))?;
     ensure!(st == blk::S_UNSUPP, "status {st:#x}, expected UNSUPP");
     d.reset(BLK)?;
     pass!("UNSUPP")

@@ -61,6 +61,8 @@ pub mod feature {
     pub const VERSION_1: u64 = 1 << 32;
     /// §5.2.3: legacy barriers; rhyve's disk does not offer it.
     pub const BLK_BARRIER: u64 = 1 << 0;
+    /// §5.2.3: DISCARD.
+    pub const BLK_DISCARD: u64 = 1 << 13;
     /// §5.2.3: WRITE_ZEROES.
     pub const BLK_WRITE_ZEROES: u64 = 1 << 14;
     /// §5.1.3: the card has a MAC address in its configuration.

@@ -230,6 +230,47 @@ fn discard_and_write_zeroes() {
 }
 
 #[test]
+fn write_zeroes_is_bounded_by_its_config_maximum() {
+    const BIG: usize = 40 * 1024;
+    let mut disk = MemDisk::new(BIG, false);
+    disk.write(0, &pattern(BIG * 512, 5)).unwrap();
+    let (mut g, mut t) = up(disk);
+    // max_write_zeroes_sectors (le32 at 48 of the config space).
+    let most = t.read(0x100 + 48, 4) as u32;
+    assert!(most > 0 && (most as usize) < BIG, "max {most}");
+    let r = request(
+        &mut g,
+        &mut t,
+        request::WRITE_ZEROES,
+        0,
+        &segment(0, most + 1, 0),
+        0,
+        false,
+    );
+    assert_eq!(r.status, status::IOERR, "one sector over the maximum");
+    assert_eq!(
+        t.device().backend().as_bytes(),
+        &pattern(BIG * 512, 5)[..],
+        "a refused WRITE_ZEROES writes nothing"
+    );
+    let r = request(
+        &mut g,
+        &mut t,
+        request::WRITE_ZEROES,
+        0,
+        &segment(1, most, 0),
+        0,
+        false,
+    );
+    assert_eq!(r.status, status::OK, "exactly the maximum");
+    let bytes = t.device().backend().as_bytes();
+    let end = (1 + most as usize) * 512;
+    assert!(bytes[512..end].iter().all(|&b| b == 0));
+    assert_eq!(&bytes[..512], &pattern(BIG * 512, 5)[..512]);
+    assert_eq!(&bytes[end..], &pattern(BIG * 512, 5)[end..]);
+}
+
+#[test]
 fn read_only_disk_refuses_writes_with_ioerr() {
     let mut disk = MemDisk::from_bytes(pattern(SECTORS * 512, 9), true);
     let before = disk.as_bytes().to_vec();
