@@ -62,7 +62,11 @@ pub fn check_tree(
         FIXED_NODES + usize::from(pl011) + vcpus as usize + slots.len(),
         "node count"
     );
-    assert_eq!(fdt.find_node("/pl011@9000000").is_some(), pl011, "pl011 node");
+    assert_eq!(
+        fdt.find_node("/pl011@9000000").is_some(),
+        pl011,
+        "pl011 node"
+    );
     assert_eq!(
         fdt.find_node("/chosen")
             .expect("/chosen")

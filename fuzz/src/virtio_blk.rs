@@ -352,7 +352,8 @@ impl Model for Blk {
     }
 
     /// §5.2.4, with the limits the device documents: size_max 1 MiB, seg_max 254, 512-byte
-    /// blocks, one discard / write-zeroes segment of up to 2^32 - 1 sectors, no unmap.
+    /// blocks, one discard / write-zeroes segment, of up to 2^32 - 1 sectors for a discard and
+    /// 16384 (8 MiB) for write-zeroes, no unmap.
     fn config(&self) -> Vec<u8> {
         let mut c = vec![0u8; 72];
         let mut put = |at: usize, b: &[u8]| c[at..at + b.len()].copy_from_slice(b);
@@ -363,7 +364,7 @@ impl Model for Blk {
         put(36, &u32::MAX.to_le_bytes());
         put(40, &1u32.to_le_bytes());
         put(44, &1u32.to_le_bytes());
-        put(48, &u32::MAX.to_le_bytes());
+        put(48, &16384u32.to_le_bytes());
         put(52, &1u32.to_le_bytes());
         c
     }
