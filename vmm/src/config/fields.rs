@@ -2,6 +2,7 @@
 
 use super::syntax::{found, Value};
 use super::*;
+use crate::virtio::net::MacAddr;
 use alloc::format;
 use alloc::string::{String, ToString};
 
@@ -277,7 +278,7 @@ fn disk(v: &Value<'_>) -> Result<Disk, Refusal> {
     match v {
         Value::Str(s) if s.is_empty() => Err(refuse("disk", "empty file name")),
         Value::Str(s) => Ok(Disk {
-            file: s.clone(),
+            file: Some(s.clone()),
             readonly: false,
             offset: 0,
             size: None,
@@ -312,7 +313,6 @@ fn disk(v: &Value<'_>) -> Result<Disk, Refusal> {
                     }
                 }
             }
-            let file = file.ok_or_else(|| refuse("disk.file", "missing"))?;
             if let Some(n) = length {
                 if offset.checked_add(n).is_none() {
                     return Err(refuse(
@@ -385,6 +385,16 @@ fn mac(v: &Value<'_>) -> Result<[u8; 6], Refusal> {
     }
     if mac == [0; 6] {
         return Err(refuse("mac", "the all-zero address"));
+    }
+    if MacAddr(mac).is_rhyve_default() {
+        let [p0, p1, p2] = MacAddr::DEFAULT_PREFIX;
+        return Err(refuse(
+            "mac",
+            format!(
+                "{} is reserved for rhyve's default addresses ({p0:02x}:{p1:02x}:{p2:02x}:xx:xx:xx)",
+                found(s)
+            ),
+        ));
     }
     Ok(mac)
 }

@@ -53,14 +53,22 @@
 //! | `initrd` | as `kernel` | none |
 //! | `cmdline` | string | `""` |
 //! | `devices` | any of `"pl011"`, `"virtio-console"`, `"virtio-blk"`, `"virtio-net"`, `"virtio-rng"`, none twice | `["pl011"]` |
-//! | `disk` | `"path"` or `{ file = "path", offset = "64M", size = "128M", readonly = true }`: the slice of the machine's disk, `offset` and `size` as `memory` (multiples of 512; `size` > 0); needs `"virtio-blk"` | the whole disk, writable, when the VM has `"virtio-blk"`; `offset` 0, `size` to the end, `readonly` false |
-//! | `mac` | `"52:54:00:12:34:56"`, unicast, not zero; needs `"virtio-net"` | none |
+//! | `disk` | `{ file = "path", offset = "64M", size = "128M", readonly = true }`, every key optional, or `"path"` for `{ file = "path" }`: the slice of the machine's disk, `offset` and `size` as `memory` (multiples of 512; `size` > 0); `file` names the image the host tool attaches as the machine's disk (see below); needs `"virtio-blk"` | the whole disk, writable, when the VM has `"virtio-blk"`; `offset` 0, `size` to the end, `readonly` false, no `file` |
+//! | `mac` | `"52:54:00:12:34:56"`, unicast, not zero, not in rhyve's default range `02:72:68:xx:xx:xx`, not an earlier VM's; needs `"virtio-net"` | none: `02:72:68:00:<vm id>:00` |
 //! | `autostart` | boolean | `true` |
 //!
 //! File names are kept as written (non-empty); what they name is the host's business.
+//! The machine has one disk, and every VM's disk is a slice of it, so the hypervisor ignores
+//! `disk.file`: it is for the tool that starts the machine (`cargo xtask run --config`
+//! attaches the file the VMs name as the machine's disk, and refuses VMs naming different
+//! ones).
 //! A VM whose writable disk ([`VmDesc::writable_disk`]) overlaps that of a VM accepted before
 //! it is refused, both named: two VMs writing the same sectors would destroy each other's
 //! filesystems.
+//! A VM whose `mac` is that of a VM accepted before it is refused, naming that VM: two cards
+//! with one address on rhyve's switch would each get half of the other's frames. Addresses in
+//! rhyve's default range ([`MacAddr::DEFAULT_PREFIX`]) are refused, so a configured address
+//! never collides with a VM's default one.
 //! Unknown keys, a key given twice, a wrong type or an out-of-range value refuse the VM. At
 //! most [`MAX_VMS`] `[[vm]]` tables: the ones after are refused.
 
@@ -68,6 +76,7 @@ mod fields;
 mod syntax;
 mod write;
 
+use crate::virtio::net::MacAddr;
 use abi::vmm::DiskSlice;
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -217,8 +226,9 @@ impl Devices {
 /// A VM's disk: a slice of the machine's disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disk {
-    /// What backs it, as the file says (the host decides what the name means).
-    pub file: String,
+    /// The image the host attaches as the machine's disk, as the file names it; the
+    /// hypervisor ignores it (the machine has one disk, whatever backs it).
+    pub file: Option<String>,
     /// The guest may not write it.
     pub readonly: bool,
     /// Where it starts on the machine's disk, in bytes: a multiple of [`SECTOR_BYTES`].
@@ -278,6 +288,22 @@ struct DiskClaim {
     extent: (u64, Option<u64>),
 }
 
+/// A MAC address an accepted VM's card has: its name, the line of its `mac`.
+struct MacClaim {
+    vm: String,
+    line: usize,
+    mac: [u8; 6],
+}
+
+/// What the VMs accepted so far hold, that a later VM may not take too.
+#[derive(Default)]
+struct Claims {
+    /// Writable parts of the machine's disk.
+    disks: Vec<DiskClaim>,
+    /// Configured MAC addresses.
+    macs: Vec<MacClaim>,
+}
+
 /// Why a VM (or a part of the file outside any VM) was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -310,7 +336,7 @@ impl fmt::Display for ConfigError {
 pub fn parse(text: &str) -> Vec<Result<VmDesc, ConfigError>> {
     let mut out = Vec::new();
     let mut names: Vec<(String, usize)> = Vec::new();
-    let mut claims: Vec<DiskClaim> = Vec::new();
+    let mut claims = Claims::default();
     let mut tables = 0;
     let mut section = Section::Preamble;
     for (i, raw) in text.split('\n').enumerate() {
@@ -390,13 +416,14 @@ struct Table<'a> {
 
 impl Table<'_> {
     /// Checks this table, the `number`th `[[vm]]` of the file; `names` holds the names (and
-    /// lines) of the tables before it and gets this one's; `claims` holds the writable disk
-    /// extents of the VMs accepted before it and gets this one's if it is accepted.
+    /// lines) of the tables before it and gets this one's; `claims` holds what the VMs
+    /// accepted before it hold (writable disk extents, MACs) and gets this one's if it is
+    /// accepted.
     fn describe(
         self,
         number: usize,
         names: &mut Vec<(String, usize)>,
-        claims: &mut Vec<DiskClaim>,
+        claims: &mut Claims,
     ) -> Result<VmDesc, ConfigError> {
         // The name, if one is valid, labels every error of the table.
         let named = self.entries.iter().find_map(|(line, e)| match e {
@@ -498,31 +525,57 @@ impl Table<'_> {
             autostart: f.autostart.unwrap_or(true),
         };
         // Two VMs writing the same sectors would destroy each other's filesystems.
-        if let Some(extent) = vm.writable_disk() {
-            let line = if vm.disk.is_some() {
+        let disk = vm.writable_disk().map(|extent| DiskClaim {
+            vm: vm.name.clone(),
+            line: if vm.disk.is_some() {
                 line_of("disk")
             } else {
                 line_of("devices")
-            };
-            if let Some(other) = claims.iter().find(|c| extents_overlap(c.extent, extent)) {
+            },
+            extent,
+        });
+        if let Some(mine) = &disk {
+            let overlapped = claims
+                .disks
+                .iter()
+                .find(|c| extents_overlap(c.extent, mine.extent));
+            if let Some(other) = overlapped {
                 return Err(err(
-                    line,
+                    mine.line,
                     Some("disk".into()),
                     format!(
                         "its writable part of the machine's disk ({}) overlaps that of vm \"{}\" (line {}, {}): give the two disjoint slices (offset, size) or make one readonly",
-                        extent_text(extent),
+                        extent_text(mine.extent),
                         other.vm,
                         other.line,
                         extent_text(other.extent)
                     ),
                 ));
             }
-            claims.push(DiskClaim {
-                vm: vm.name.clone(),
-                line,
-                extent,
-            });
         }
+        // Two cards with one address on the switch would each get the other's frames.
+        let mac = vm.mac.map(|mac| MacClaim {
+            vm: vm.name.clone(),
+            line: line_of("mac"),
+            mac,
+        });
+        if let Some(mine) = &mac {
+            if let Some(other) = claims.macs.iter().find(|c| c.mac == mine.mac) {
+                return Err(err(
+                    mine.line,
+                    Some("mac".into()),
+                    format!(
+                        "{} is already the address of vm \"{}\" (line {}): give each VM its own, or none for rhyve's default",
+                        MacAddr(mine.mac),
+                        other.vm,
+                        other.line
+                    ),
+                ));
+            }
+        }
+        // Accepted: only now does it hold anything, so a refused VM blocks no later one.
+        claims.disks.extend(disk);
+        claims.macs.extend(mac);
         Ok(vm)
     }
 }

@@ -83,7 +83,7 @@ autostart = false
                 virtio_rng: true,
             },
             disk: Some(Disk {
-                file: "db.img".into(),
+                file: Some("db.img".into()),
                 readonly: true,
                 offset: 0,
                 size: None,
@@ -582,7 +582,7 @@ fn disk_rules() {
     assert_eq!(
         one(&with(&format!("{blk}disk = \"d.img\""))).unwrap().disk,
         Some(Disk {
-            file: "d.img".into(),
+            file: Some("d.img".into()),
             readonly: false,
             offset: 0,
             size: None,
@@ -593,7 +593,7 @@ fn disk_rules() {
             .unwrap()
             .disk,
         Some(Disk {
-            file: "d".into(),
+            file: Some("d".into()),
             readonly: false,
             offset: 0,
             size: None,
@@ -601,7 +601,6 @@ fn disk_rules() {
     );
     for (v, msg) in [
         ("\"\"", "field \"disk\": empty file name"),
-        ("{ readonly = true }", "field \"disk.file\": missing"),
         ("{ file = \"\" }", "field \"disk.file\": empty file name"),
         (
             "{ file = 1 }",
@@ -643,6 +642,31 @@ fn disk_rules() {
             "{v}"
         );
     }
+    // `file` is for the host tool; a slice needs none.
+    assert_eq!(
+        one(&with(&format!(
+            "{blk}disk = {{ offset = \"1M\", size = \"2M\" }}"
+        )))
+        .unwrap()
+        .disk,
+        Some(Disk {
+            file: None,
+            readonly: false,
+            offset: 1 << 20,
+            size: Some(2 << 20),
+        })
+    );
+    assert_eq!(
+        one(&with(&format!("{blk}disk = {{ readonly = true }}")))
+            .unwrap()
+            .disk,
+        Some(Disk {
+            file: None,
+            readonly: true,
+            offset: 0,
+            size: None,
+        })
+    );
     assert_eq!(
         refused(&with("disk = \"d\"\ndevices = [\"pl011\"]")),
         "vm \"web\" (line 5): field \"disk\": a disk needs \"virtio-blk\" in devices"
@@ -659,7 +683,7 @@ fn a_disk_slice_is_an_lba_range_of_the_machine_s_disk() {
     assert_eq!(
         vm.disk,
         Some(Disk {
-            file: "d".into(),
+            file: Some("d".into()),
             readonly: true,
             offset: 64 << 20,
             size: Some(128 << 20),
@@ -799,6 +823,14 @@ fn mac_rules() {
             "\"01:00:5e:00:00:01\" is a multicast address (first octet odd)",
         ),
         ("\"00:00:00:00:00:00\"", "the all-zero address"),
+        (
+            "\"02:72:68:00:01:00\"",
+            "\"02:72:68:00:01:00\" is reserved for rhyve's default addresses (02:72:68:xx:xx:xx)",
+        ),
+        (
+            "\"02:72:68:FF:ff:07\"",
+            "\"02:72:68:FF:ff:07\" is reserved for rhyve's default addresses (02:72:68:xx:xx:xx)",
+        ),
         ("1", "expected a string, found an integer"),
     ] {
         assert_eq!(
@@ -811,6 +843,102 @@ fn mac_rules() {
         refused(&with("mac = \"52:54:00:12:34:56\"")),
         "vm \"web\" (line 5): field \"mac\": a MAC address needs \"virtio-net\" in devices"
     );
+}
+
+#[test]
+fn no_configured_mac_is_a_default_one() {
+    // Every address rhyve gives by default is refused in a description.
+    let net = "devices = [\"virtio-net\"]\n";
+    for vm in [0, 1, 7, 255, 256, u16::MAX] {
+        let m = crate::virtio::net::MacAddr::default_for(vm, 0);
+        let e = refused(&with(&format!("{net}mac = \"{m}\"")));
+        assert!(
+            e.contains("is reserved for rhyve's default addresses"),
+            "{e}"
+        );
+    }
+    // Next to the range is fine.
+    for m in [
+        "02:72:69:00:00:00",
+        "02:73:68:00:00:00",
+        "06:72:68:00:00:00",
+    ] {
+        assert!(one(&with(&format!("{net}mac = \"{m}\""))).is_ok(), "{m}");
+    }
+}
+
+/// VMs `vm0`, `vm1`, ..., each with virtio-net and virtio-blk, then the extra lines given
+/// (from its 6th line on) and a blank line.
+fn cards(lines: &[&str]) -> Vec<Result<VmDesc, ConfigError>> {
+    let text: String = lines
+        .iter()
+        .enumerate()
+        .map(|(i, extra)| {
+            format!(
+                "[[vm]]\nname = \"vm{i}\"\nmemory = \"16M\"\nkernel = \"k\"\n\
+                 devices = [\"virtio-net\", \"virtio-blk\"]\n{extra}\n\n"
+            )
+        })
+        .collect();
+    parse(&text)
+}
+
+#[test]
+fn duplicate_macs_are_refused_naming_the_first_vm() {
+    let all = cards(&[
+        "mac = \"52:54:00:12:34:56\"\ndisk = { size = \"1M\" }",
+        "mac = \"52:54:00:12:34:57\"\ndisk = { offset = \"1M\", size = \"1M\" }",
+        // vm0's address, then vm1's after the disk line; no disk overlaps.
+        "mac = \"52:54:00:12:34:56\"\ndisk = { offset = \"2M\", size = \"1M\" }",
+        "disk = { offset = \"3M\", size = \"1M\" }\nmac = \"52:54:00:12:34:57\"",
+    ]);
+    assert!(all[0].is_ok() && all[1].is_ok(), "{all:?}");
+    assert_eq!(
+        all[2].as_ref().unwrap_err().to_string(),
+        "vm \"vm2\" (line 22): field \"mac\": 52:54:00:12:34:56 is already the address of \
+         vm \"vm0\" (line 6): give each VM its own, or none for rhyve's default"
+    );
+    assert_eq!(
+        all[3].as_ref().unwrap_err().to_string(),
+        "vm \"vm3\" (line 31): field \"mac\": 52:54:00:12:34:57 is already the address of \
+         vm \"vm1\" (line 14): give each VM its own, or none for rhyve's default"
+    );
+    // The same address in capitals is the same address.
+    let upper = cards(&[
+        "mac = \"52:54:00:AB:CD:EF\"\ndisk = { readonly = true }",
+        "mac = \"52:54:00:ab:cd:ef\"\ndisk = { readonly = true }",
+    ]);
+    assert!(
+        upper[1]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("52:54:00:ab:cd:ef is already the address of vm \"vm0\" (line 6)"),
+        "{upper:?}"
+    );
+    // VMs without a mac (rhyve's defaults) never clash.
+    let ro = "disk = { readonly = true }";
+    assert!(cards(&[ro, ro]).iter().all(Result::is_ok));
+}
+
+#[test]
+fn a_vm_refused_for_its_mac_or_disk_holds_neither() {
+    let all = cards(&[
+        "mac = \"52:54:00:00:00:01\"\ndisk = { size = \"1M\" }",
+        // Refused for its MAC: its disk slice stays free.
+        "mac = \"52:54:00:00:00:01\"\ndisk = { offset = \"1M\", size = \"1M\" }",
+        "mac = \"52:54:00:00:00:02\"\ndisk = { offset = \"1M\", size = \"1M\" }",
+        // Refused for its disk: its MAC stays free.
+        "mac = \"52:54:00:00:00:03\"\ndisk = { offset = \"1M\", size = \"1M\" }",
+        "mac = \"52:54:00:00:00:03\"\ndisk = { offset = \"2M\", size = \"1M\" }",
+    ]);
+    let ok: Vec<bool> = all.iter().map(Result::is_ok).collect();
+    assert_eq!(ok, [true, false, true, false, true], "{all:?}");
+    assert!(all[3]
+        .as_ref()
+        .unwrap_err()
+        .to_string()
+        .contains("overlaps that of vm \"vm2\""));
 }
 
 // ---- writing back -------------------------------------------------------------------------------
@@ -834,7 +962,7 @@ fn to_toml_round_trips() {
             ..Devices::NONE
         },
         disk: Some(Disk {
-            file: "d".into(),
+            file: Some("d".into()),
             readonly: true,
             offset: 0,
             size: None,
@@ -842,9 +970,23 @@ fn to_toml_round_trips() {
         mac: Some([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
         autostart: false,
     };
+    let mut unnamed = full.clone();
+    unnamed.disk = Some(Disk {
+        file: None,
+        readonly: false,
+        offset: 0,
+        size: Some(2 << 20),
+    });
+    assert!(
+        unnamed
+            .to_toml()
+            .contains("disk = { size = \"2M\", readonly = false }\n"),
+        "{}",
+        unnamed.to_toml()
+    );
     let mut sliced = full.clone();
     sliced.disk = Some(Disk {
-        file: "d".into(),
+        file: Some("d".into()),
         readonly: false,
         offset: 64 << 20,
         size: Some(1536),
@@ -856,7 +998,7 @@ fn to_toml_round_trips() {
         "{}",
         sliced.to_toml()
     );
-    for vm in [base_desc(), full, sliced] {
+    for vm in [base_desc(), full, sliced, unnamed] {
         let text = vm.to_toml();
         assert_eq!(one(&text), Ok(vm.clone()), "{text}");
     }

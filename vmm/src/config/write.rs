@@ -44,14 +44,18 @@ impl VmDesc {
         }
         s.push_str("]\n");
         if let Some(d) = &self.disk {
-            write!(s, "disk = {{ file = {}", Quoted(&d.file))?;
+            s.push_str("disk = { ");
+            if let Some(file) = &d.file {
+                write!(s, "file = {}, ", Quoted(file))?;
+            }
             if d.offset != 0 {
-                write!(s, ", offset = {}", Size(d.offset))?;
+                write!(s, "offset = {}, ", Size(d.offset))?;
             }
             if let Some(n) = d.size {
-                write!(s, ", size = {}", Size(n))?;
+                write!(s, "size = {}, ", Size(n))?;
             }
-            writeln!(s, ", readonly = {} }}", d.readonly)?;
+            // `readonly` is always written, so the table is never empty.
+            writeln!(s, "readonly = {} }}", d.readonly)?;
         }
         if let Some(m) = self.mac {
             writeln!(

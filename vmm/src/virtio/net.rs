@@ -90,12 +90,23 @@ impl MacAddr {
     /// The broadcast address.
     pub const BROADCAST: Self = Self([0xff; 6]);
 
-    /// The stable default address of network card `nic` of VM `vm`: locally administered,
-    /// unicast, `02:72:68:vm:vm:nic` ("rh" for rhyve), so the same VM gets the same address on
-    /// every boot.
+    /// The first three octets of every default address ([`Self::default_for`]): locally
+    /// administered, unicast, then "rh" for rhyve. A VM description may not name an address
+    /// in this range, so a configured address never collides with a default one.
+    pub const DEFAULT_PREFIX: [u8; 3] = [0x02, 0x72, 0x68];
+
+    /// The stable default address of network card `nic` of VM `vm`:
+    /// `02:72:68:vm:vm:nic` ([`Self::DEFAULT_PREFIX`]), so the same VM gets the same address
+    /// on every boot.
     pub const fn default_for(vm: u16, nic: u8) -> Self {
+        let [p0, p1, p2] = Self::DEFAULT_PREFIX;
         let [hi, lo] = vm.to_be_bytes();
-        Self([0x02, 0x72, 0x68, hi, lo, nic])
+        Self([p0, p1, p2, hi, lo, nic])
+    }
+
+    /// Whether this address is in rhyve's default range ([`Self::DEFAULT_PREFIX`]).
+    pub fn is_rhyve_default(&self) -> bool {
+        self.0[..Self::DEFAULT_PREFIX.len()] == Self::DEFAULT_PREFIX
     }
 
     /// The address of VM `vm`'s card: `given`, from its description (`mac = "..."`), else
