@@ -5,8 +5,9 @@
 //! length, unique among the accepted; vCPUs in range; a non-empty CPU mask; memory a multiple
 //! of 2 MiB in range; non-empty file names, non-empty memory ranges that do not wrap; strings
 //! without control characters other than newline and tab; a disk only with virtio-blk, its
-//! offset and size whole sectors, the size not zero and the end not past 2^64; a unicast
-//! non-zero MAC only with virtio-net); no two accepted VMs' writable disks overlapping; at
+//! offset and size whole sectors, the size not zero and the end not past 2^64, its file, if
+//! named, not empty; a unicast non-zero MAC outside rhyve's default range only with
+//! virtio-net); no two accepted VMs' writable disks overlapping, nor their MACs equal; at
 //! most `MAX_VMS` accepted; each `[[vm]]` line
 //! gives an entry; every error names a line of the text and gives a reason; re-serialising an
 //! accepted VM and parsing it gives the same VM; a good VM appended to any text that gives
@@ -18,6 +19,7 @@ use vmm::config::{
     parse, ConfigError, Devices, Disk, Source, VmDesc, DEVICE_NAMES, MAX_CPU, MAX_MEM, MAX_NAME,
     MAX_VCPUS, MAX_VMS, MEM_ALIGN, MIN_MEM, SECTOR_BYTES,
 };
+use vmm::virtio::net::MacAddr;
 
 pub fn run(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
@@ -65,17 +67,21 @@ fn obeys_rules(vm: &VmDesc) -> bool {
         && vm.initrd.as_ref().is_none_or(valid_source)
         && representable(&vm.cmdline)
         && vm.disk.as_ref().is_none_or(|d| {
-            !d.file.is_empty()
-                && representable(&d.file)
+            d.file
+                .as_ref()
+                .is_none_or(|f| !f.is_empty() && representable(f))
                 && vm.devices.virtio_blk
                 && d.offset.is_multiple_of(SECTOR_BYTES)
                 && d.size.is_none_or(|n| {
                     n != 0 && n.is_multiple_of(SECTOR_BYTES) && d.offset.checked_add(n).is_some()
                 })
         })
-        && vm
-            .mac
-            .is_none_or(|m| m[0] & 1 == 0 && m != [0; 6] && vm.devices.virtio_net)
+        && vm.mac.is_none_or(|m| {
+            m[0] & 1 == 0
+                && m != [0; 6]
+                && m[..3] != MacAddr::DEFAULT_PREFIX
+                && vm.devices.virtio_net
+        })
 }
 
 fn check_text(text: &str) {
@@ -94,6 +100,7 @@ fn check_text(text: &str) {
     // The writable byte ranges of the machine's disk accepted so far (end: u64::MAX for "to
     // the end"), computed here from the fields, not with the parser's helpers.
     let mut writable: Vec<(u64, u64)> = Vec::new();
+    let mut macs: Vec<[u8; 6]> = Vec::new();
     for r in &all {
         match r {
             Ok(vm) => {
@@ -113,6 +120,10 @@ fn check_text(text: &str) {
                         vm.name
                     );
                     writable.push((start, end));
+                }
+                if let Some(m) = vm.mac {
+                    assert!(!macs.contains(&m), "{}: MAC {m:02x?} twice", vm.name);
+                    macs.push(m);
                 }
                 let again = parse(&vm.to_toml());
                 assert_eq!(again, [Ok(vm.clone())], "to_toml:\n{}", vm.to_toml());
@@ -194,7 +205,21 @@ fn value(u: &mut Unstructured, top: bool) -> Result<String> {
         ),
         2 => format!(
             "\"{}\"",
-            u.choose(&["256M", "1G", "3M", "16M", "14M", "65536K", "abc", "", "vm-1", "k"])?
+            u.choose(&[
+                "256M",
+                "1G",
+                "3M",
+                "16M",
+                "14M",
+                "65536K",
+                "abc",
+                "",
+                "vm-1",
+                "k",
+                "52:54:00:12:34:56",
+                "52:54:00:12:34:57",
+                "02:72:68:00:01:00",
+            ])?
         ),
         3 => u.arbitrary::<bool>()?.to_string(),
         4 => format!("\"{}\"", u.choose(&DEVICE_NAMES)?),
@@ -214,7 +239,10 @@ fn value(u: &mut Unstructured, top: bool) -> Result<String> {
             u.int_in_range(0u64..=0x1000)?
         ),
         _ => {
-            let mut t = format!("{{ file = {}", value(u, false)?);
+            let mut items = Vec::new();
+            if u.arbitrary()? {
+                items.push(format!("file = {}", value(u, false)?));
+            }
             for key in ["offset", "size"] {
                 if u.arbitrary()? {
                     let v = if u.arbitrary()? {
@@ -222,10 +250,13 @@ fn value(u: &mut Unstructured, top: bool) -> Result<String> {
                     } else {
                         value(u, false)?
                     };
-                    t += &format!(", {key} = {v}");
+                    items.push(format!("{key} = {v}"));
                 }
             }
-            format!("{t}, readonly = {} }}", u.arbitrary::<bool>()?)
+            if u.arbitrary()? {
+                items.push(format!("readonly = {}", u.arbitrary::<bool>()?));
+            }
+            format!("{{ {} }}", items.join(", "))
         }
     })
 }
@@ -279,7 +310,11 @@ fn check_written(u: &mut Unstructured) -> Result<()> {
         devices,
         disk: if u.arbitrary()? {
             Some(Disk {
-                file: string(u)?,
+                file: if u.arbitrary()? {
+                    Some(string(u)?)
+                } else {
+                    None
+                },
                 readonly: u.arbitrary()?,
                 offset: if u.arbitrary()? {
                     u.arbitrary::<u64>()? & !(SECTOR_BYTES - 1)
@@ -296,7 +331,12 @@ fn check_written(u: &mut Unstructured) -> Result<()> {
             None
         },
         mac: if u.arbitrary()? {
-            Some(u.arbitrary()?)
+            let mut m: [u8; 6] = u.arbitrary()?;
+            // Reach rhyve's default range, which random octets would almost never hit.
+            if u.arbitrary()? {
+                m[..3].copy_from_slice(&MacAddr::DEFAULT_PREFIX);
+            }
+            Some(m)
         } else {
             None
         },
