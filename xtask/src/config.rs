@@ -5,12 +5,16 @@
 //! A VM the parser refuses stays in the bundle's text: the hypervisor reports it at boot, as it
 //! would for any bundle. Here it is only a warning. A kernel or initrd in host memory
 //! (`{ addr, size }`) is not packed: whoever starts QEMU places it (`-device loader`).
+//!
+//! The machine has one disk, which rhyve shares out as the VMs' slices; a VM's `disk.file`
+//! names the image to attach as that disk ([`machine_disk`]).
 
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use vmm::bundle::Bundle;
 use vmm::config::{Source, VmDesc};
 
+use crate::devices::{Disk, SCRATCH_DISK_MIB};
 use crate::error::{Error, IoContext, Result};
 
 /// What the bundle needs of the machine.
@@ -40,10 +44,114 @@ pub fn needs(vms: &[&VmDesc]) -> Needs {
     }
 }
 
+/// The machine's disk for `run --config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MachineDisk {
+    /// `--disk`, as given.
+    Given(Disk),
+    /// The image the VMs' `disk.file` names, attached writable; made sparse, `min_len` bytes,
+    /// if it does not exist.
+    Named {
+        /// The file, relative to the configuration's directory as the VMs name it.
+        path: PathBuf,
+        /// Enough for the furthest slice end of any VM, and at least the scratch size.
+        min_len: u64,
+    },
+    /// No file named and no `--disk`: the scratch disk.
+    Scratch,
+}
+
+/// What [`machine_disk`] chose, and the notes to print about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskChoice {
+    /// The machine's disk.
+    pub disk: MachineDisk,
+    /// One line for each VM whose `disk.file` `--disk` overrides.
+    pub notes: Vec<String>,
+}
+
+/// Chooses the machine's disk for the accepted `vms` of a configuration in `dir`, given
+/// `--disk` or not: `--disk` if given (with a note for each VM that names another file),
+/// else the one file the VMs name (refusing two different ones: the machine has one disk),
+/// else the scratch disk.
+pub fn machine_disk(vms: &[VmDesc], dir: &Path, given: Option<Disk>) -> Result<DiskChoice> {
+    // (VM, file as written, path as compared): every VM that names a file.
+    let named: Vec<(&str, &str, PathBuf)> = vms
+        .iter()
+        .filter_map(|vm| {
+            let file = vm.disk.as_ref()?.file.as_deref()?;
+            Some((vm.name.as_str(), file, normalize(&dir.join(file))))
+        })
+        .collect();
+    if let Some(disk) = given {
+        let attached = normalize(&disk.path);
+        let notes = named
+            .iter()
+            .filter(|(_, _, path)| *path != attached)
+            .map(|(vm, file, _)| {
+                format!(
+                    "vm \"{vm}\" names {file} for the machine's disk; --disk {} wins, and {file} is not attached",
+                    disk.path.display()
+                )
+            })
+            .collect();
+        return Ok(DiskChoice {
+            disk: MachineDisk::Given(disk),
+            notes,
+        });
+    }
+    let Some((first_vm, first_file, path)) = named.first() else {
+        return Ok(DiskChoice {
+            disk: MachineDisk::Scratch,
+            notes: Vec::new(),
+        });
+    };
+    if let Some((vm, file, _)) = named.iter().find(|(_, _, p)| p != path) {
+        return Err(Error::Failed(format!(
+            "rhyve shares out one machine disk: VMs \"{first_vm}\" and \"{vm}\" name {first_file} and {file}; give them slices of one image"
+        )));
+    }
+    Ok(DiskChoice {
+        disk: MachineDisk::Named {
+            path: path.clone(),
+            min_len: least_disk_len(vms),
+        },
+        notes: Vec::new(),
+    })
+}
+
+/// The least length of an image made for `vms`: the scratch disk's, or the furthest end of
+/// any VM's slice. A slice that runs to the end of the disk gets the scratch size past its
+/// offset.
+fn least_disk_len(vms: &[VmDesc]) -> u64 {
+    let scratch = SCRATCH_DISK_MIB << 20;
+    vms.iter()
+        .filter_map(|vm| vm.disk.as_ref())
+        .map(|d| d.offset.saturating_add(d.size.unwrap_or(scratch)))
+        .fold(scratch, u64::max)
+}
+
+/// `path` without its `.` components, so that `a.img` and `./a.img` compare equal. `..` stays:
+/// removing it is only right without symbolic links.
+fn normalize(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| *c != Component::CurDir)
+        .collect()
+}
+
+/// What [`write_bundle`] packed.
+#[derive(Debug)]
+pub struct Packed {
+    /// What the machine needs for the VMs.
+    pub needs: Needs,
+    /// The VMs the parser accepts, in file order.
+    pub vms: Vec<VmDesc>,
+}
+
 /// Reads the configuration at `config`, packs it and the files its VMs name (paths relative
 /// to its directory, stored under the name the file uses) into a bundle at `bundle`, and says
 /// what the machine needs. Refused VMs are printed as warnings.
-pub fn write_bundle(config: &Path, bundle: &Path) -> Result<Needs> {
+pub fn write_bundle(config: &Path, bundle: &Path) -> Result<Packed> {
     let text = std::fs::read_to_string(config).ctx(|| format!("reading {}", config.display()))?;
     let dir = config.parent().unwrap_or(Path::new("."));
     let results = vmm::config::parse(&text);
@@ -106,7 +214,10 @@ pub fn write_bundle(config: &Path, bundle: &Path) -> Result<Needs> {
         std::fs::create_dir_all(d).ctx(|| format!("creating {}", d.display()))?;
     }
     std::fs::write(bundle, bytes).ctx(|| format!("writing {}", bundle.display()))?;
-    Ok(needs(&vms))
+    Ok(Packed {
+        needs: needs(&vms),
+        vms: vms.into_iter().cloned().collect(),
+    })
 }
 
 #[cfg(test)]
@@ -128,6 +239,127 @@ mod tests {
             mac: None,
             autostart: true,
         }
+    }
+
+    /// VMs `a`, `b`, ... with virtio-blk and the disk each `disk` line gives (`""`: none).
+    fn disk_vms(disks: &[&str]) -> Vec<VmDesc> {
+        let text: String = disks
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let name = char::from(b'a' + i as u8);
+                format!(
+                    "[[vm]]\nname = \"{name}\"\nmemory = \"16M\"\nkernel = \"k\"\n\
+                     devices = [\"virtio-blk\"]\n{d}\n"
+                )
+            })
+            .collect();
+        vmm::config::parse(&text)
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const SCRATCH: u64 = SCRATCH_DISK_MIB << 20;
+
+    #[test]
+    fn no_file_named_and_no_disk_option_is_the_scratch_disk() {
+        for vms in [
+            vec![],
+            disk_vms(&["disk = { size = \"1M\" }", "disk = { offset = \"1M\" }"]),
+        ] {
+            assert_eq!(
+                machine_disk(&vms, Path::new("conf"), None).unwrap(),
+                DiskChoice {
+                    disk: MachineDisk::Scratch,
+                    notes: vec![]
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn the_file_the_vms_name_is_the_machine_s_disk() {
+        // One VM names it (another, without a file, has a slice of it too); both spellings of
+        // the path are the same file. It is at least the scratch size.
+        let vms = disk_vms(&[
+            "disk = { file = \"s.img\", size = \"1M\" }",
+            "disk = { offset = \"1M\", size = \"1M\" }",
+            "disk = { file = \"./s.img\", offset = \"2M\", readonly = true }",
+        ]);
+        assert_eq!(
+            machine_disk(&vms, Path::new("conf"), None).unwrap(),
+            DiskChoice {
+                disk: MachineDisk::Named {
+                    path: "conf/s.img".into(),
+                    min_len: (2 << 20) + SCRATCH,
+                },
+                notes: vec![]
+            }
+        );
+        // Slices past the scratch size: the image reaches the furthest end, whoever names it.
+        let vms = disk_vms(&[
+            "disk = \"s.img\"",
+            "disk = { offset = \"1G\", size = \"3M\", readonly = true }",
+            "disk = { file = \"s.img\", offset = \"512M\", size = \"1M\", readonly = true }",
+        ]);
+        assert_eq!(
+            machine_disk(&vms, Path::new(""), None).unwrap().disk,
+            MachineDisk::Named {
+                path: "s.img".into(),
+                min_len: (1 << 30) + (3 << 20),
+            }
+        );
+    }
+
+    #[test]
+    fn vms_naming_different_files_are_refused() {
+        let vms = disk_vms(&[
+            "disk = { file = \"x.img\", size = \"1M\" }",
+            "disk = { offset = \"1M\", size = \"1M\" }",
+            "disk = { file = \"x.img\", offset = \"2M\", size = \"1M\" }",
+            "disk = { file = \"y.img\", offset = \"3M\", size = \"1M\" }",
+        ]);
+        assert_eq!(
+            machine_disk(&vms, Path::new("conf"), None)
+                .unwrap_err()
+                .to_string(),
+            "rhyve shares out one machine disk: VMs \"a\" and \"d\" name x.img and y.img; \
+             give them slices of one image"
+        );
+    }
+
+    #[test]
+    fn the_disk_option_wins_with_a_note_for_each_other_file() {
+        let vms = disk_vms(&[
+            "disk = { file = \"x.img\", size = \"1M\" }",
+            "disk = { file = \"y.img\", offset = \"1M\", size = \"1M\" }",
+            "disk = { file = \"d.img\", offset = \"2M\", size = \"1M\" }",
+            "disk = { offset = \"3M\", size = \"1M\" }",
+        ]);
+        let given = Disk::parse("conf/./d.img,ro").unwrap();
+        assert_eq!(
+            machine_disk(&vms, Path::new("conf"), Some(given.clone())).unwrap(),
+            DiskChoice {
+                disk: MachineDisk::Given(given),
+                notes: vec![
+                    "vm \"a\" names x.img for the machine's disk; --disk conf/./d.img wins, \
+                     and x.img is not attached"
+                        .into(),
+                    "vm \"b\" names y.img for the machine's disk; --disk conf/./d.img wins, \
+                     and y.img is not attached"
+                        .into(),
+                ]
+            }
+        );
+        let given = Disk::parse("other.img").unwrap();
+        assert_eq!(
+            machine_disk(&[], Path::new("conf"), Some(given.clone())).unwrap(),
+            DiskChoice {
+                disk: MachineDisk::Given(given),
+                notes: vec![]
+            }
+        );
     }
 
     #[test]
@@ -165,9 +397,11 @@ mod tests {
         let config = sub.join("vms.toml");
         std::fs::write(&config, text).unwrap();
         let out = dir.join("bundle.bin");
-        let needs = write_bundle(&config, &out).unwrap();
+        let packed = write_bundle(&config, &out).unwrap();
+        let names: Vec<&str> = packed.vms.iter().map(|vm| vm.name.as_str()).collect();
+        assert_eq!(names, ["a", "c", "d"], "the accepted VMs");
         assert_eq!(
-            needs,
+            packed.needs,
             Needs {
                 guest_mem_mib: 112,
                 cpus: 4

@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
@@ -44,11 +45,7 @@ impl Disk {
     pub fn scratch() -> Result<Self> {
         let path = sys::build_dir().join("disk.img");
         if !path.is_file() {
-            if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
-            }
-            fs::File::create(&path)
-                .and_then(|f| f.set_len(SCRATCH_DISK_MIB << 20))
+            make_sparse(&path, SCRATCH_DISK_MIB << 20)
                 .ctx(|| format!("creating the scratch disk {}", path.display()))?;
             println!(
                 "xtask: made a {SCRATCH_DISK_MIB} MiB scratch disk {} (the guest's /dev/vda)",
@@ -61,12 +58,65 @@ impl Disk {
         })
     }
 
+    /// The image at `path`, writable, as the VMs' descriptions name it: made sparse, `min_len`
+    /// bytes, if it does not exist. An existing image is used as it is; if it is shorter than
+    /// `min_len`, a warning says so (a slice past its end has no medium).
+    pub fn named(path: &Path, min_len: u64) -> Result<Self> {
+        match fs::metadata(path) {
+            Ok(m) if m.len() < min_len => println!(
+                "xtask: warning: {} is {}, short of the VMs' furthest slice end ({}): a slice \
+                 past its end has no medium",
+                path.display(),
+                size_text(m.len()),
+                size_text(min_len)
+            ),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                make_sparse(path, min_len)
+                    .ctx(|| format!("creating the machine's disk {}", path.display()))?;
+                println!(
+                    "xtask: made a sparse {} image {}, the machine's disk (the VMs' slices)",
+                    size_text(min_len),
+                    path.display()
+                );
+            }
+            Err(e) => {
+                return Err(Error::Io {
+                    context: format!("reading {}", path.display()),
+                    source: e,
+                })
+            }
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            read_only: false,
+        })
+    }
+
     /// The QEMU arguments attaching it as the machine's virtio-blk-device.
     pub fn qemu_args(&self) -> Vec<OsString> {
         disk_args(&self.path, self.read_only)
             .into_iter()
             .map(Into::into)
             .collect()
+    }
+}
+
+/// Creates the file `path` (and its directory), `len` bytes of holes.
+fn make_sparse(path: &Path, len: u64) -> io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir)?;
+    }
+    fs::File::create_new(path)?.set_len(len)
+}
+
+/// A length for a message: "256 MiB", or the bytes when not whole MiB.
+fn size_text(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
     }
 }
 
@@ -119,5 +169,25 @@ mod tests {
             "if=none,id=disk0,format=raw,file=d.img,readonly=on"
         );
         assert_eq!(args[3], "virtio-blk-device,drive=disk0");
+    }
+
+    #[test]
+    fn a_named_image_is_made_sparse_once_and_then_kept() {
+        let dir = std::env::temp_dir().join(format!("rhyve-xtask-named-{}", std::process::id()));
+        let path = dir.join("sub/vms.img");
+        let disk = Disk::named(&path, 3 << 20).unwrap();
+        assert_eq!(
+            disk,
+            Disk {
+                path: path.clone(),
+                read_only: false
+            }
+        );
+        assert_eq!(fs::metadata(&path).unwrap().len(), 3 << 20);
+        // An existing image, even a short one, is kept as it is.
+        fs::write(&path, b"data").unwrap();
+        Disk::named(&path, 3 << 20).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"data");
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

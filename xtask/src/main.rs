@@ -22,7 +22,7 @@ mod sys;
 mod toolchain;
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
@@ -139,7 +139,7 @@ fn run(mut args: Args) -> Result<()> {
         .map(|d| devices::Disk::parse(&d))
         .transpose()?;
     let bundle = sys::build_dir().join("bundle.bin");
-    let mut machine = match config {
+    let (mut machine, disk) = match config {
         Some(config) => {
             args.finish().map_err(|e| match e {
                 Error::Usage(m) => Error::Usage(format!(
@@ -147,21 +147,35 @@ fn run(mut args: Args) -> Result<()> {
                 )),
                 e => e,
             })?;
+            // The description first: its mistakes show before the image is built.
+            let packed = config::write_bundle(&config, &bundle)?;
+            let dir = config.parent().unwrap_or(Path::new("."));
+            let choice = config::machine_disk(&packed.vms, dir, disk)?;
+            for note in &choice.notes {
+                println!("xtask: note: {note}");
+            }
             let image = toolchain::build_image()?;
-            let needs = config::write_bundle(&config, &bundle)?;
-            qemu::Machine::rhyve(&image, &bundle, needs.cpus, needs.guest_mem_mib)
+            let needs = packed.needs;
+            (
+                qemu::Machine::rhyve(&image, &bundle, needs.cpus, needs.guest_mem_mib),
+                choice.disk,
+            )
         }
-        None => single_guest(args)?.machine(
-            &Host::Rhyve {
-                image: toolchain::build_image()?,
-            },
-            &bundle,
-        )?,
+        None => (
+            single_guest(args)?.machine(
+                &Host::Rhyve {
+                    image: toolchain::build_image()?,
+                },
+                &bundle,
+            )?,
+            disk.map_or(config::MachineDisk::Scratch, config::MachineDisk::Given),
+        ),
     };
     // The machine's own disk and network card, which rhyve shares out to the VMs.
     let disk = match disk {
-        Some(d) => d,
-        None => devices::Disk::scratch()?,
+        config::MachineDisk::Given(d) => d,
+        config::MachineDisk::Named { path, min_len } => devices::Disk::named(&path, min_len)?,
+        config::MachineDisk::Scratch => devices::Disk::scratch()?,
     };
     machine.extra.extend(disk.qemu_args());
     machine
