@@ -136,6 +136,10 @@ pub struct Completion {
     pub len: u32,
     /// The bytes the device wrote into the chain's buffers while serving it, in order.
     pub data: Vec<u8>,
+    /// The device's writes touched a descriptor table while it served the chain (the driver's
+    /// buffer overlaps its own descriptors): the chain may have changed under the device, so
+    /// what it offered when taken need not be what the device could fill.
+    pub chain_rewritten: bool,
     /// The length of the host log when the element was published.
     pub(super) host_end: usize,
 }
@@ -333,6 +337,7 @@ impl Observer {
             head: id as u16,
             len,
             data: std::mem::take(&mut self.data),
+            chain_rewritten: self.chain_rewritten,
             host_end: (self.host_len)(),
         });
         true
