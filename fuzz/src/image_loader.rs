@@ -227,14 +227,13 @@ fn check_load(vcpus: u32, mem_size: u64, kernel: &[u8], initrd: Option<&[u8]>, c
     if let (Some((start, len)), Some(data)) = (info.initrd, initrd) {
         let start = start.raw();
         assert_eq!(len, data.len() as u64);
-        // The documented placement: high (half of RAM, at most 128 MiB in) if it fits there,
-        // else right after the kernel, 2 MiB aligned. (The high spot is not itself aligned
-        // when RAM is not a multiple of 4 MiB, whatever INITRD_ALIGN says: reported, see
-        // vmm's loader test `initrd_high_spot_ignores_initrd_align`.)
+        // The documented placement: high (half of RAM, at most 128 MiB in, rounded down to
+        // 2 MiB) if it fits there, else right after the kernel, 2 MiB aligned.
         let align = loader::INITRD_ALIGN;
         let after_kernel = kernel_end.div_ceil(align) * align;
-        let high =
-            (RAM_BASE.raw() + (mem_size / 2).min(loader::INITRD_MAX_OFFSET)).max(after_kernel);
+        let high_offset = (mem_size / 2).min(loader::INITRD_MAX_OFFSET) / align * align;
+        let high = (RAM_BASE.raw() + high_offset).max(after_kernel);
+        assert_eq!((start - RAM_BASE.raw()) % align, 0, "initrd at {start:#x}");
         let expected = if high + len <= ram_end {
             high
         } else {
