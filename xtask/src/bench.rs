@@ -29,13 +29,7 @@ struct Series {
 
 /// One boot; the time to the marker, or why there is none.
 fn boot_once(series: &Series, guest: &GuestFiles, run: u32) -> Result<Duration, String> {
-    let boot = GuestBoot {
-        kernel: guest.kernel.clone(),
-        initrd: Some(guest.initrd.clone()),
-        cmdline: CMDLINE.into(),
-        vcpus: VCPUS,
-        mem_mib: MEM_MIB,
-    };
+    let boot = GuestBoot::linux(guest, CMDLINE, VCPUS, MEM_MIB);
     let build = sys::build_dir();
     let mut machine = boot
         .machine(&series.host, &build.join("bundles/bench.bin"))

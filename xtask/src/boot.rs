@@ -7,6 +7,7 @@ use vmm::bundle::Bundle;
 use vmm::config::Source;
 
 use crate::error::{IoContext, Result};
+use crate::guest::GuestFiles;
 use crate::qemu::Machine;
 
 /// What to boot.
@@ -37,6 +38,18 @@ pub enum Host {
 }
 
 impl GuestBoot {
+    /// The fetched Debian kernel and the test initramfs, with `cmdline`, `vcpus` and
+    /// `mem_mib`.
+    pub fn linux(guest: &GuestFiles, cmdline: impl Into<String>, vcpus: u32, mem_mib: u64) -> Self {
+        Self {
+            kernel: guest.kernel.clone(),
+            initrd: Some(guest.initrd.clone()),
+            cmdline: cmdline.into(),
+            vcpus,
+            mem_mib,
+        }
+    }
+
     /// The QEMU machine for this boot; under rhyve, first writes the boot bundle to `bundle`.
     pub fn machine(&self, host: &Host, bundle: &Path) -> Result<Machine> {
         match host {

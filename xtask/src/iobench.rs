@@ -72,13 +72,12 @@ fn run_once(host: &Host, name: &str, guest: &GuestFiles) -> Result<Vec<Figure>> 
         .and_then(|f| f.set_len(DISK_MIB << 20))
         .ctx(|| format!("creating {}", disk.display()))?;
     let sink = Sink::start().ctx(|| "starting the host sink".into())?;
-    let boot = GuestBoot {
-        kernel: guest.kernel.clone(),
-        initrd: Some(guest.initrd.clone()),
-        cmdline: format!("console=ttyAMA0 rhyve.iobench={}", sink.port),
-        vcpus: VCPUS,
-        mem_mib: MEM_MIB,
-    };
+    let boot = GuestBoot::linux(
+        guest,
+        format!("console=ttyAMA0 rhyve.iobench={}", sink.port),
+        VCPUS,
+        MEM_MIB,
+    );
     let mut machine = boot.machine(host, &build.join("bundles/iobench.bin"))?;
     machine.smp = VCPUS;
     machine

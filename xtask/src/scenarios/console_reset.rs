@@ -36,13 +36,7 @@ impl Scenario for ConsoleReset {
     }
 
     fn boot(&self, guest: &GuestFiles) -> GuestBoot {
-        GuestBoot {
-            kernel: guest.kernel.clone(),
-            initrd: Some(guest.initrd.clone()),
-            cmdline: CMDLINE.into(),
-            vcpus: 2,
-            mem_mib: 512,
-        }
+        GuestBoot::linux(guest, CMDLINE, 2, 512)
     }
 
     fn inputs(&self) -> Vec<Input> {

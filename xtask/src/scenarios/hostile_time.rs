@@ -48,13 +48,7 @@ impl Scenario for HostileTime {
     }
 
     fn boot(&self, guest: &GuestFiles) -> GuestBoot {
-        GuestBoot {
-            kernel: guest.kernel.clone(),
-            initrd: Some(guest.initrd.clone()),
-            cmdline: String::new(),
-            vcpus: 1,
-            mem_mib: LINUX_MIB,
-        }
+        GuestBoot::linux(guest, "", 1, LINUX_MIB)
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {

@@ -35,13 +35,7 @@ impl Scenario for LinuxSmp {
     }
 
     fn boot(&self, guest: &GuestFiles) -> GuestBoot {
-        GuestBoot {
-            kernel: guest.kernel.clone(),
-            initrd: Some(guest.initrd.clone()),
-            cmdline: CMDLINE.into(),
-            vcpus: self.cpus,
-            mem_mib: MEM_MIB,
-        }
+        GuestBoot::linux(guest, CMDLINE, self.cpus, MEM_MIB)
     }
 
     fn check(&self, console: &Capture) -> Vec<String> {

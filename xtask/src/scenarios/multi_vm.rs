@@ -116,13 +116,7 @@ impl Scenario for MultiVm {
     }
 
     fn boot(&self, guest: &GuestFiles) -> GuestBoot {
-        GuestBoot {
-            kernel: guest.kernel.clone(),
-            initrd: Some(guest.initrd.clone()),
-            cmdline: String::new(),
-            vcpus: 2,
-            mem_mib: ALPHA_MIB,
-        }
+        GuestBoot::linux(guest, "", 2, ALPHA_MIB)
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
@@ -275,13 +269,7 @@ impl Scenario for Overcommit {
     }
 
     fn boot(&self, guest: &GuestFiles) -> GuestBoot {
-        GuestBoot {
-            kernel: guest.kernel.clone(),
-            initrd: Some(guest.initrd.clone()),
-            cmdline: String::new(),
-            vcpus: OVER_VCPUS,
-            mem_mib: ALPHA_MIB,
-        }
+        GuestBoot::linux(guest, "", OVER_VCPUS, ALPHA_MIB)
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {

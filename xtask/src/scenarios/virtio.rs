@@ -71,13 +71,7 @@ impl Scenario for RngConsole {
     }
 
     fn boot(&self, guest: &GuestFiles) -> GuestBoot {
-        GuestBoot {
-            kernel: guest.kernel.clone(),
-            initrd: Some(guest.initrd.clone()),
-            cmdline: CMDLINE.into(),
-            vcpus: 2,
-            mem_mib: MEM_MIB,
-        }
+        GuestBoot::linux(guest, CMDLINE, 2, MEM_MIB)
     }
 
     fn check(&self, console: &Capture) -> Vec<String> {

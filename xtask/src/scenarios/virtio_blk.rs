@@ -54,13 +54,7 @@ impl Scenario for VirtioBlk {
     }
 
     fn boot(&self, guest: &GuestFiles) -> GuestBoot {
-        GuestBoot {
-            kernel: guest.kernel.clone(),
-            initrd: Some(guest.initrd.clone()),
-            cmdline: CMDLINE.into(),
-            vcpus: 2,
-            mem_mib: MEM_MIB,
-        }
+        GuestBoot::linux(guest, CMDLINE, 2, MEM_MIB)
     }
 
     fn prepare(&self) -> Result<(), String> {
@@ -170,13 +164,7 @@ impl Scenario for ReadOnly {
     }
 
     fn boot(&self, guest: &GuestFiles) -> GuestBoot {
-        GuestBoot {
-            kernel: guest.kernel.clone(),
-            initrd: Some(guest.initrd.clone()),
-            cmdline: "console=ttyAMA0 rhyve.blkro=1".into(),
-            vcpus: 1,
-            mem_mib: MEM_MIB,
-        }
+        GuestBoot::linux(guest, "console=ttyAMA0 rhyve.blkro=1", 1, MEM_MIB)
     }
 
     fn prepare(&self) -> Result<(), String> {

@@ -75,13 +75,7 @@ impl Scenario for Slices {
     }
 
     fn boot(&self, guest: &GuestFiles) -> GuestBoot {
-        GuestBoot {
-            kernel: guest.kernel.clone(),
-            initrd: Some(guest.initrd.clone()),
-            cmdline: String::new(),
-            vcpus: 1,
-            mem_mib: MEM_MIB,
-        }
+        GuestBoot::linux(guest, "", 1, MEM_MIB)
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {

@@ -64,13 +64,12 @@ impl Scenario for VirtioNet {
 
     fn boot(&self, guest: &GuestFiles) -> GuestBoot {
         let port = self.sink().as_ref().map_or(0, |s| s.port);
-        GuestBoot {
-            kernel: guest.kernel.clone(),
-            initrd: Some(guest.initrd.clone()),
-            cmdline: format!("console=ttyAMA0 rhyve.net={port}"),
-            vcpus: 2,
-            mem_mib: MEM_MIB,
-        }
+        GuestBoot::linux(
+            guest,
+            format!("console=ttyAMA0 rhyve.net={port}"),
+            2,
+            MEM_MIB,
+        )
     }
 
     fn prepare(&self) -> Result<(), String> {
@@ -167,13 +166,7 @@ impl Scenario for TwoGuests {
     }
 
     fn boot(&self, guest: &GuestFiles) -> GuestBoot {
-        GuestBoot {
-            kernel: guest.kernel.clone(),
-            initrd: Some(guest.initrd.clone()),
-            cmdline: String::new(),
-            vcpus: 1,
-            mem_mib: MEM_MIB,
-        }
+        GuestBoot::linux(guest, "", 1, MEM_MIB)
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
