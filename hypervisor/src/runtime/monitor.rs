@@ -114,13 +114,11 @@ pub fn feed(b: u8, mut to_vm: impl FnMut(usize, u8)) {
                 console::echo(b"\x08 \x08");
             }
         }
-        0x20..=0x7e => {
-            if input.len < LINE_MAX {
-                let n = input.len;
-                input.line[n] = b;
-                input.len += 1;
-                console::echo(&[b]);
-            }
+        0x20..=0x7e if input.len < LINE_MAX => {
+            let n = input.len;
+            input.line[n] = b;
+            input.len += 1;
+            console::echo(&[b]);
         }
         _ => {}
     }

@@ -57,5 +57,5 @@ fn pack(vm: usize, v: VcpuId) -> u32 {
 }
 
 fn unpack(raw: u32) -> Option<(usize, VcpuId)> {
-    (raw != NONE_LOADED).then(|| ((raw >> u16::BITS) as usize, VcpuId(raw as u16)))
+    (raw != NONE_LOADED).then_some(((raw >> u16::BITS) as usize, VcpuId(raw as u16)))
 }

@@ -44,12 +44,6 @@ impl<T: Copy + Default, const N: usize> List<T, N> {
     }
 }
 
-impl Default for RamRange {
-    fn default() -> Self {
-        Self { start: 0, size: 0 }
-    }
-}
-
 /// What the core needs to know about the machine.
 #[derive(Debug, Default)]
 pub struct Platform {

@@ -261,7 +261,7 @@ impl Vm {
             return Err(VmError::TooManyVcpus { vcpus: spec.vcpus });
         }
         let size = spec.mem_size;
-        if size == 0 || size % BLOCK_SIZE != 0 {
+        if size == 0 || !size.is_multiple_of(BLOCK_SIZE) {
             return Err(VmError::BadMemSize(size));
         }
         let pa = free.carve(size, BLOCK_SIZE).ok_or(VmError::NoRam(size))?;

@@ -9,8 +9,15 @@
 
 use core::arch::global_asm;
 
-/// arm64 Image header flags (Linux booting.rst): little-endian, 4 KiB pages, placement anywhere.
-const IMAGE_FLAGS: u64 = (0 << 0) | (1 << 1) | (1 << 3);
+/// arm64 Image header flags (Linux booting.rst): bit 0 clear, little-endian.
+const IMAGE_FLAG_LITTLE_ENDIAN: u64 = 0;
+/// Bits 1-2, the kernel's page size: 1 is 4 KiB.
+const IMAGE_FLAG_PAGE_SIZE_4K: u64 = 1 << 1;
+/// Bit 3: the image may be placed anywhere in physical memory.
+const IMAGE_FLAG_PLACE_ANYWHERE: u64 = 1 << 3;
+/// The flags the header declares.
+const IMAGE_FLAGS: u64 =
+    IMAGE_FLAG_LITTLE_ENDIAN | IMAGE_FLAG_PAGE_SIZE_4K | IMAGE_FLAG_PLACE_ANYWHERE;
 /// arm64 Image magic, "ARM\x64".
 const IMAGE_MAGIC: u32 = 0x644d_5241;
 /// CurrentEL value at EL2.

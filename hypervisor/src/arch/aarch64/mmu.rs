@@ -55,7 +55,7 @@ static mut TABLES: Tables = Tables {
 };
 
 /// A physical range that is RAM.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct RamRange {
     /// First byte.
     pub start: u64,

@@ -126,7 +126,10 @@ impl Stage2 {
         pa: HostPhysAddr,
         size: u64,
     ) -> Result<(), Stage2Error> {
-        if ipa.0 % BLOCK_SIZE != 0 || pa.0 % BLOCK_SIZE != 0 || size % BLOCK_SIZE != 0 {
+        if !ipa.0.is_multiple_of(BLOCK_SIZE)
+            || !pa.0.is_multiple_of(BLOCK_SIZE)
+            || !size.is_multiple_of(BLOCK_SIZE)
+        {
             return Err(Stage2Error::Unaligned);
         }
         let end = ipa.0.checked_add(size).ok_or(Stage2Error::OutOfRange)?;
@@ -173,7 +176,7 @@ impl Stage2 {
         ipa: GuestPhysAddr,
         pa: HostPhysAddr,
     ) -> Result<(), Stage2Error> {
-        if ipa.0 % PAGE_SIZE != 0 || pa.0 % PAGE_SIZE != 0 {
+        if !ipa.0.is_multiple_of(PAGE_SIZE) || !pa.0.is_multiple_of(PAGE_SIZE) {
             return Err(Stage2Error::Unaligned);
         }
         if ipa.0 >= 1u64 << self.ipa_bits {

@@ -63,14 +63,16 @@ mod guest {
         measure("null", || {
             hvc(u64::from(fid::PSCI_VERSION), 0, 0, 0);
         });
-        // SAFETY (all three): loads from emulated device registers with no side effects.
         measure("core-device", || {
+            // SAFETY: a load from an emulated device register with no side effects.
             unsafe { read32(GICD_BASE.0 + gicd::PIDR2) };
         });
         measure("vmm-device", || {
+            // SAFETY: as above.
             unsafe { read32(UARTIMSC) };
         });
         measure("vmm-fast-path", || {
+            // SAFETY: as above.
             unsafe { read32(UARTFR) };
         });
         line(format_args!("RHYVE-BENCH-DONE"));

@@ -91,7 +91,7 @@ mod guest {
     fn tg_main() -> ! {
         let mut t = Tester::new("gic");
         gic::cpu_interface_on();
-        // SAFETY (every access below): GIC registers of this guest.
+        // SAFETY: every access below is to a GIC register of this guest.
         unsafe {
             t.expect_value(
                 "gicd-typer-2-cpus",

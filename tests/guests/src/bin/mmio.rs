@@ -64,8 +64,8 @@ mod guest {
     #[no_mangle]
     fn tg_main() -> ! {
         let mut t = Tester::new("mmio");
-        // SAFETY (every probe below): device registers of this guest or IPA holes; nothing
-        // Rust relies on. Faults are recovered by the armed handler.
+        // SAFETY: every probe below touches device registers of this guest or IPA holes, nothing
+        // Rust relies on; faults are recovered by the armed handler.
         unsafe {
             // --- GICD: the emulated values, per width.
             t.expect_value(

@@ -100,7 +100,7 @@ mod guest {
         let ((), tr) = trap(f);
         let ok = match tr {
             Some(tr) if tr.esr.ec() == ec::DABT_SAME && tr.esr.fsc() == fsc::ALIGNMENT => {
-                addr % 4 != 0
+                !addr.is_multiple_of(4)
             }
             got => Expect::injected_dabt(addr, write).check(got).is_ok(),
         };
@@ -115,8 +115,8 @@ mod guest {
         let mut t = Tester::new("virtio");
         let blk = frame(VirtioKind::Blk.slot());
         let net = frame(VirtioKind::Net.slot());
-        // SAFETY (every probe below): registers of this VM's virtio slots and holes between
-        // them; faults are recovered by the armed handler.
+        // SAFETY: every probe below touches registers of this VM's virtio slots and holes
+        // between them; faults are recovered by the armed handler.
         unsafe {
             // The first slot past the VM's devices, and the last slot.
             let absent = [
