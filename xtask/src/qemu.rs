@@ -105,6 +105,10 @@ impl Machine {
     }
 
     /// QEMU's arguments, without the console options.
+    ///
+    /// `-nodefaults` first: the machine has exactly the devices named here and in `extra`. Without
+    /// it QEMU adds a PCI network card to a machine that names none, and that card needs an
+    /// option ROM (`efi-virtio.rom`) that a QEMU installed without recommends does not have.
     pub fn args(&self) -> Vec<OsString> {
         let machine = if self.virtualization {
             "virt,virtualization=on,gic-version=3"
@@ -112,6 +116,7 @@ impl Machine {
             "virt,gic-version=3"
         };
         let mut a: Vec<OsString> = vec![
+            "-nodefaults".into(),
             "-M".into(),
             machine.into(),
             // pauth-impdef: QARMA pointer authentication makes TCG several times slower.
@@ -134,10 +139,12 @@ impl Machine {
         a
     }
 
-    /// The command for an interactive run: the console on the terminal (`-nographic`).
+    /// The command for an interactive run: the console on the terminal, multiplexed with QEMU's
+    /// monitor (Ctrl-A c) as `-nographic` does for a machine with default devices.
     pub fn interactive_command(&self, qemu: &Path, gdb: bool) -> Command {
         let mut c = Command::new(qemu);
-        c.args(self.args()).arg("-nographic");
+        c.args(self.args())
+            .args(["-nographic", "-serial", "mon:stdio"]);
         if gdb {
             c.args(["-s", "-S"]);
         }
@@ -390,4 +397,37 @@ pub fn run_captured(
         end,
         log: log.to_path_buf(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn has(args: &[OsString], words: &[&str]) -> bool {
+        args.windows(words.len())
+            .any(|w| w.iter().zip(words).all(|(a, b)| a == b))
+    }
+
+    #[test]
+    fn every_machine_has_only_the_devices_it_names() {
+        let image = Path::new("rhyve.bin");
+        let bundle = Path::new("bundle.bin");
+        for m in [
+            Machine::rhyve(image, bundle, 2, 512),
+            Machine::rhyve_sized(image, bundle, 4, 768),
+            Machine::straight(image, None, "console=ttyAMA0", 2, 512),
+        ] {
+            let args = m.args();
+            assert!(has(&args, &["-nodefaults"]), "{args:?}");
+            let qemu = Path::new(QEMU);
+            for cmd in [m.interactive_command(qemu, false), m.captured_command(qemu)] {
+                let args: Vec<OsString> = cmd.get_args().map(Into::into).collect();
+                // -nodefaults drops the default serial port: each command names its own.
+                assert!(
+                    has(&args, &["-serial", "mon:stdio"]) || has(&args, &["-serial", "stdio"]),
+                    "{args:?}"
+                );
+            }
+        }
+    }
 }
