@@ -15,6 +15,7 @@ mod guest;
 mod image;
 mod interrupts;
 mod iobench;
+mod lint;
 mod qemu;
 mod scenarios;
 mod sink;
@@ -30,15 +31,27 @@ use args::Args;
 use boot::{GuestBoot, Host};
 use error::{Error, Result};
 
-const USAGE: &str = "\
+/// The head of `cargo xtask help`.
+const USAGE_HEAD: &str = "\
 usage: cargo xtask <command> [options]
 
-commands:
-  build          build the EL2 image (target/aarch64-unknown-none-softfloat/release/rhyve)
-                 and convert it to the flat target/rhyve.bin QEMU boots
-  fetch-guest    fetch Debian's arm64 kernel and busybox into build/guest/ (Image,
-                 initramfs.cpio); run/test/bench do this themselves
-  run            boot a guest under rhyve in QEMU, console on this terminal (Ctrl-A x quits)
+commands (`cargo xtask COMMAND --help` for one):";
+
+/// Each command's usage: `cargo xtask help` prints them all, `cargo xtask CMD --help` its own.
+const COMMANDS: &[(&str, &str)] = &[
+    (
+        "build",
+        "  build          build the EL2 image (target/aarch64-unknown-none-softfloat/release/rhyve)
+                 and convert it to the flat target/rhyve.bin QEMU boots",
+    ),
+    (
+        "fetch-guest",
+        "  fetch-guest    fetch Debian's arm64 kernel and busybox into build/guest/ (Image,
+                 initramfs.cpio); run/test/bench do this themselves",
+    ),
+    (
+        "run",
+        "  run            boot a guest under rhyve in QEMU, console on this terminal (Ctrl-A x quits)
       --config FILE    the VMs of a TOML file (see xtask/README.md; e.g.
                        examples/two-linux.toml) instead of the one guest below; its
                        files are read relative to FILE's directory
@@ -52,28 +65,46 @@ commands:
                        the image the VMs' disk.file names, made if missing; else a scratch
                        build/disk.img, made if missing); `,ro`: the guest cannot write it
                  the guest also gets virtio-net (QEMU user networking: eth0 10.0.2.15, the
-                 host 10.0.2.2), virtio-rng (/dev/hwrng) and virtio-console (hvc0, vport0p1)
-  test           the whole test suite: host unit tests, then Linux guests under rhyve
-                 (scenarios linux-smp-1/2/4, hostile-*; console logs in build/logs/); ends with
-                 `N passed, N failed` and fails if any failed
-      --quick          host unit tests only (no fuzzing, no image build, no guest download,
-                       no QEMU)
+                 host 10.0.2.2), virtio-rng (/dev/hwrng) and virtio-console (hvc0, vport0p1)",
+    ),
+    (
+        "test",
+        "  test           the whole test suite: lints first (cargo fmt --check; cargo clippy -D warnings
+                 on the host crates and, for aarch64-unknown-none-softfloat, on the EL2 image,
+                 the VMM partition and the test guests; a finding stops the suite there), then
+                 host unit tests, then Linux guests under rhyve (scenarios linux-smp-1/2/4,
+                 hostile-*; console logs in build/logs/); ends with `N passed, N failed` and
+                 fails if any failed
+      --quick          lints and host unit tests only (no fuzzing, no image build, no guest
+                       download, no QEMU)
     developer options (checking the checks without a working hypervisor):
       --straight       boot the scenarios' guests straight under QEMU, without rhyve
       --only NAME      run only the scenarios whose name contains NAME
       --vcpus-override N  boot every guest with N vCPUs whatever the scenario expects
                        (e.g. `--straight --only smp-4 --vcpus-override 2` must fail)
       --timeout SECS   a scenario's time limit instead of its own (600 s for Linux)
+      --skip-lint      skip the lints
       --skip-unit      skip the host unit tests
-      --skip-fuzz      skip the short fuzz runs (fuzz-seeds, fuzz-<target>) after the unit tests
-  fuzz           run each host fuzz target in fuzz/ (cargo-fuzz, installed if missing) and
+      --skip-fuzz      skip the short fuzz runs (fuzz-seeds, fuzz-<target>) after the unit tests",
+    ),
+    (
+        "fuzz",
+        "  fuzz           run each host fuzz target in fuzz/ (cargo-fuzz, installed if missing) and
                  print executions, exec/s and crashes per target; fails on any crash
       --seconds N      time per target (default: 600)
-      --target NAME    only this target
-  bench          boot time, QEMU spawn to the guest's first init line, straight vs under rhyve
+      --target NAME    only this target",
+    ),
+    (
+        "bench",
+        "  bench          boot time, QEMU spawn to the guest's first init line, straight vs under rhyve
       --runs N         boots of each (default: 5)
-      --straight-only  (developer) only the straight series, no hypervisor image
-  help           this text";
+      --straight-only  (developer) only the straight series, no hypervisor image",
+    ),
+    (
+        "help",
+        "  help [COMMAND] this text, or COMMAND's usage (as `cargo xtask COMMAND --help`)",
+    ),
+];
 
 /// The default guest command line of `run`.
 const DEFAULT_CMDLINE: &str = "console=ttyAMA0 earlycon=pl011,0x9000000";
@@ -88,8 +119,33 @@ fn main() -> ExitCode {
     }
 }
 
+/// The usage of `cmd`, if it is a command.
+fn command_usage(cmd: &str) -> Option<&'static str> {
+    COMMANDS.iter().find(|(c, _)| *c == cmd).map(|(_, u)| *u)
+}
+
+/// `cargo xtask help`: every command's usage.
+fn usage() -> String {
+    let mut u = String::from(USAGE_HEAD);
+    for (_, text) in COMMANDS {
+        u.push('\n');
+        u.push_str(text);
+    }
+    u
+}
+
 fn dispatch(mut args: Args) -> Result<ExitCode> {
     let cmd = args.command();
+    // `COMMAND --help` (or -h) anywhere among its options prints its usage and does nothing else.
+    if let Some(usage) = cmd.as_deref().and_then(command_usage) {
+        if args.flag("--help") || args.flag("-h") {
+            println!(
+                "usage: cargo xtask {} [options]\n\n{usage}",
+                cmd.as_deref().unwrap_or_default()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     match cmd.as_deref() {
         Some("build") => {
             args.finish()?;
@@ -124,7 +180,13 @@ fn dispatch(mut args: Args) -> Result<ExitCode> {
             let guest = guest::fetch()?;
             bench::bench(runs, image, &guest)?;
         }
-        Some("help" | "--help" | "-h") => println!("{USAGE}"),
+        Some("help" | "--help" | "-h") => match args.command() {
+            None => println!("{}", usage()),
+            Some(c) => match command_usage(&c) {
+                Some(u) => println!("usage: cargo xtask {c} [options]\n\n{u}"),
+                None => return Err(Error::Usage(format!("unknown command `{c}`"))),
+            },
+        },
         None => return Err(Error::Usage("no command given".into())),
         Some(other) => return Err(Error::Usage(format!("unknown command `{other}`"))),
     }
@@ -251,6 +313,7 @@ fn exec_qemu(machine: &qemu::Machine, gdb: bool) -> Result<()> {
 fn test(mut args: Args) -> Result<ExitCode> {
     let quick = args.flag("--quick");
     let straight = args.flag("--straight");
+    let skip_lint = args.flag("--skip-lint");
     let skip_unit = args.flag("--skip-unit");
     let skip_fuzz = args.flag("--skip-fuzz");
     let only = args.value("--only")?;
@@ -261,6 +324,15 @@ fn test(mut args: Args) -> Result<ExitCode> {
     args.finish()?;
 
     let mut outcomes = Vec::new();
+    if !skip_lint {
+        lint::test_step(&mut |o, t| record(&mut outcomes, o, t));
+        if outcomes.iter().any(|o| !o.failures.is_empty()) {
+            println!(
+                "xtask: the lints found something: fix it first; the rest of the suite did not run"
+            );
+            return Ok(summary(&outcomes));
+        }
+    }
     if !skip_unit {
         let t = Instant::now();
         record(&mut outcomes, unit_tests(), t);
@@ -314,6 +386,11 @@ fn test(mut args: Args) -> Result<ExitCode> {
             }
         }
     }
+    Ok(summary(&outcomes))
+}
+
+/// Prints the failed outcomes' names and the `N passed, N failed` line; failure if any failed.
+fn summary(outcomes: &[scenarios::Outcome]) -> ExitCode {
     let failed: Vec<_> = outcomes
         .iter()
         .filter(|o| !o.failures.is_empty())
@@ -327,11 +404,11 @@ fn test(mut args: Args) -> Result<ExitCode> {
         outcomes.len() - failed.len(),
         failed.len()
     );
-    Ok(if failed.is_empty() {
+    if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
 }
 
 /// Reports `o` at once (PASS, or FAIL with reasons and the console's tail) and keeps it.
@@ -359,5 +436,23 @@ fn unit_tests() -> scenarios::Outcome {
             console: None,
         },
         Err(e) => scenarios::Outcome::not_run(name, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_answers_help_without_running() {
+        for (name, text) in COMMANDS {
+            assert!(text.trim_start().starts_with(name), "{name}: {text}");
+            for flag in ["--help", "-h"] {
+                let args = Args::new([name.to_string(), flag.to_string()]);
+                assert!(dispatch(args).is_ok(), "{name} {flag}");
+            }
+        }
+        assert!(dispatch(Args::new(["help".into(), "run".into()])).is_ok());
+        assert!(dispatch(Args::new(["help".into(), "nonsense".into()])).is_err());
     }
 }

@@ -39,6 +39,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "rust-web-src",
     "rust-web-llvm",
     "lld-22",
+    DEBIAN_CLIPPY_PACKAGE,
 ];
 const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 const DEBIAN_CARGO: &str = "/usr/bin/cargo";
@@ -148,11 +149,11 @@ pub fn detect() -> Result<Toolchain> {
             DEBIAN_PACKAGES.join(" ")
         )));
     }
-    Err(Error::Failed(
-        "install one of: `rustup target add aarch64-unknown-none-softfloat`, or (Debian) \
-         `apt-get install rustc-web cargo-web rust-web-src rust-web-llvm lld-22`"
-            .into(),
-    ))
+    Err(Error::Failed(format!(
+        "install one of: `rustup target add {TARGET}` (and `rustup component add clippy`), or \
+         (Debian) `apt-get install {}`",
+        DEBIAN_PACKAGES.join(" ")
+    )))
 }
 
 /// Environment variables an outer `cargo run` (and rustup) set for us that must not leak into
@@ -197,8 +198,23 @@ fn scrub_outer_cargo_env(cmd: &mut Command) {
     }
 }
 
-/// The `cargo build` command for `tc`, building `what` (`-p PACKAGE --bin BIN`, ...).
-fn build_command(tc: &Toolchain, what: &[&str]) -> Command {
+/// What a cargo command does with the aarch64 target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    /// `cargo build --release`.
+    Build,
+    /// `cargo clippy` (the lints' `-D warnings` follows `--`).
+    Clippy,
+}
+
+/// Debian's clippy for path (c): `cargo-clippy` (rust-web-clippy), run as itself so that the
+/// cargo it calls is Debian's, not the `cargo-clippy` proxy rustup puts first on PATH.
+const DEBIAN_CARGO_CLIPPY: &str = "/usr/bin/cargo-clippy";
+const DEBIAN_CLIPPY_PACKAGE: &str = "rust-web-clippy";
+
+/// The cargo command for `tc` that runs `verb` on `what` (`-p PACKAGE --bin BIN`, ...) for the
+/// aarch64 target.
+fn cargo_command(tc: &Toolchain, verb: Verb, what: &[&str]) -> Command {
     let mut cmd;
     let build_std = match tc {
         Toolchain::Prebuilt { cargo, .. } => {
@@ -210,24 +226,74 @@ fn build_command(tc: &Toolchain, what: &[&str]) -> Command {
             true
         }
         Toolchain::Debian => {
-            cmd = Command::new(DEBIAN_CARGO);
+            cmd = Command::new(match verb {
+                Verb::Build => DEBIAN_CARGO,
+                Verb::Clippy => DEBIAN_CARGO_CLIPPY,
+            });
             for v in TOOLCHAIN_VARS {
                 cmd.env_remove(v);
             }
-            cmd.env("RUSTC", DEBIAN_RUSTC);
+            cmd.env("RUSTC", DEBIAN_RUSTC).env("CARGO", DEBIAN_CARGO);
             true
         }
     };
     scrub_outer_cargo_env(&mut cmd);
-    cmd.current_dir(sys::repo_root())
-        .args(["build", "--release"])
-        .args(what)
-        .args(["--target", TARGET]);
+    cmd.current_dir(sys::repo_root());
+    match verb {
+        Verb::Build => cmd.args(["build", "--release"]),
+        Verb::Clippy => cmd.arg("clippy"),
+    };
+    cmd.args(what).args(["--target", TARGET]);
     if build_std {
         // -Z flags on a stable/beta compiler: the documented escape hatch, for this build only.
         cmd.env("RUSTC_BOOTSTRAP", "1").args(BUILD_STD);
     }
     cmd
+}
+
+/// The `cargo build` command for `tc`, building `what` (`-p PACKAGE --bin BIN`, ...).
+fn build_command(tc: &Toolchain, what: &[&str]) -> Command {
+    cargo_command(tc, Verb::Build, what)
+}
+
+/// The packages built for the aarch64 target: the EL2 image, the VMM partition, the test
+/// guests, and the libraries they share.
+const AARCH64_PACKAGES: &[&str] = &[
+    PACKAGE,
+    VMM_PACKAGE,
+    TEST_GUEST_PACKAGE,
+    "rhyve-abi",
+    "rhyve-bsp",
+];
+
+/// `cargo clippy -D warnings` on every crate built for the aarch64 target, with the toolchain
+/// that builds them (Debian's clippy installed with apt when that toolchain is Debian's and
+/// root may). The core's image embeds the VMM partition's; clippy only type-checks, so an empty
+/// stand-in serves.
+pub fn clippy_aarch64_command() -> Result<Command> {
+    let tc = detect()?;
+    if matches!(tc, Toolchain::Debian) && !Path::new(DEBIAN_CARGO_CLIPPY).is_file() {
+        if !sys::can_apt_install() {
+            return Err(Error::Failed(format!(
+                "{DEBIAN_CARGO_CLIPPY} not found: install Debian's {DEBIAN_CLIPPY_PACKAGE}"
+            )));
+        }
+        sys::apt_install(&[DEBIAN_CLIPPY_PACKAGE])?;
+    }
+    let stand_in = sys::target_dir().join("lint").join("vmm-stand-in.bin");
+    if let Some(dir) = stand_in.parent() {
+        std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&stand_in, []).ctx(|| format!("writing {}", stand_in.display()))?;
+    let what: Vec<&str> = AARCH64_PACKAGES
+        .iter()
+        .flat_map(|p| ["-p", p])
+        .chain(["--keep-going"])
+        .collect();
+    let mut cmd = cargo_command(&tc, Verb::Clippy, &what);
+    cmd.env("RHYVE_VMM_IMAGE", &stand_in)
+        .args(["--", "-D", "warnings"]);
+    Ok(cmd)
 }
 
 /// The hypervisor ELF that `cargo build` produces.

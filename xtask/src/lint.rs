@@ -1,0 +1,79 @@
+//! The lints the workspace declares, enforced: `cargo fmt --check` and `cargo clippy -D warnings`
+//! on the host crates (the workspace and the fuzzers' own) and on every crate built for the
+//! aarch64 target. `cargo xtask test` runs them before anything slow.
+
+use std::ffi::OsString;
+use std::process::Command;
+
+use crate::scenarios::Outcome;
+use crate::sys;
+use crate::toolchain;
+
+/// The cargo that runs us (the host toolchain).
+fn host_cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")));
+    c.current_dir(sys::repo_root());
+    c
+}
+
+/// The fuzzers' manifest: their own workspace, which the root one excludes.
+const FUZZ_MANIFEST: &str = "fuzz/Cargo.toml";
+
+/// One lint step: its name and the command, or why the command could not be made.
+fn steps() -> Vec<(&'static str, crate::error::Result<Command>)> {
+    let mut fmt = host_cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    let mut fmt_fuzz = host_cargo();
+    fmt_fuzz.args(["fmt", "--check", "--manifest-path", FUZZ_MANIFEST]);
+    let mut clippy = host_cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--keep-going",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    let mut clippy_fuzz = host_cargo();
+    clippy_fuzz.args([
+        "clippy",
+        "--manifest-path",
+        FUZZ_MANIFEST,
+        "--all-targets",
+        "--keep-going",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    vec![
+        ("lint-fmt", Ok(fmt)),
+        ("lint-fmt-fuzz", Ok(fmt_fuzz)),
+        ("lint-clippy-host", Ok(clippy)),
+        ("lint-clippy-fuzz", Ok(clippy_fuzz)),
+        ("lint-clippy-aarch64", toolchain::clippy_aarch64_command()),
+    ]
+}
+
+/// Runs every lint step, each reported as an outcome of its own; a finding fails its step.
+pub fn test_step(record: &mut dyn FnMut(Outcome, std::time::Instant)) {
+    for (name, cmd) in steps() {
+        let t = std::time::Instant::now();
+        let result = cmd.and_then(|mut c| {
+            println!("xtask: {}", sys::render(&c));
+            sys::run(&mut c)
+        });
+        let failures = match result {
+            Ok(()) => vec![],
+            Err(e) => vec![format!("{e} (its findings are printed above)")],
+        };
+        record(
+            Outcome {
+                name: name.into(),
+                failures,
+                console: None,
+            },
+            t,
+        );
+    }
+}
