@@ -10,6 +10,7 @@ pub mod exit;
 pub mod hostdev;
 pub mod inject;
 pub mod placement;
+pub mod platform;
 pub mod psci;
 pub mod sysreg;
 pub mod vgic;

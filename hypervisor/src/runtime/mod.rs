@@ -11,7 +11,6 @@ pub mod memory;
 pub mod monitor;
 pub mod partition;
 pub mod percpu;
-pub mod platform;
 pub mod ratelimit;
 pub mod sched;
 pub mod stats;
@@ -28,9 +27,9 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use hypervisor::platform::{self, Platform, MAX_CPUS};
 use memory::FreeRam;
 use percpu::PerCpu;
-use platform::{Platform, MAX_CPUS};
 use sched::{Leave, Sched};
 use spin::Once;
 use vm::{Power, Vm, VmSpec};
@@ -135,9 +134,13 @@ pub fn power_off() -> ! {
 #[no_mangle]
 pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
     exception::install_vectors();
-    // SAFETY: the firmware passed the device tree's address in x0.
-    let (plat, dtb_size) = match unsafe { platform::discover(dtb) } {
-        Ok(p) => p,
+    // SAFETY: the firmware passed the device tree's address in x0; `from_ptr` checks its
+    // header before reading the rest.
+    let (plat, dtb_size) = match unsafe { fdt::Fdt::from_ptr(dtb as *const u8) } {
+        Ok(tree) => match platform::discover(&tree) {
+            Ok(p) => (p, tree.total_size()),
+            Err(_) => fault::halt(),
+        },
         Err(_) => fault::halt(),
     };
     if let Some(uart) = plat.uart {
@@ -146,7 +149,7 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
     }
     console::init_logger();
     if let Some(c) = plat.psci {
-        CONDUIT.call_once(|| c.0);
+        CONDUIT.call_once(|| c);
     }
     log::info!(
         "rhyve {} starting at {:#x} on {} CPUs",
@@ -163,7 +166,7 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
     // SAFETY: carved from free RAM, never used for anything else.
     unsafe { memory::init_heap(heap, HEAP_SIZE) };
 
-    let conduit = plat.psci.map(|c| c.0);
+    let conduit = plat.psci;
     let machine = describe(&plat, conduit, boot_args);
     let machine = MACHINE.call_once(|| machine);
     machine.gicd.init();

@@ -12,10 +12,9 @@
 
 use super::memory::{FreeRam, GuestRam};
 use super::percpu::PerCpu;
-use super::platform::VirtioMmioNode;
 use super::ratelimit::RateLimit;
 use super::vm::Vm;
-use super::{console, irq, platform::MAX_CPUS};
+use super::{console, irq};
 use crate::arch::el1::El1State;
 use crate::arch::exception::{self, ExitKind, GuestRegs};
 use crate::arch::regs::{read_sysreg, SCTLR_EL1_RES1, SPSR};
@@ -28,6 +27,8 @@ use abi::vmm::{self as vabi, Request, Response, Status};
 use abi::{HostPhysAddr, VcpuId, VmId};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
+use hypervisor::platform::VirtioMmioNode;
+use hypervisor::platform::MAX_CPUS;
 use spin::{Mutex, Once};
 
 /// The VMM image, built for EL1 and embedded at build time (see hypervisor/build.rs).
@@ -96,7 +97,7 @@ pub fn get() -> Option<&'static Partition> {
 /// The machine's devices the VMM will drive, read from their frames (identity-mapped as
 /// device memory at EL2).
 fn host_devices(nodes: &[VirtioMmioNode]) -> ([HostDevice; vabi::MAX_HOST_DEVICES], usize) {
-    let mut transports = [Transport::default(); super::platform::MAX_VIRTIO_MMIO];
+    let mut transports = [Transport::default(); hypervisor::platform::MAX_VIRTIO_MMIO];
     let n = nodes.len().min(transports.len());
     for (t, node) in transports.iter_mut().zip(&nodes[..n]) {
         *t = Transport {

@@ -2,14 +2,7 @@
 
 use core::arch::asm;
 
-/// How the firmware is reached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Conduit {
-    /// `smc #0` (EL3 firmware; QEMU's built-in PSCI when the hypervisor runs at EL2).
-    Smc,
-    /// `hvc #0`.
-    Hvc,
-}
+pub use hypervisor::platform::Conduit;
 
 /// PSCI CPU_ON, SMC64.
 pub const PSCI_CPU_ON_64: u32 = 0xc400_0003;

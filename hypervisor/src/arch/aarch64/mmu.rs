@@ -54,14 +54,7 @@ static mut TABLES: Tables = Tables {
     l2: [const { Table([0; ENTRIES]) }; L2_TABLES],
 };
 
-/// A physical range that is RAM.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RamRange {
-    /// First byte.
-    pub start: u64,
-    /// Size in bytes.
-    pub size: u64,
-}
+pub use hypervisor::platform::RamRange;
 
 fn block(addr: u64, normal: bool) -> u64 {
     let attr = if normal {

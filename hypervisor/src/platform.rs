@@ -1,11 +1,29 @@
 //! The machine as its firmware's device tree describes it: RAM, CPUs, GIC, console UART,
 //! PSCI conduit, and where the loader put the boot bundle.
 //!
-//! Nothing about the board is hard-coded here; `bsp` adds only what a tree cannot say.
+//! Nothing about the board is hard-coded here; `bsp` adds only what a tree cannot say. This is
+//! plain logic over the tree's bytes: the image calls it on the firmware's tree at boot, the
+//! host tests call it on real trees (`tests/dtb/`).
 
-use crate::arch::firmware::Conduit;
-use crate::arch::mmu::RamRange;
 use fdt::Fdt;
+
+/// How the firmware (PSCI, SMCCC) is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conduit {
+    /// `smc #0` (EL3 firmware; QEMU's built-in PSCI when the hypervisor runs at EL2).
+    Smc,
+    /// `hvc #0`.
+    Hvc,
+}
+
+/// A physical range that is RAM.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RamRange {
+    /// First byte.
+    pub start: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
 
 /// Most CPUs, RAM ranges and reserved ranges tracked (fixed arrays: this runs before the heap).
 pub const MAX_CPUS: usize = 64;
@@ -58,7 +76,7 @@ pub struct Platform {
     /// MPIDR of every CPU, in device-tree order.
     pub cpus: List<u64, MAX_CPUS>,
     /// How to reach PSCI.
-    pub psci: Option<ConduitCell>,
+    pub psci: Option<Conduit>,
     /// RAM.
     pub ram: List<RamRange, MAX_RANGES>,
     /// Ranges of RAM that are not ours to use.
@@ -112,12 +130,8 @@ pub fn parse_vmm_fault(bootargs: &str) -> abi::vmm::FaultPlan {
         )
 }
 
-/// A `Conduit` that can sit in a `Default` struct.
-#[derive(Clone, Copy, Debug)]
-pub struct ConduitCell(pub Conduit);
-
 /// Why the tree could not be used.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlatformError {
     /// No valid device tree at the address in x0.
     NoDeviceTree,
@@ -138,14 +152,8 @@ fn be_u64(bytes: &[u8]) -> Option<u64> {
 /// GIC interrupt specifier type cell: 0 = SPI, 1 = PPI.
 const GIC_SPI: u32 = 0;
 
-/// Reads the machine description from the tree at `dtb`.
-///
-/// # Safety
-/// `dtb` must be the address the firmware passed in x0 (readable memory).
-pub unsafe fn discover(dtb: usize) -> Result<(Platform, usize), PlatformError> {
-    // SAFETY: the caller guarantees the tree is readable; `from_ptr` checks its header.
-    let fdt =
-        unsafe { Fdt::from_ptr(dtb as *const u8) }.map_err(|_| PlatformError::NoDeviceTree)?;
+/// Reads the machine description from the firmware's tree.
+pub fn discover(fdt: &Fdt<'_>) -> Result<Platform, PlatformError> {
     let mut p = Platform::default();
 
     for node in fdt.all_nodes() {
@@ -198,8 +206,8 @@ pub unsafe fn discover(dtb: usize) -> Result<(Platform, usize), PlatformError> {
 
     if let Some(psci) = fdt.find_node("/psci") {
         p.psci = match psci.property("method").and_then(|m| m.as_str()) {
-            Some("smc") => Some(ConduitCell(Conduit::Smc)),
-            Some("hvc") => Some(ConduitCell(Conduit::Hvc)),
+            Some("smc") => Some(Conduit::Smc),
+            Some("hvc") => Some(Conduit::Hvc),
             _ => None,
         };
     }
@@ -268,5 +276,112 @@ pub unsafe fn discover(dtb: usize) -> Result<(Platform, usize), PlatformError> {
             }
         }
     }
-    Ok((p, fdt.total_size()))
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(name: &str) -> std::vec::Vec<u8> {
+        let path = format!("{}/testdata/dtb/{name}.dtb", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn discover_bytes(bytes: &[u8]) -> Result<Platform, PlatformError> {
+        discover(&Fdt::new(bytes).map_err(|_| PlatformError::NoDeviceTree)?)
+    }
+
+    /// What every QEMU virt tree here has (values from `dtc -O dts` of the files).
+    fn check_qemu_virt(p: &Platform, cpus: u64, ram: RamRange) {
+        assert_eq!(p.ram.as_slice(), &[ram]);
+        let mpidrs: std::vec::Vec<u64> = (0..cpus).collect();
+        assert_eq!(p.cpus.as_slice(), mpidrs.as_slice());
+        assert_eq!(p.gicd, 0x0800_0000);
+        assert_eq!(p.gicr.as_slice(), &[(0x080a_0000, 0x00f6_0000)]);
+        assert_eq!(p.psci, Some(Conduit::Smc));
+        assert_eq!(p.uart, Some(0x0900_0000));
+        // `interrupts = <0 1 4>`: SPI 1.
+        assert_eq!(p.uart_intid, Some(32 + 1));
+        assert_eq!(p.bundle, Some((0x4800_0000, 0x4800_0000 + 100_000)));
+        let virtio = p.virtio_mmio.as_slice();
+        assert_eq!(virtio.len(), 32);
+        for (n, node) in virtio.iter().enumerate() {
+            assert_eq!(node.base, 0x0a00_0000 + 0x200 * n as u64, "transport {n}");
+            assert_eq!(node.size, 0x200);
+            assert_eq!(node.intid, Some(32 + 16 + n as u32));
+        }
+    }
+
+    const RAM_768M: RamRange = RamRange {
+        start: 0x4000_0000,
+        size: 768 << 20,
+    };
+
+    #[test]
+    fn qemu_virt_one_four_eight_cpus() {
+        for cpus in [1, 4, 8] {
+            let p = discover_bytes(&tree(&format!("qemu-virt-smp{cpus}"))).unwrap();
+            check_qemu_virt(&p, cpus, RAM_768M);
+            assert!(p.reserved.as_slice().is_empty());
+            assert_eq!(p.vmm_fault, abi::vmm::FaultPlan::default());
+        }
+    }
+
+    #[test]
+    fn qemu_virt_highmem_ram_past_4g_and_bootargs() {
+        let p = discover_bytes(&tree("qemu-virt-highmem")).unwrap();
+        let six_g = RamRange {
+            start: 0x4000_0000,
+            size: 6 << 30,
+        };
+        check_qemu_virt(&p, 8, six_g);
+        assert!(six_g.start + six_g.size > 1 << 32);
+        assert_eq!(p.vmm_fault, abi::vmm::FaultPlan::pl011_write(7));
+    }
+
+    #[test]
+    fn reserved_memory_and_memreserve() {
+        let p = discover_bytes(&tree("qemu-virt-reserved")).unwrap();
+        check_qemu_virt(&p, 4, RAM_768M);
+        assert_eq!(
+            p.reserved.as_slice(),
+            &[
+                (0x7f00_0000, 0x10_0000),
+                (0x7e00_0000, 0x80_0000),
+                (0x7e80_0000, 0x20_0000)
+            ]
+        );
+    }
+
+    /// `bytes` with the first `from` replaced by `to` (same length): a tree that says
+    /// something else.
+    fn edited(mut bytes: std::vec::Vec<u8>, from: &[u8], to: &[u8]) -> std::vec::Vec<u8> {
+        assert_eq!(from.len(), to.len());
+        let at = bytes
+            .windows(from.len())
+            .position(|w| w == from)
+            .expect("present");
+        bytes[at..at + to.len()].copy_from_slice(to);
+        bytes
+    }
+
+    #[test]
+    fn trees_without_what_rhyve_needs_are_refused() {
+        let t = tree("qemu-virt-smp1");
+        let no_gic = edited(t.clone(), b"arm,gic-v3\0", b"arm,gic-v9\0");
+        assert_eq!(discover_bytes(&no_gic).unwrap_err(), PlatformError::NoGicV3);
+        // The memory node's `device_type` value (its name is `memory@...`).
+        let no_ram = edited(t.clone(), b"memory\0", b"memorx\0");
+        assert_eq!(
+            discover_bytes(&no_ram).unwrap_err(),
+            PlatformError::NoMemory
+        );
+        let no_psci = edited(t.clone(), b"smc\0", b"xyz\0");
+        assert_eq!(discover_bytes(&no_psci).unwrap().psci, None);
+        assert_eq!(
+            discover_bytes(&t[..64]).unwrap_err(),
+            PlatformError::NoDeviceTree
+        );
+    }
 }
