@@ -6,6 +6,7 @@
 
 extern crate alloc;
 
+pub mod console_mux;
 pub mod exit;
 pub mod hostdev;
 pub mod inject;

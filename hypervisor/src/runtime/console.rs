@@ -1,23 +1,14 @@
 //! The machine's console: a polled PL011 driver for the UART the firmware's device tree names
 //! as stdout, the `log` backend that prints `rhyve: ...` lines on it, and the VMs' output
-//! kept apart on it.
+//! kept apart on it by [`hypervisor::console_mux`].
 //!
-//! With several VMs, every line a VM prints starts with its name in brackets (`[alpha] `),
-//! and a line of one source is ended before another source prints: the hypervisor's own
-//! lines and the other VMs' never land in the middle of a VM's line. A VM's lines are held
-//! until complete, except those of the VM that has the console input (its prompt must
-//! show); when one of those is broken by other output, its rest comes on a line that starts
-//! `[alpha]+ `, so the VM's own text can be put back together. With one VM its output goes
-//! through as it is.
-//!
-//! Lock order: the line lock, then the UART lock, which is a leaf; both held for one line or
-//! one chunk of bytes.
+//! Lock order: the multiplexer's lock, then the UART lock, which is a leaf; both held for one
+//! line or one chunk of bytes.
 
-use alloc::string::String;
-use alloc::vec::Vec;
 use core::fmt::{self, Write};
 use core::ptr::NonNull;
-use spin::{Mutex, Once};
+use hypervisor::console_mux::{ByteSink, Mux};
+use spin::Mutex;
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 use tock_registers::{register_bitfields, register_structs};
@@ -144,190 +135,48 @@ pub fn drain_rx(room: usize, mut sink: impl FnMut(u8)) {
     }
 }
 
-/// Longest part of a VM's line held back while it is being written.
-const LINE_BUF: usize = 160;
+static MUX: Mutex<Mux> = Mutex::new(Mux::new());
 
-/// Who printed last, whether its line is finished, and each VM's unfinished line.
-struct Line {
-    /// The VM whose line is open (None: the hypervisor).
-    owner: Option<usize>,
-    /// The last byte printed ended a line.
-    at_start: bool,
-    /// Each VM's output not printed yet (several VMs only), at most [`LINE_BUF`] bytes.
-    held: Vec<Vec<u8>>,
-    /// Each VM's line that other output broke.
-    broken: Vec<bool>,
-}
-
-impl Line {
-    /// Ends the open line, if any, before other output; a VM's line is marked broken.
-    fn end_open_line(&mut self, u: &Uart) {
-        if !self.at_start {
-            u.put(b'\r');
-            u.put(b'\n');
-            self.at_start = true;
-            if let Some(b) = self.owner.and_then(|o| self.broken.get_mut(o)) {
-                *b = true;
-            }
-        }
+impl ByteSink for Uart {
+    fn put(&mut self, byte: u8) {
+        Uart::put(self, byte);
     }
 }
-
-static LINE: Mutex<Line> = Mutex::new(Line {
-    owner: None,
-    at_start: true,
-    held: Vec::new(),
-    broken: Vec::new(),
-});
-static NAMES: Once<Vec<String>> = Once::new();
 
 /// Names the VMs, by id, for the prefixes of their lines (none with a single VM).
 pub fn set_vm_names<'a>(names: impl Iterator<Item = &'a str>) {
-    let names: Vec<String> = names.map(String::from).collect();
-    let mut line = LINE.lock();
-    line.held = names.iter().map(|_| Vec::with_capacity(LINE_BUF)).collect();
-    line.broken = alloc::vec![false; names.len()];
-    drop(line);
-    NAMES.call_once(|| names);
+    MUX.lock().set_vm_names(names);
 }
 
-/// Prints `data` of VM `vm` (prefixed with `name` at the start of a line, if given).
-fn emit(u: &Uart, line: &mut Line, vm: usize, name: Option<&str>, data: &[u8]) {
-    for &b in data {
-        if let Some(name) = name {
-            if line.owner != Some(vm) {
-                line.end_open_line(u);
-            }
-            let broken = line.broken.get(vm).copied().unwrap_or(false);
-            if line.at_start && broken && (b == b'\r' || b == b'\n') {
-                // Other output already ended this VM's broken line, and all that is left
-                // of it is its end: printing that would make an empty line, and the `+`
-                // would then mark the VM's next line as a continuation.
-                if b == b'\n' {
-                    if let Some(f) = line.broken.get_mut(vm) {
-                        *f = false;
-                    }
-                }
-                continue;
-            }
-            if line.at_start && b != b'\r' && b != b'\n' {
-                u.put(b'[');
-                name.bytes().for_each(|c| u.put(c));
-                u.put(b']');
-                if let Some(broken) = line.broken.get_mut(vm) {
-                    if core::mem::take(broken) {
-                        u.put(b'+');
-                    }
-                }
-                u.put(b' ');
-            }
-        }
-        u.put(b);
-        line.owner = Some(vm);
-        if b == b'\n' {
-            line.at_start = true;
-        } else if b != b'\r' {
-            line.at_start = false;
-        }
-    }
-}
-
-/// Writes output of VM `vm`: as it is when it is the only VM. With several, whole lines
-/// with its name in front; the unfinished end of a line waits for the rest, except for the
-/// VM that has the console input (`focus`), whose prompt must show.
+/// Writes output of VM `vm`, kept apart from the others' (see [`Mux::guest_output`]); `focus`
+/// is the VM that has the console input.
 pub fn guest_output(vm: usize, focus: usize, bytes: &[u8]) {
-    let name = NAMES
-        .get()
-        .filter(|n| n.len() > 1)
-        .and_then(|n| n.get(vm))
-        .map(String::as_str);
-    let mut line = LINE.lock();
-    let guard = CONSOLE.lock();
-    let Some(u) = guard.as_ref() else { return };
-    let Some(name) = name else {
-        emit(u, &mut line, vm, None, bytes);
-        return;
-    };
-    let mut held = match line.held.get_mut(vm) {
-        Some(h) => core::mem::take(h),
-        None => return,
-    };
-    for &b in bytes {
-        held.push(b);
-        if b == b'\n' || held.len() == LINE_BUF {
-            emit(u, &mut line, vm, Some(name), &held);
-            held.clear();
-        }
-    }
-    if vm == focus && !held.is_empty() {
-        emit(u, &mut line, vm, Some(name), &held);
-        held.clear();
-    }
-    if let Some(h) = line.held.get_mut(vm) {
-        *h = held;
+    let mut mux = MUX.lock();
+    if let Some(u) = CONSOLE.lock().as_mut() {
+        mux.guest_output(u, vm, focus, bytes);
     }
 }
 
 /// Forgets what VM `vm` left unprinted or broken: it starts afresh (a reset, a restart).
 pub fn vm_restarted(vm: usize) {
-    let mut line = LINE.lock();
-    if let Some(h) = line.held.get_mut(vm) {
-        h.clear();
-    }
-    if let Some(b) = line.broken.get_mut(vm) {
-        *b = false;
-    }
+    MUX.lock().vm_restarted(vm);
 }
 
 /// Writes formatted text of the hypervisor's own (the logger, the monitor) on a line of its
 /// own.
 pub fn write_fmt(args: fmt::Arguments<'_>) {
-    let mut line = LINE.lock();
+    let mut mux = MUX.lock();
     if let Some(u) = CONSOLE.lock().as_mut() {
-        line.end_open_line(u);
-        let mut w = Tracked {
-            uart: u,
-            last: b'\n',
-        };
-        let _ = w.write_fmt(args);
-        line.owner = None;
-        line.at_start = w.last == b'\n';
+        mux.write_own(u, args);
     }
 }
 
 /// Writes what the monitor echoes of a typed line: on the hypervisor's own open line (the
 /// `rhyve> ` prompt), or on a line of its own if a VM's line is open.
 pub fn echo(bytes: &[u8]) {
-    let mut line = LINE.lock();
+    let mut mux = MUX.lock();
     if let Some(u) = CONSOLE.lock().as_mut() {
-        if line.owner.is_some() {
-            line.end_open_line(u);
-        }
-        for &b in bytes {
-            if b == b'\n' {
-                u.put(b'\r');
-            }
-            u.put(b);
-        }
-        line.owner = None;
-        if let Some(&last) = bytes.last() {
-            line.at_start = last == b'\n';
-        }
-    }
-}
-
-/// The UART, remembering the last byte written.
-struct Tracked<'a> {
-    uart: &'a mut Uart,
-    last: u8,
-}
-
-impl Write for Tracked<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        if let Some(b) = s.bytes().last() {
-            self.last = b;
-        }
-        self.uart.write_str(s)
+        mux.echo(u, bytes);
     }
 }
 
