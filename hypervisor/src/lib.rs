@@ -10,6 +10,7 @@ pub mod console_mux;
 pub mod exit;
 pub mod hostdev;
 pub mod inject;
+pub mod monitor;
 pub mod placement;
 pub mod platform;
 pub mod psci;
