@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod placement;
 pub mod platform;
 pub mod psci;
+pub mod sched_policy;
 pub mod sysreg;
 pub mod vgic;
 pub mod vmmcall;

@@ -16,13 +16,13 @@ use super::percpu::PerCpu;
 use super::vm::{Power, VcpuSlot, Vm};
 use super::{irq, vms};
 use crate::arch::regs::{read_sysreg, write_sysreg};
-use aarch64_cpu::registers::{CNTHP_CTL_EL2, CNTV_CTL_EL0};
+use aarch64_cpu::registers::CNTHP_CTL_EL2;
 use abi::layout::{PTIMER_INTID, VTIMER_INTID};
 use abi::VcpuId;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
+use hypervisor::sched_policy::{self as policy, timer_deadline, RoundRobin, VcpuView};
 use tock_registers::interfaces::Writeable;
-use tock_registers::LocalRegisterCopy;
 
 /// How long a vCPU runs before another vCPU of its CPU gets a turn, in counter ticks per
 /// second divided by this (10 ms).
@@ -32,8 +32,8 @@ const SLICES_PER_SECOND: u64 = 100;
 pub struct Sched {
     /// The vCPUs placed here: (VM index, vCPU).
     list: Vec<(usize, VcpuId)>,
-    /// Where the round robin looks first.
-    next: usize,
+    /// Whose turn it is.
+    rr: RoundRobin,
     /// When the running vCPU's slice ends (physical counter).
     slice_end: u64,
     slice: u64,
@@ -54,17 +54,6 @@ fn now() -> u64 {
     read_sysreg!("cntpct_el0")
 }
 
-/// The physical counter value at which a timer with control `ctl` and compare value `cval`
-/// (offset by `offset` from the physical counter) fires, if it is armed.
-fn timer_deadline(ctl: u64, cval: u64, offset: u64) -> u64 {
-    let ctl = LocalRegisterCopy::<u64, CNTV_CTL_EL0::Register>::new(ctl);
-    if ctl.is_set(CNTV_CTL_EL0::ENABLE) && !ctl.is_set(CNTV_CTL_EL0::IMASK) {
-        cval.saturating_add(offset)
-    } else {
-        u64::MAX
-    }
-}
-
 impl Sched {
     /// The scheduler of CPU `index`: every vCPU of every VM placed on it.
     pub fn new(index: usize) -> Self {
@@ -78,7 +67,7 @@ impl Sched {
         }
         Self {
             list,
-            next: 0,
+            rr: RoundRobin::new(),
             slice_end: 0,
             slice: read_sysreg!("cntfrq_el0") / SLICES_PER_SECOND,
         }
@@ -96,78 +85,75 @@ impl Sched {
         Some((vm, v, vm.vcpu(v)?))
     }
 
-    /// Whether vCPU `v` of `vm` can run now. A vCPU of a VM that stopped is turned off here
-    /// (only its own CPU may), so that the VM's reset can go on.
-    fn runnable(vm: &Vm, v: VcpuId, slot: &VcpuSlot, now: u64) -> bool {
-        if !vm.alive.load(Ordering::Acquire) {
-            if slot.power() != Power::Off {
-                slot.set_power(Power::Off);
-            }
-            return false;
+    /// What the policy sees of the `k`th vCPU here at `now` (`irq`: whether to ask the vGIC for
+    /// a pending interrupt, which only a blocked vCPU's runnability needs). A vCPU of a VM that
+    /// stopped is turned off here (only its own CPU may), so that the VM's reset can go on.
+    fn view(&self, k: usize, now: u64, irq: bool) -> VcpuView {
+        let Some((vm, v, slot)) = self.slot(k) else {
+            return VcpuView {
+                alive: false,
+                power: Power::Off,
+                paused: false,
+                blocked: false,
+                deadline: u64::MAX,
+                irq_pending: false,
+            };
+        };
+        let alive = vm.alive.load(Ordering::Acquire);
+        if !alive && slot.power() != Power::Off {
+            slot.set_power(Power::Off);
         }
-        if slot.paused() {
-            return false;
+        let blocked = slot.blocked.load(Ordering::Acquire);
+        let deadline = slot.deadline.load(Ordering::Acquire);
+        VcpuView {
+            alive,
+            power: slot.power(),
+            paused: slot.paused(),
+            blocked,
+            deadline,
+            irq_pending: irq && blocked && now < deadline && vm.vgic.has_pending(v),
         }
-        match slot.power() {
-            Power::Off => false,
-            Power::OnPending => true,
-            Power::On => {
-                !slot.blocked.load(Ordering::Acquire)
-                    || now >= slot.deadline.load(Ordering::Acquire)
-                    || vm.vgic.has_pending(v)
-            }
-        }
+    }
+
+    /// Every vCPU's view, taken as the policy asks.
+    fn views(&self, now: u64, irq: bool) -> impl Iterator<Item = VcpuView> + '_ {
+        (0..self.list.len()).map(move |k| self.view(k, now, irq))
+    }
+
+    /// The index here of vCPU `v` of `vm`.
+    fn index(&self, vm: &Vm, v: VcpuId) -> Option<usize> {
+        self.list
+            .iter()
+            .position(|&(i, w)| i == vm.id.0 as usize && w == v)
     }
 
     /// The next vCPU to run, round robin over the runnable ones.
     pub fn pick(&mut self) -> Option<(&'static Vm, VcpuId)> {
-        let n = self.list.len();
         let t = now();
-        let mut found = None;
-        for step in 0..n {
-            let k = (self.next + step) % n;
-            let Some((vm, v, slot)) = self.slot(k) else {
-                continue;
-            };
-            if Self::runnable(vm, v, slot, t) && found.is_none() {
-                found = Some((k, vm, v));
-            }
-        }
-        let (k, vm, v) = found?;
-        self.next = (k + 1) % n;
-        if let Some(slot) = vm.vcpu(v) {
-            slot.blocked.store(false, Ordering::Release);
-        }
+        let mut rr = self.rr;
+        let k = rr.pick(self.list.len(), |k| self.view(k, t, true).runnable(t));
+        self.rr = rr;
+        let (vm, v, slot) = self.slot(k?)?;
+        slot.blocked.store(false, Ordering::Release);
         Some((vm, v))
     }
 
     /// Whether a vCPU other than `cur` could use this CPU now.
     pub fn others_runnable(&self, cur: (&Vm, VcpuId)) -> bool {
         let t = now();
-        (0..self.list.len()).any(|k| {
-            self.slot(k).is_some_and(|(vm, v, slot)| {
-                !(vm.id == cur.0.id && v == cur.1) && Self::runnable(vm, v, slot, t)
-            })
-        })
+        let cur = self.index(cur.0, cur.1).unwrap_or(usize::MAX);
+        policy::others_runnable(self.views(t, true), cur, t)
     }
 
     /// Whether the running vCPU `cur` should give the CPU up now: it was told to look (a
-    /// kick or the EL2 timer), and another vCPU can run while `cur`'s slice is over, or
-    /// another vCPU that waited for an interrupt has one now (it runs at once, as an
-    /// interactive task would).
+    /// kick or the EL2 timer), and the policy says another vCPU should have it.
     pub fn should_preempt(&self, cpu: &PerCpu, cur: (&Vm, VcpuId)) -> bool {
         if !self.shared() || !cpu.resched.swap(false, Ordering::AcqRel) {
             return false;
         }
         let t = now();
-        let slice_over = t >= self.slice_end;
-        (0..self.list.len()).any(|k| {
-            self.slot(k).is_some_and(|(vm, v, slot)| {
-                !(vm.id == cur.0.id && v == cur.1)
-                    && (slice_over || slot.blocked.load(Ordering::Acquire))
-                    && Self::runnable(vm, v, slot, t)
-            })
-        })
+        let cur = self.index(cur.0, cur.1).unwrap_or(usize::MAX);
+        policy::should_preempt(self.views(t, true), cur, t >= self.slice_end, t)
     }
 
     /// Prepares the CPU for `vm`'s vCPU `v`: saves the state of the vCPU that was live here
@@ -230,28 +216,14 @@ impl Sched {
             return;
         }
         let t = now();
-        let mut at = u64::MAX;
-        for k in 0..self.list.len() {
-            let Some((vm, v, slot)) = self.slot(k) else {
-                continue;
-            };
-            if cur.is_some_and(|(c, cv)| c.id == vm.id && cv == v) {
-                continue;
+        let cur = cur.map(|(vm, v)| self.index(vm, v).unwrap_or(usize::MAX));
+        let at = policy::wake_at(self.views(t, false), cur, self.slice_end, t);
+        match at {
+            None => CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::CLEAR),
+            Some(at) => {
+                write_sysreg!("cnthp_cval_el2", at);
+                CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
             }
-            if !vm.alive.load(Ordering::Acquire) || slot.power() == Power::Off {
-                continue;
-            }
-            if slot.blocked.load(Ordering::Acquire) {
-                at = at.min(slot.deadline.load(Ordering::Acquire));
-            } else if cur.is_some() {
-                at = at.min(self.slice_end.max(t));
-            }
-        }
-        if at == u64::MAX {
-            CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::CLEAR);
-        } else {
-            write_sysreg!("cnthp_cval_el2", at);
-            CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
         }
     }
 }
@@ -277,12 +249,7 @@ impl Sched {
     /// Whether some vCPU here could run, without choosing it.
     fn pick_peek(&self) -> Option<()> {
         let t = now();
-        (0..self.list.len())
-            .any(|k| {
-                self.slot(k)
-                    .is_some_and(|(vm, v, slot)| Self::runnable(vm, v, slot, t))
-            })
-            .then_some(())
+        self.views(t, true).any(|v| v.runnable(t)).then_some(())
     }
 }
 

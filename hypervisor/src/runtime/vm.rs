@@ -48,17 +48,7 @@ pub struct VmSpec {
     pub mac: Option<Mac>,
 }
 
-/// A vCPU's power state as PSCI sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Power {
-    /// Not running; CPU_ON may start it.
-    Off = 0,
-    /// CPU_ON accepted; its physical CPU has not picked it up yet.
-    OnPending = 1,
-    /// Running.
-    On = 2,
-}
+pub use hypervisor::sched_policy::Power;
 
 /// A vCPU's state while it is off its physical CPU (only that CPU touches it).
 #[derive(Default)]
