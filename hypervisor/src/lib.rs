@@ -1,12 +1,16 @@
 //! rhyve's EL2 core.
 //!
-//! The generic logic here (trap decoding, PSCI, the virtual GIC) is plain Rust that the host
-//! tests; `arch` holds what only runs at EL2 on an aarch64 CPU.
+//! The generic logic here (trap decoding, PSCI, the virtual GIC, device-tree discovery, the
+//! console multiplexer, the monitor, the scheduler's policy) is plain Rust that the host tests.
+//! `arch` is the architecture interface: its aarch64 implementation is what only runs at EL2,
+//! and a fake implementation lets the host tests run the code that calls it.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
+pub mod arch;
 pub mod console_mux;
+pub mod controls;
 pub mod exit;
 pub mod hostdev;
 pub mod inject;

@@ -1,8 +1,8 @@
 //! The rhyve image: the EL2 core's entry point.
 //!
-//! The image is the bare-metal half of the crate: `arch` (boot, vectors, translation, GIC,
-//! firmware) and `runtime` (the machine, the VM, the vCPU loop). The host-tested logic it
-//! uses (trap decoding, PSCI, the virtual GIC) lives in the library.
+//! The image is the bare-metal half of the crate: `runtime` (the machine, the VMs, the vCPU
+//! loop), over the library's `arch` interface (boot, vectors, translation, GIC, firmware on
+//! aarch64). The host-tested logic it uses lives in the library.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 
@@ -10,12 +10,10 @@
 extern crate alloc;
 
 #[cfg(target_os = "none")]
-mod arch;
-#[cfg(target_os = "none")]
 mod runtime;
 
 #[cfg(target_os = "none")]
-use hypervisor::{exit, hostdev, inject, placement, psci, sysreg, vgic, vmmcall};
+use hypervisor::{arch, exit, hostdev, inject, placement, psci, sysreg, vgic, vmmcall};
 
 #[cfg(not(target_os = "none"))]
 fn main() {

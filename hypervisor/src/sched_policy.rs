@@ -3,19 +3,8 @@
 //! gives the CPU up, and when the EL2 timer must fire. The image reads the vCPUs' shared state
 //! into [`VcpuView`]s and carries the decisions out (see the runtime's `sched`).
 
-use tock_registers::{register_bitfields, LocalRegisterCopy};
-
-register_bitfields! {u64,
-    /// CNTV_CTL_EL0 / CNTP_CTL_EL0 (Arm ARM D24.10): a generic timer's control.
-    pub TIMER_CTL [
-        /// The timer condition is met.
-        ISTATUS OFFSET(2) NUMBITS(1) [],
-        /// The timer's interrupt is masked.
-        IMASK OFFSET(1) NUMBITS(1) [],
-        /// The timer is on.
-        ENABLE OFFSET(0) NUMBITS(1) []
-    ]
-}
+use crate::arch::regs::CNT_CTL;
+use tock_registers::LocalRegisterCopy;
 
 /// A vCPU's power state as PSCI sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,8 +125,8 @@ pub fn wake_at(
 /// The physical counter value at which a timer with control `ctl` and compare value `cval`
 /// (offset by `offset` from the physical counter) fires, if it is armed (u64::MAX: never).
 pub fn timer_deadline(ctl: u64, cval: u64, offset: u64) -> u64 {
-    let ctl = LocalRegisterCopy::<u64, TIMER_CTL::Register>::new(ctl);
-    if ctl.is_set(TIMER_CTL::ENABLE) && !ctl.is_set(TIMER_CTL::IMASK) {
+    let ctl = LocalRegisterCopy::<u64, CNT_CTL::Register>::new(ctl);
+    if ctl.is_set(CNT_CTL::ENABLE) && !ctl.is_set(CNT_CTL::IMASK) {
         cval.saturating_add(offset)
     } else {
         u64::MAX
@@ -280,8 +269,8 @@ mod tests {
 
     #[test]
     fn timer_deadlines() {
-        let on = TIMER_CTL::ENABLE::SET.value;
-        let masked = (TIMER_CTL::ENABLE::SET + TIMER_CTL::IMASK::SET).value;
+        let on = CNT_CTL::ENABLE::SET.value;
+        let masked = (CNT_CTL::ENABLE::SET + CNT_CTL::IMASK::SET).value;
         assert_eq!(timer_deadline(on, 1000, 5), 1005);
         assert_eq!(timer_deadline(on, u64::MAX, 5), u64::MAX);
         assert_eq!(timer_deadline(masked, 1000, 5), u64::MAX);

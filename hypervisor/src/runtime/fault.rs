@@ -3,18 +3,18 @@
 //! guest.
 
 use super::console::force_write_fmt;
-use crate::arch::cpu;
-use crate::arch::regs::read_sysreg;
+use crate::arch::{cpu, trap};
 
 /// Called from the EL2 vectors for an exception taken at EL2.
 #[no_mangle]
 pub extern "C" fn hyp_exception(kind: u64, sp: u64) -> ! {
-    let esr = read_sysreg!("esr_el2");
-    let elr = read_sysreg!("elr_el2");
-    let far = read_sysreg!("far_el2");
+    let s = trap::syndrome();
+    let elr = trap::return_address();
     force_write_fmt(format_args!(
-        "\nrhyve: PANIC: exception at EL2 (vector {kind}) on CPU mpidr {:#x}: ESR_EL2 {esr:#x} ELR_EL2 {elr:#x} FAR_EL2 {far:#x} SP {sp:#x}\n",
-        cpu::mpidr()
+        "\nrhyve: PANIC: exception at EL2 (vector {kind}) on CPU mpidr {:#x}: ESR_EL2 {:#x} ELR_EL2 {elr:#x} FAR_EL2 {:#x} SP {sp:#x}\n",
+        cpu::mpidr(),
+        s.esr,
+        s.far
     ));
     halt()
 }

@@ -7,16 +7,13 @@
 use super::percpu::PerCpu;
 use super::vm::{Power, Vm};
 use super::{console, machine, monitor, partition, sched};
-use crate::arch::gic;
-use crate::arch::regs::{read_sysreg, write_sysreg};
+use crate::arch::{cpuif, gic, timer};
 use crate::vgic::{Kick, ListRegs};
-use aarch64_cpu::registers::ICH_VTR_EL2;
 use abi::layout::{HTIMER_INTID, MAINTENANCE_INTID, PTIMER_INTID, VTIMER_INTID};
 use abi::vmm::{Request, MAX_VMS};
 use abi::{IntId, VcpuId};
 use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Mutex;
-use tock_registers::interfaces::Readable;
 
 /// The SGI one CPU sends another to make it look at its vCPU's pending interrupts or power
 /// state.
@@ -25,38 +22,21 @@ pub const KICK_SGI: u32 = 8;
 /// The physical list registers of this CPU.
 pub struct HwListRegs;
 
-macro_rules! lr_access {
-    ($n:expr, $read:expr, $($i:literal),*) => {
-        match $n {
-            $($i => if let Some(v) = $read {
-                write_sysreg!(concat!("ich_lr", $i, "_el2"), v); 0
-            } else {
-                read_sysreg!(concat!("ich_lr", $i, "_el2"))
-            },)*
-            _ => 0,
-        }
-    };
-}
-
-fn lr(n: usize, write: Option<u64>) -> u64 {
-    lr_access!(n, write, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-}
-
 impl ListRegs for HwListRegs {
     fn count(&self) -> usize {
-        ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1
+        cpuif::list_registers()
     }
     fn read(&self, n: usize) -> u64 {
-        lr(n, None)
+        cpuif::read_lr(n)
     }
     fn write(&mut self, n: usize, value: u64) {
-        lr(n, Some(value));
+        cpuif::write_lr(n, value);
     }
     fn empty_mask(&self) -> u64 {
-        read_sysreg!("ich_elrsr_el2")
+        cpuif::empty_lrs()
     }
     fn eoi_mask(&self) -> u64 {
-        read_sysreg!("ich_eisr_el2")
+        cpuif::eoi_lrs()
     }
     fn set_underflow_irq(&mut self, on: bool) {
         use crate::arch::regs::ICH_HCR;
@@ -65,7 +45,7 @@ impl ListRegs for HwListRegs {
         } else {
             ICH_HCR::EN::SET
         };
-        write_sysreg!("ich_hcr_el2", v.value);
+        cpuif::set_control(v.value);
     }
 }
 
@@ -75,10 +55,7 @@ pub fn reset_list_registers() {
     for n in 0..l.count() {
         l.write(n, 0);
     }
-    write_sysreg!("ich_ap0r0_el2", 0);
-    write_sysreg!("ich_ap1r0_el2", 0);
-    write_sysreg!("ich_vmcr_el2", 0);
-    l.set_underflow_irq(false);
+    cpuif::reset_state();
 }
 
 /// Sends a kick to the CPU of every vCPU in `kick` other than `me`.
@@ -117,8 +94,7 @@ pub fn handle_pending(cpu: &PerCpu, running: Option<(&Vm, VcpuId)>) {
                 continue;
             }
             // No guest to give it to: silence the timer that fired.
-            write_sysreg!("cntv_ctl_el0", 0);
-            write_sysreg!("cntp_ctl_el0", 0);
+            timer::silence_guest_timers();
         } else if intid == HTIMER_INTID.0 {
             sched::htimer_fired(cpu);
         } else if intid == KICK_SGI {

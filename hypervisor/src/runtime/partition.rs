@@ -17,16 +17,16 @@ use super::vm::Vm;
 use super::{console, irq};
 use crate::arch::el1::El1State;
 use crate::arch::exception::{self, ExitKind, GuestRegs};
-use crate::arch::regs::{read_sysreg, SCTLR_EL1_RES1, SPSR};
 use crate::arch::stage2::{Stage2, BLOCK_SIZE, PAGE_SIZE};
+use crate::arch::{tlb, trap};
 use crate::exit::{self, Exit};
 use crate::hostdev::{self, HostDevice, Transport};
 use crate::vmmcall::{self, Served, ServedVm, VmmCall};
-use aarch64_cpu::registers::HCR_EL2;
 use abi::vmm::{self as vabi, Request, Response, Status};
 use abi::{HostPhysAddr, VcpuId, VmId};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
+use hypervisor::controls;
 use hypervisor::platform::VirtioMmioNode;
 use hypervisor::platform::MAX_CPUS;
 use spin::{Mutex, Once};
@@ -76,18 +76,6 @@ fn irq_to_vmm(d: &HostDevice) -> Option<u32> {
 
 static PARTITION: Once<Partition> = Once::new();
 static WARN_DOWN: RateLimit = RateLimit::once();
-
-/// HCR_EL2 while the VMM runs: stage 2 on, every interrupt to EL2, SMC trapped, AArch64.
-fn vmm_hcr() -> u64 {
-    (HCR_EL2::VM::Enable
-        + HCR_EL2::SWIO::SET
-        + HCR_EL2::FMO::EnableVirtualFIQ
-        + HCR_EL2::IMO::EnableVirtualIRQ
-        + HCR_EL2::AMO::SET
-        + HCR_EL2::TSC::EnableTrapEl1SmcToEl2
-        + HCR_EL2::RW::EL1IsAarch64)
-        .value
-}
 
 /// The partition, once created.
 pub fn get() -> Option<&'static Partition> {
@@ -162,7 +150,7 @@ pub fn create(
         vttbr: stage2.vttbr(VMID),
         vtcr: stage2.vtcr(),
         stage2: Mutex::new(stage2),
-        hcr: vmm_hcr(),
+        hcr: controls::vmm_hcr(),
         alive: AtomicBool::new(true),
         mapped: [const { AtomicBool::new(false) }; vabi::MAX_VMS],
         ram_pa: pa,
@@ -363,22 +351,16 @@ impl Partition {
         let mut me = slot.lock();
         let saved = El1State::save();
         if !me.started {
-            let sctlr = (SCTLR_EL1_RES1::B28.val(3)
-                + SCTLR_EL1_RES1::B22.val(3)
-                + SCTLR_EL1_RES1::B20::SET
-                + SCTLR_EL1_RES1::B11::SET)
-                .value;
-            me.el1 = El1State::fresh(sctlr, self.hcr, self.vttbr, self.vtcr);
+            me.el1 = El1State::fresh(controls::boot_sctlr(), self.hcr, self.vttbr, self.vtcr);
             me.regs = GuestRegs::default();
             me.regs.x[0] = cpu.index as u64;
             me.regs.elr = vabi::VMM_RAM_BASE.0;
-            me.regs.spsr =
-                (SPSR::M::EL1h + SPSR::D::SET + SPSR::A::SET + SPSR::I::SET + SPSR::F::SET).value;
+            me.regs.spsr = controls::boot_spsr();
         }
         me.el1.restore();
-        // SAFETY: drops stale translations of the partition's VMID on this CPU (its stage 2
-        // may have changed since it last ran here).
-        unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
+        // Stale translations of the partition's VMID on this CPU go (its stage 2 may have
+        // changed since it last ran here).
+        tlb::flush_guest_local();
         let mut result = Ok(Response::ok(0));
         if !me.started {
             result = self.run(cpu, &mut me.regs, ctx);
@@ -407,9 +389,8 @@ impl Partition {
                 }
                 ExitKind::SError => return self.fail(cpu, regs, "an SError", true),
                 ExitKind::Sync => {
-                    let esr = read_sysreg!("esr_el2");
-                    let exit =
-                        exit::decode(esr, read_sysreg!("far_el2"), read_sysreg!("hpfar_el2"));
+                    let s = trap::syndrome();
+                    let exit = exit::decode(s.esr, s.far, s.hpfar);
                     if !matches!(exit, Exit::Hvc { .. }) {
                         return self.fail(
                             cpu,
@@ -550,11 +531,12 @@ impl Partition {
     ) -> Result<Response, Down> {
         self.alive.store(false, Ordering::Release);
         if syndrome {
+            let s = trap::syndrome();
             log::error!(
                 "VMM partition failed on CPU {}: {why}: ESR {:#x} FAR {:#x} PC {:#x}",
                 cpu.index,
-                read_sysreg!("esr_el2"),
-                read_sysreg!("far_el2"),
+                s.esr,
+                s.far,
                 regs.elr
             );
         } else {

@@ -15,14 +15,12 @@
 use super::percpu::PerCpu;
 use super::vm::{Power, VcpuSlot, Vm};
 use super::{irq, vms};
-use crate::arch::regs::{read_sysreg, write_sysreg};
-use aarch64_cpu::registers::CNTHP_CTL_EL2;
+use crate::arch::{timer, tlb};
 use abi::layout::{PTIMER_INTID, VTIMER_INTID};
 use abi::VcpuId;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use hypervisor::sched_policy::{self as policy, timer_deadline, RoundRobin, VcpuView};
-use tock_registers::interfaces::Writeable;
 
 /// How long a vCPU runs before another vCPU of its CPU gets a turn, in counter ticks per
 /// second divided by this (10 ms).
@@ -51,7 +49,7 @@ pub enum Leave {
 }
 
 fn now() -> u64 {
-    read_sysreg!("cntpct_el0")
+    timer::now()
 }
 
 impl Sched {
@@ -69,7 +67,7 @@ impl Sched {
             list,
             rr: RoundRobin::new(),
             slice_end: 0,
-            slice: read_sysreg!("cntfrq_el0") / SLICES_PER_SECOND,
+            slice: timer::frequency() / SLICES_PER_SECOND,
         }
     }
 
@@ -193,10 +191,9 @@ impl Sched {
             timer_deadline(vctl, vcval, prev.cntvoff).min(timer_deadline(pctl, pcval, 0));
         slot.deadline.store(deadline, Ordering::Release);
         drop(st);
-        // SAFETY: drops this VMID's stage-1 and stage-2 entries on this CPU: another vCPU of
-        // the same VM coming here must not use the leaving one's, whose local invalidations
-        // it did not see.
-        unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
+        // Another vCPU of the same VM coming here must not use the leaving one's TLB entries,
+        // whose local invalidations it did not see.
+        tlb::flush_guest_local();
         cpu.redist.clear_active(VTIMER_INTID.0);
         cpu.redist.clear_active(PTIMER_INTID.0);
         irq::reset_list_registers();
@@ -217,14 +214,12 @@ impl Sched {
         }
         let t = now();
         let cur = cur.map(|(vm, v)| self.index(vm, v).unwrap_or(usize::MAX));
-        let at = policy::wake_at(self.views(t, false), cur, self.slice_end, t);
-        match at {
-            None => CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::CLEAR),
-            Some(at) => {
-                write_sysreg!("cnthp_cval_el2", at);
-                CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
-            }
-        }
+        timer::set_hyp_deadline(policy::wake_at(
+            self.views(t, false),
+            cur,
+            self.slice_end,
+            t,
+        ));
     }
 }
 
@@ -255,6 +250,6 @@ impl Sched {
 
 /// The EL2 timer fired: silenced until re-armed; the CPU's scheduler looks again.
 pub fn htimer_fired(cpu: &PerCpu) {
-    CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::CLEAR);
+    timer::set_hyp_deadline(None);
     cpu.resched.store(true, Ordering::Release);
 }

@@ -11,22 +11,16 @@ use super::stats::Counter;
 use super::vm::{Power, VcpuSlot, Vm};
 use super::{irq, machine, partition, ratelimit::RateLimit};
 use crate::arch::exception::{self, ExitKind, GuestRegs};
-use crate::arch::regs::{
-    read_sysreg, write_sysreg, CNTHCTL, CPTR_EL2, ID_AA64PFR0, ID_AA64PFR1, MPIDR, SCTLR_EL1_RES1,
-    SPSR,
-};
-use crate::arch::{cpu, firmware};
+use crate::arch::{cpu, el1, el2, firmware, id, timer, tlb, trap};
 use crate::exit::{self, Exit, MmioAccess};
 use crate::inject::{self, GuestException};
 use crate::psci::{self, PsciAction, PsciContext, PsciStatus, VcpuPower};
 use crate::sysreg;
-use aarch64_cpu::registers::HCR_EL2;
 use abi::layout::{PL011_BASE, PTIMER_INTID, VTIMER_INTID};
 use abi::vmm::Request;
 use abi::{GuestPhysAddr, VcpuId};
 use core::sync::atomic::Ordering;
-use tock_registers::interfaces::Writeable;
-use tock_registers::LocalRegisterCopy;
+use hypervisor::controls;
 
 /// What the run loop does after an exit.
 enum Flow {
@@ -39,98 +33,10 @@ static WARN_UNDEF: RateLimit = RateLimit::new();
 /// An access the core cannot emulate (no syndrome) is a guest bug or an attack: said once.
 static WARN_NO_SYNDROME: RateLimit = RateLimit::once();
 
-/// HCR_EL2 while a guest runs: stage 2 on; IRQ/FIQ/SError to EL2 (which gives the guest the
-/// virtual CPU interface); SMC and WFI trapped; pointer authentication and AArch64 EL1.
-/// WFE is trapped only on a CPU shared with other vCPUs (a spinning vCPU then lets the lock
-/// holder run; alone on its CPU it loses nothing by spinning, and Linux's spinlocks use it),
-/// and so are the ID registers (to hide SVE and SME, whose state is not switched).
-/// FB (broadcast of local TLB and I-cache invalidations) stays off: a vCPU never moves to
-/// another CPU, so its local invalidations need not reach others (under QEMU each broadcast
-/// is a synchronous flush of every CPU).
-fn hcr(shared: bool) -> u64 {
-    let mut v = HCR_EL2::VM::Enable
-        + HCR_EL2::SWIO::SET
-        + HCR_EL2::FMO::EnableVirtualFIQ
-        + HCR_EL2::IMO::EnableVirtualIRQ
-        + HCR_EL2::AMO::SET
-        + HCR_EL2::BSU::InnerShareable
-        + HCR_EL2::TSC::EnableTrapEl1SmcToEl2
-        + HCR_EL2::TWI::SET
-        + HCR_EL2::RW::EL1IsAarch64
-        + HCR_EL2::API::DisableTrapPointerAuthInstToEl2
-        + HCR_EL2::APK::DisableTrapPointerAuthKeyRegsToEl2;
-    if shared {
-        v += HCR_EL2::TWE::SET + HCR_EL2::TID3::SET;
-    }
-    v.value
-}
-
-/// CPTR_EL2: FP stays the guest's; SVE and SME too on a CPU of its own (trapped, and hidden,
-/// when shared); RES1 bits set, and the trap bits of absent features left at their RES1 value.
-fn cptr(shared: bool) -> u64 {
-    let pfr0 =
-        LocalRegisterCopy::<u64, ID_AA64PFR0::Register>::new(read_sysreg!("id_aa64pfr0_el1"));
-    let pfr1 =
-        LocalRegisterCopy::<u64, ID_AA64PFR1::Register>::new(read_sysreg!("id_aa64pfr1_el1"));
-    let mut v = CPTR_EL2::RES1_13::SET + CPTR_EL2::RES1_9::SET + CPTR_EL2::RES1_LOW.val(0xff);
-    if shared || pfr0.read(ID_AA64PFR0::SVE) == 0 {
-        v += CPTR_EL2::TZ::SET;
-    }
-    if shared || pfr1.read(ID_AA64PFR1::SME) == 0 {
-        v += CPTR_EL2::TSM::SET;
-    }
-    v.value
-}
-
-/// Puts the EL1 system registers in the state the arm64 boot protocol expects (MMU and caches
-/// off, timers off), for a vCPU starting afresh.
-fn reset_el1_state() {
-    let sctlr = (SCTLR_EL1_RES1::B28.val(3)
-        + SCTLR_EL1_RES1::B22.val(3)
-        + SCTLR_EL1_RES1::B20::SET
-        + SCTLR_EL1_RES1::B11::SET)
-        .value;
-    write_sysreg!("sctlr_el1", sctlr);
-    write_sysreg!("tcr_el1", 0);
-    write_sysreg!("ttbr0_el1", 0);
-    write_sysreg!("ttbr1_el1", 0);
-    write_sysreg!("mair_el1", 0);
-    write_sysreg!("vbar_el1", 0);
-    write_sysreg!("cpacr_el1", 0);
-    write_sysreg!("cntkctl_el1", 0);
-    write_sysreg!("cntv_ctl_el0", 0);
-    write_sysreg!("cntp_ctl_el0", 0);
-    write_sysreg!("contextidr_el1", 0);
-    write_sysreg!("tpidr_el1", 0);
-    write_sysreg!("tpidr_el0", 0);
-    write_sysreg!("tpidrro_el0", 0);
-    write_sysreg!("sp_el0", 0);
-    write_sysreg!("sp_el1", 0);
-    write_sysreg!("mdscr_el1", 0);
-}
-
-/// Loads this VM's and vCPU's EL2 controls (they are the VMM's during an upcall, and another
-/// VM's when this CPU ran one).
-fn load_el2_controls(vm: &Vm, v: VcpuId) {
-    write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
-    let vmpidr = MPIDR::RES1::SET.value | v.mpidr_affinity();
-    write_sysreg!("vmpidr_el2", vmpidr);
-    write_sysreg!("cntvoff_el2", vm.cntvoff);
-    write_sysreg!(
-        "cnthctl_el2",
-        (CNTHCTL::EL1PCEN::SET + CNTHCTL::EL1PCTEN::SET).value
-    );
-    write_sysreg!("cptr_el2", cptr(vm.shared));
-    write_sysreg!("vtcr_el2", vm.vtcr);
-    write_sysreg!("vttbr_el2", vm.vttbr);
-    HCR_EL2.set(hcr(vm.shared));
-    cpu::isb();
-}
-
 /// Clears what a vCPU starting afresh must not inherit from the last one here.
 fn reset_cpu_interface(cpu: &PerCpu) {
-    // SAFETY: drops any stale stage-1/2 TLB entries of this VMID on this CPU before first use.
-    unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
+    // Stale stage-1/2 TLB entries of this VMID on this CPU go before first use.
+    tlb::flush_guest_local();
     irq::reset_list_registers();
     // A timer interrupt the previous vCPU here never deactivated would block this one's.
     cpu.redist.clear_active(VTIMER_INTID.0);
@@ -145,17 +51,18 @@ pub fn run(cpu: &PerCpu, sched: &mut Sched, vm: &Vm, v: VcpuId) -> Leave {
     };
     let fresh = slot.power() == Power::OnPending;
     sched.switch_to(cpu, vm, v, fresh);
-    load_el2_controls(vm, v);
+    el2::load_guest_controls(&controls::for_guest(
+        vm.shared, v, vm.cntvoff, vm.vtcr, vm.vttbr,
+    ));
     let mut state = slot.state.lock();
     if fresh {
-        reset_el1_state();
+        el1::reset_for_boot(controls::boot_sctlr());
         reset_cpu_interface(cpu);
         vm.vgic.unload(v);
         state.regs = GuestRegs::default();
         state.regs.x[0] = slot.context.load(Ordering::Acquire);
         state.regs.elr = slot.entry.load(Ordering::Acquire);
-        state.regs.spsr =
-            (SPSR::M::EL1h + SPSR::D::SET + SPSR::A::SET + SPSR::I::SET + SPSR::F::SET).value;
+        state.regs.spsr = controls::boot_spsr();
         slot.set_power(Power::On);
     }
     sched.arm_timer(Some((vm, v)));
@@ -207,8 +114,7 @@ pub fn run(cpu: &PerCpu, sched: &mut Sched, vm: &Vm, v: VcpuId) -> Leave {
         }
     };
     if leave == Leave::Stopped {
-        write_sysreg!("cntv_ctl_el0", 0);
-        write_sysreg!("cntp_ctl_el0", 0);
+        timer::silence_guest_timers();
         if slot.power() == Power::On {
             slot.set_power(Power::Off);
         }
@@ -242,9 +148,7 @@ fn handle_sync(
     slot: &VcpuSlot,
     regs: &mut GuestRegs,
 ) -> Flow {
-    let esr = read_sysreg!("esr_el2");
-    let far = read_sysreg!("far_el2");
-    let hpfar = read_sysreg!("hpfar_el2");
+    let trap::Syndrome { esr, far, hpfar } = trap::syndrome();
     let skip = exit::instruction_len(esr);
     match exit::decode(esr, far, hpfar) {
         Exit::Mmio(access) => {
@@ -372,8 +276,7 @@ const VECTOR_TABLE_SIZE: u64 = 0x800;
 /// Whether the instruction fetch that just faulted was inside the guest's own vector table:
 /// injecting the abort would fault again at once, forever. Such a guest is dead.
 fn fetch_fault_in_vectors(regs: &GuestRegs) -> bool {
-    let vbar = read_sysreg!("vbar_el1");
-    regs.elr.wrapping_sub(vbar) < VECTOR_TABLE_SIZE
+    regs.elr.wrapping_sub(el1::vector_base()) < VECTOR_TABLE_SIZE
 }
 
 /// Hands posted console output to the VMM (on a WFI or a timer tick, so that output appears
@@ -483,18 +386,12 @@ fn emulate_mmio(
 /// A trapped ID register read (trapped on shared CPUs only): the machine's value, less what
 /// such a guest must not use.
 fn id_register(reg: sysreg::SysRegId) -> u64 {
-    sysreg::shared_cpu_id_value(reg, cpu::read_id_register(reg.crm, reg.op2))
+    sysreg::shared_cpu_id_value(reg, id::read(reg.crm, reg.op2))
 }
 
 fn inject(regs: &mut GuestRegs, exc: GuestException) {
-    let vbar = read_sysreg!("vbar_el1");
-    let e = inject::entry(exc, regs.elr, regs.spsr, vbar, true);
-    write_sysreg!("esr_el1", e.esr_el1);
-    if let Some(far) = e.far_el1 {
-        write_sysreg!("far_el1", far);
-    }
-    write_sysreg!("elr_el1", e.elr_el1);
-    write_sysreg!("spsr_el1", e.spsr_el1);
+    let e = inject::entry(exc, regs.elr, regs.spsr, el1::vector_base(), true);
+    el1::deliver(&e);
     regs.elr = e.pc;
     regs.spsr = e.spsr;
 }
@@ -590,12 +487,13 @@ fn psci_call(
 
 /// Reports a guest that cannot go on and stops its VM.
 pub fn guest_died(vm: &Vm, v: VcpuId, regs: &GuestRegs, why: &str) {
+    let s = trap::syndrome();
     log::error!(
         "VM {} vCPU {} died: {why}: ESR_EL2 {:#x} FAR_EL2 {:#x} PC {:#x} PSTATE {:#x}",
         vm.id.0,
         v.0,
-        read_sysreg!("esr_el2"),
-        read_sysreg!("far_el2"),
+        s.esr,
+        s.far,
         regs.elr,
         regs.spsr
     );

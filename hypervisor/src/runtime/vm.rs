@@ -8,7 +8,6 @@ use super::memory::{FreeRam, GuestRam};
 use super::stats::{Counter, VcpuStats};
 use crate::arch::context::CpuContext;
 use crate::arch::exception::GuestRegs;
-use crate::arch::regs::read_sysreg;
 use crate::arch::stage2::{Stage2, BLOCK_SIZE};
 use crate::vgic::Vgic;
 use abi::layout::{MAX_VCPUS, RAM_BASE};
@@ -303,7 +302,7 @@ impl Vm {
             vttbr: stage2.vttbr(vmid),
             vtcr: stage2.vtcr(),
             _stage2: stage2,
-            cntvoff: read_sysreg!("cntpct_el0"),
+            cntvoff: crate::arch::timer::now(),
             vcpus,
             alive: AtomicBool::new(spec.autostart),
             resetting: AtomicBool::new(false),

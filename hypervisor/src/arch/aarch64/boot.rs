@@ -92,11 +92,16 @@ secondary_entry:
     el2 = const CURRENT_EL_EL2,
     stack = sym BOOT_STACK,
     stack_size = const BOOT_STACK_SIZE,
-    rust_primary = sym crate::runtime::primary_main,
-    rust_secondary = sym crate::runtime::secondary_main,
+    rust_primary = sym primary_main,
+    rust_secondary = sym secondary_main,
 );
 
 extern "C" {
+    /// The image's Rust entry on the primary CPU (the runtime's): the device tree's address
+    /// and the image's load base.
+    fn primary_main(dtb: usize, image_base: usize) -> !;
+    /// The image's Rust entry on a secondary CPU, with its `BootArgs`.
+    fn secondary_main(args: &super::cpu::BootArgs) -> !;
     /// Where secondary CPUs start (PSCI CPU_ON entry point).
     pub fn secondary_entry();
     /// First byte of the image.

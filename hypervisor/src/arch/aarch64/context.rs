@@ -9,7 +9,7 @@
 //! exit and rewrites them on entry. SVE and SME are hidden from guests that time-share
 //! (their state is not switched), see `runtime::vcpu`.
 
-use super::regs::{read_sysreg, write_sysreg, ICH_VTR_PRE, ID_AA64ISAR1, ID_AA64ISAR2};
+use crate::arch::regs::{read_sysreg, write_sysreg, ICH_VTR_PRE, ID_AA64ISAR1, ID_AA64ISAR2};
 use tock_registers::LocalRegisterCopy;
 
 /// EL1 (and EL0) system registers, in the order [`EL1_REGS`] names them.

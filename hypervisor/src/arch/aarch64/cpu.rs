@@ -1,7 +1,7 @@
 //! The physical CPU: identity, barriers, cache maintenance, and what a secondary CPU needs to
 //! start.
 
-use super::regs::{read_sysreg, CTR, MPIDR};
+use crate::arch::regs::{read_sysreg, CTR, MPIDR};
 use core::arch::asm;
 use tock_registers::LocalRegisterCopy;
 
@@ -96,26 +96,4 @@ pub fn clean_dcache_range(start: usize, len: usize) {
 pub fn invalidate_icache() {
     // SAFETY: invalidating the instruction cache only discards cached instructions.
     unsafe { asm!("ic iallu", "dsb nsh", "isb", options(nostack)) };
-}
-
-/// Reads the ID register `S3_0_C0_C<crm>_<op2>` (CRm 1..=7: the space HCR_EL2.TID3 traps;
-/// unallocated encodings there read as zero). Anything else reads as zero.
-pub fn read_id_register(crm: u8, op2: u8) -> u64 {
-    macro_rules! id_regs {
-        ($($crm:literal: $($op2:literal)*;)*) => {
-            match (crm, op2) {
-                $($(($crm, $op2) => read_sysreg!(concat!("s3_0_c0_c", $crm, "_", $op2)),)*)*
-                _ => 0,
-            }
-        };
-    }
-    id_regs! {
-        1: 0 1 2 3 4 5 6 7;
-        2: 0 1 2 3 4 5 6 7;
-        3: 0 1 2 3 4 5 6 7;
-        4: 0 1 2 3 4 5 6 7;
-        5: 0 1 2 3 4 5 6 7;
-        6: 0 1 2 3 4 5 6 7;
-        7: 0 1 2 3 4 5 6 7;
-    }
 }

@@ -1,12 +1,52 @@
-//! The EL1 state that differs between a guest and the VMM partition sharing a physical CPU,
-//! switched on every upcall into the VMM.
+//! The EL1 state a guest sees: reset for a vCPU starting afresh, an exception delivered into
+//! it, and the part that differs between a guest and the VMM partition sharing a physical
+//! CPU, switched on every upcall into the VMM.
 //!
-//! Only what the VMM uses or its execution would clobber is moved: its MMU setup (it maps its
-//! own view), its vectors and stacks, and the exception registers. Guest FP/SIMD, timer, and
-//! GIC CPU-interface state stay live: the VMM is soft-float, uses no timer, and runs with
-//! interrupts masked.
+//! On an upcall only what the VMM uses or its execution would clobber is moved: its MMU setup
+//! (it maps its own view), its vectors and stacks, and the exception registers. Guest
+//! FP/SIMD, timer, and GIC CPU-interface state stay live: the VMM is soft-float, uses no
+//! timer, and runs with interrupts masked.
 
-use super::regs::{read_sysreg, write_sysreg};
+use crate::arch::regs::{read_sysreg, write_sysreg};
+use crate::inject::El1Entry;
+
+/// Puts the EL1 system registers in the state the arm64 boot protocol expects (MMU and caches
+/// off, timers off; SCTLR_EL1 `sctlr`), for a vCPU starting afresh.
+pub fn reset_for_boot(sctlr: u64) {
+    write_sysreg!("sctlr_el1", sctlr);
+    write_sysreg!("tcr_el1", 0);
+    write_sysreg!("ttbr0_el1", 0);
+    write_sysreg!("ttbr1_el1", 0);
+    write_sysreg!("mair_el1", 0);
+    write_sysreg!("vbar_el1", 0);
+    write_sysreg!("cpacr_el1", 0);
+    write_sysreg!("cntkctl_el1", 0);
+    write_sysreg!("cntv_ctl_el0", 0);
+    write_sysreg!("cntp_ctl_el0", 0);
+    write_sysreg!("contextidr_el1", 0);
+    write_sysreg!("tpidr_el1", 0);
+    write_sysreg!("tpidr_el0", 0);
+    write_sysreg!("tpidrro_el0", 0);
+    write_sysreg!("sp_el0", 0);
+    write_sysreg!("sp_el1", 0);
+    write_sysreg!("mdscr_el1", 0);
+}
+
+/// VBAR_EL1: where the guest's exception vectors are.
+pub fn vector_base() -> u64 {
+    read_sysreg!("vbar_el1")
+}
+
+/// Writes the EL1 exception registers of an exception delivered into the guest (the vCPU then
+/// resumes at the entry's PC with its PSTATE).
+pub fn deliver(e: &El1Entry) {
+    write_sysreg!("esr_el1", e.esr_el1);
+    if let Some(far) = e.far_el1 {
+        write_sysreg!("far_el1", far);
+    }
+    write_sysreg!("elr_el1", e.elr_el1);
+    write_sysreg!("spsr_el1", e.spsr_el1);
+}
 
 /// One side's copy of the switched registers.
 #[derive(Clone, Copy, Debug, Default)]

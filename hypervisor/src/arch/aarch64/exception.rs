@@ -157,10 +157,12 @@ enter_guest:
     serror = const KIND_SERROR,
     elr = const OFF_ELR,
     frame = const HOST_FRAME,
-    hyp_fault = sym crate::runtime::fault::hyp_exception,
+    hyp_fault = sym hyp_exception,
 );
 
 extern "C" {
+    /// The image's report of an exception taken at EL2 itself (the runtime's); never returns.
+    fn hyp_exception(kind: u64, sp: u64) -> !;
     fn enter_guest(ctx: *mut GuestRegs) -> u64;
     static el2_vectors: u8;
 }
@@ -168,7 +170,7 @@ extern "C" {
 /// Points VBAR_EL2 at the vectors above.
 pub fn install_vectors() {
     let base = core::ptr::addr_of!(el2_vectors) as u64;
-    super::regs::write_sysreg!("vbar_el2", base);
+    crate::arch::regs::write_sysreg!("vbar_el2", base);
     super::cpu::isb();
 }
 

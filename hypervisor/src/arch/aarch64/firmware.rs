@@ -2,7 +2,7 @@
 
 use core::arch::asm;
 
-pub use hypervisor::platform::Conduit;
+pub use crate::platform::Conduit;
 
 /// PSCI CPU_ON, SMC64.
 pub const PSCI_CPU_ON_64: u32 = 0xc400_0003;

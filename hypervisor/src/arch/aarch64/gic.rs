@@ -7,7 +7,9 @@
 //! the guest deactivates it (GICv3 4.4).
 
 use super::cpu::{aff2_0, aff3};
-use super::regs::{read_sysreg, write_sysreg, ICC_CTLR, ICC_INTID, ICC_SGI1R, ICC_SRE, ICH_HCR};
+use crate::arch::regs::{
+    read_sysreg, write_sysreg, ICC_CTLR, ICC_INTID, ICC_SGI1R, ICC_SRE, ICH_HCR,
+};
 use core::ptr::NonNull;
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::registers::{ReadOnly, ReadWrite};

@@ -6,7 +6,7 @@
 //! split into 2 MiB blocks where RAM covers part of a gigabyte.
 
 use super::cpu::{dsb_sy, isb, BootArgs};
-use super::regs::{read_sysreg, write_sysreg, SCTLR_EL2_RES1, TCR_EL2_RES1};
+use crate::arch::regs::{read_sysreg, write_sysreg, SCTLR_EL2_RES1, TCR_EL2_RES1};
 use aarch64_cpu::registers::{ID_AA64MMFR0_EL1, MAIR_EL2, SCTLR_EL2, TCR_EL2};
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::register_bitfields;
@@ -54,7 +54,7 @@ static mut TABLES: Tables = Tables {
     l2: [const { Table([0; ENTRIES]) }; L2_TABLES],
 };
 
-pub use hypervisor::platform::RamRange;
+pub use crate::platform::RamRange;
 
 fn block(addr: u64, normal: bool) -> u64 {
     let attr = if normal {

@@ -6,7 +6,7 @@
 //! Guest RAM is mapped with 2 MiB blocks. Emulated devices are left unmapped, so that every
 //! access to them is a stage-2 data abort the core decodes.
 
-use super::regs::{VTCR, VTTBR};
+use crate::arch::regs::{VTCR, VTTBR};
 use aarch64_cpu::registers::ID_AA64MMFR0_EL1;
 use abi::{GuestPhysAddr, HostPhysAddr};
 use alloc::alloc::{alloc_zeroed, Layout};
