@@ -1,5 +1,10 @@
 //! Board support: what the device tree a board's firmware hands over cannot say.
 //!
-//! Hardware is discovered from that tree; a board here adds quirks and defaults only.
-#![no_std]
-#![forbid(unsafe_code)]
+//! Hardware is discovered from that tree; what lives here is what the core needs to use it:
+//! the drivers of the machine's console UART, chosen by the node's `compatible`
+//! ([`console::Kind`]), and later the quirks of boards whose tree is incomplete. Each driver
+//! is tested on the host against a model of its registers.
+#![cfg_attr(not(test), no_std)]
+
+pub mod console;
+pub mod pl011;

@@ -5,6 +5,7 @@
 //! plain logic over the tree's bytes: the image calls it on the firmware's tree at boot, the
 //! host tests call it on real trees (`tests/dtb/`).
 
+use bsp::console::Kind as UartKind;
 use fdt::Fdt;
 
 /// How the firmware (PSCI, SMCCC) is reached.
@@ -65,8 +66,10 @@ impl<T: Copy + Default, const N: usize> List<T, N> {
 /// What the core needs to know about the machine.
 #[derive(Debug, Default)]
 pub struct Platform {
-    /// Console UART (PL011) base.
+    /// Console UART base.
     pub uart: Option<usize>,
+    /// Its driver.
+    pub uart_kind: Option<UartKind>,
     /// Console UART interrupt (an SPI's INTID).
     pub uart_intid: Option<u32>,
     /// GICv3 distributor base.
@@ -228,14 +231,17 @@ pub fn discover(fdt: &Fdt<'_>) -> Result<Platform, PlatformError> {
             p.vmm_fault = parse_vmm_fault(args);
         }
         let stdout = chosen.property("stdout-path").and_then(|v| v.as_str());
+        let kind = |n: &fdt::node::FdtNode<'_, '_>| {
+            n.compatible()
+                .and_then(|c| UartKind::from_compatible(c.all()))
+        };
+        // The UART `stdout-path` names, else the first one rhyve has a driver for.
         let uart = stdout
             .and_then(|path| fdt.find_node(path.split(':').next().unwrap_or(path)))
-            .or_else(|| fdt.find_compatible(&["arm,pl011"]));
+            .or_else(|| fdt.all_nodes().find(|n| kind(n).is_some()));
         if let Some(uart) = uart {
-            if uart
-                .compatible()
-                .is_some_and(|c| c.all().any(|s| s == "arm,pl011"))
-            {
+            if let Some(k) = kind(&uart) {
+                p.uart_kind = Some(k);
                 p.uart = uart
                     .reg()
                     .and_then(|mut r| r.next())
@@ -301,6 +307,7 @@ mod tests {
         assert_eq!(p.gicr.as_slice(), &[(0x080a_0000, 0x00f6_0000)]);
         assert_eq!(p.psci, Some(Conduit::Smc));
         assert_eq!(p.uart, Some(0x0900_0000));
+        assert_eq!(p.uart_kind, Some(UartKind::Pl011));
         // `interrupts = <0 1 4>`: SPI 1.
         assert_eq!(p.uart_intid, Some(32 + 1));
         assert_eq!(p.bundle, Some((0x4800_0000, 0x4800_0000 + 100_000)));

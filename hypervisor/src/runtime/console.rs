@@ -1,80 +1,22 @@
-//! The machine's console: a polled PL011 driver for the UART the firmware's device tree names
-//! as stdout, the `log` backend that prints `rhyve: ...` lines on it, and the VMs' output
+//! The machine's console: the UART the firmware's device tree names as stdout, driven by its
+//! `bsp` driver, the `log` backend that prints `rhyve: ...` lines on it, and the VMs' output
 //! kept apart on it by [`hypervisor::console_mux`].
 //!
 //! Lock order: the multiplexer's lock, then the UART lock, which is a leaf; both held for one
 //! line or one chunk of bytes.
 
+use bsp::console::{Kind as UartKind, Uart as _};
+use bsp::pl011::Pl011;
 use core::fmt::{self, Write};
-use core::ptr::NonNull;
 use hypervisor::console_mux::{ByteSink, Mux};
 use spin::Mutex;
-use tock_registers::interfaces::{Readable, Writeable};
-use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
-use tock_registers::{register_bitfields, register_structs};
-
-register_bitfields! {u32,
-    /// UARTFR (PL011 TRM 3.3.3).
-    FR [
-        /// Transmit FIFO full.
-        TXFF OFFSET(5) NUMBITS(1) [],
-        /// Receive FIFO empty.
-        RXFE OFFSET(4) NUMBITS(1) []
-    ],
-    /// UARTIMSC / UARTICR (3.3.10, 3.3.13).
-    INT [
-        /// Receive timeout.
-        RT OFFSET(6) NUMBITS(1) [],
-        /// Receive.
-        RX OFFSET(4) NUMBITS(1) []
-    ],
-    /// UARTDR (3.3.1).
-    DR [
-        /// The character.
-        DATA OFFSET(0) NUMBITS(8) []
-    ]
-}
-
-register_structs! {
-    Pl011Regs {
-        (0x000 => dr: ReadWrite<u32, DR::Register>),
-        (0x004 => _r0),
-        (0x018 => fr: ReadOnly<u32, FR::Register>),
-        (0x01c => _r1),
-        (0x038 => imsc: ReadWrite<u32, INT::Register>),
-        (0x03c => _r2),
-        (0x044 => icr: WriteOnly<u32, INT::Register>),
-        (0x048 => @END),
-    }
-}
 
 /// The machine's UART.
-pub struct Uart {
-    regs: NonNull<Pl011Regs>,
-}
-
-// SAFETY: the UART is only used under the console lock.
-unsafe impl Send for Uart {}
+pub struct Uart(Pl011);
 
 impl Uart {
-    fn regs(&self) -> &Pl011Regs {
-        // SAFETY: `regs` is the identity-mapped PL011 frame from the device tree.
-        unsafe { self.regs.as_ref() }
-    }
-
-    /// Sends one byte, waiting while the transmit FIFO is full.
-    pub fn put(&self, byte: u8) {
-        while self.regs().fr.is_set(FR::TXFF) {}
-        self.regs().dr.write(DR::DATA.val(byte as u32));
-    }
-
-    /// Takes one received byte, if any.
-    pub fn get(&self) -> Option<u8> {
-        if self.regs().fr.is_set(FR::RXFE) {
-            None
-        } else {
-            Some(self.regs().dr.read(DR::DATA) as u8)
-        }
+    fn put(&mut self, byte: u8) {
+        self.0.put(byte);
     }
 }
 
@@ -92,13 +34,18 @@ impl Write for Uart {
 
 static CONSOLE: Mutex<Option<Uart>> = Mutex::new(None);
 
-/// Starts using the PL011 at `base`.
+/// Starts using the UART of kind `kind` at `base`.
 ///
 /// # Safety
-/// `base` must be the address of a PL011 frame, accessible (identity-mapped or MMU off).
-pub unsafe fn init(base: usize) {
-    if let Some(regs) = NonNull::new(base as *mut Pl011Regs) {
-        *CONSOLE.lock() = Some(Uart { regs });
+/// `base` must be the address of such a UART's register frame, accessible (identity-mapped or
+/// MMU off), and used by nothing else.
+pub unsafe fn init(kind: UartKind, base: usize) {
+    let uart = match kind {
+        // SAFETY: the caller's guarantee.
+        UartKind::Pl011 => unsafe { Pl011::new(base) },
+    };
+    if let Some(u) = uart {
+        *CONSOLE.lock() = Some(Uart(u));
     }
 }
 
@@ -109,12 +56,8 @@ pub fn enable_rx_interrupt() {
 
 /// Turns receive interrupts on or off (off while nobody can take more input).
 pub fn set_rx_interrupt(on: bool) {
-    if let Some(u) = CONSOLE.lock().as_ref() {
-        if on {
-            u.regs().imsc.write(INT::RX::SET + INT::RT::SET);
-        } else {
-            u.regs().imsc.set(0);
-        }
+    if let Some(u) = CONSOLE.lock().as_mut() {
+        u.0.set_rx_interrupt(on);
     }
 }
 
@@ -124,11 +67,11 @@ pub fn set_rx_interrupt(on: bool) {
 /// "empty" check then raises it again. Clearing after would lose that byte's interrupt, and
 /// with a one-byte receiver nothing more would ever arrive.
 pub fn drain_rx(room: usize, mut sink: impl FnMut(u8)) {
-    let guard = CONSOLE.lock();
-    let Some(u) = guard.as_ref() else { return };
-    u.regs().icr.write(INT::RX::SET + INT::RT::SET);
+    let mut guard = CONSOLE.lock();
+    let Some(u) = guard.as_mut() else { return };
+    u.0.clear_rx_interrupt();
     for _ in 0..room {
-        match u.get() {
+        match u.0.get() {
             Some(b) => sink(b),
             None => break,
         }

@@ -143,9 +143,10 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
         },
         Err(_) => fault::halt(),
     };
-    if let Some(uart) = plat.uart {
-        // SAFETY: the tree's stdout UART; the MMU is off, so its address is usable as is.
-        unsafe { console::init(uart) };
+    if let (Some(uart), Some(kind)) = (plat.uart, plat.uart_kind) {
+        // SAFETY: the tree's stdout UART, of the kind its `compatible` names; the MMU is off,
+        // so its address is usable as is.
+        unsafe { console::init(kind, uart) };
     }
     console::init_logger();
     if let Some(c) = plat.psci {
