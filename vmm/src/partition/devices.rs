@@ -95,9 +95,10 @@ impl VmDevices {
 
 static VMS: Once<[Mutex<Option<VmDevices>>; MAX_VMS]> = Once::new();
 
-/// Prepares the device table (CPU 0, at boot).
+/// Prepares the device table (CPU 0, at boot), and takes the switch's frames for the VMs.
 pub fn init() {
     VMS.call_once(|| core::array::from_fn(|_| Mutex::new(None)));
+    super::net::set_delivery(deliver_frame);
 }
 
 fn table_slot(vm: VmId) -> Option<&'static Mutex<Option<VmDevices>>> {

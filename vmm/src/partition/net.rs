@@ -7,10 +7,12 @@
 //! sending to each other). A frame the card receives arrives as [`host_irq`]: each goes
 //! through the switch to the VMs it is for.
 //!
+//! The switch hands a frame for a VM to the delivery the VM's devices registered
+//! ([`set_delivery`]), so this module does not depend on them.
+//!
 //! Lock order: a VM's devices -> the switch -> the card; a second VM's devices only with
 //! `try_lock`.
 
-use super::devices;
 use super::host::NIC;
 use abi::vmm::MAX_VMS;
 use abi::VmId;
@@ -24,6 +26,24 @@ const UPLINK: PortId = MAX_VMS;
 const TABLE: usize = 64;
 
 static SWITCH: Once<Mutex<Switch>> = Once::new();
+
+/// Hands a frame to a VM's network card: `(vm, frame, wait)`, `wait` saying whether to block
+/// for the VM's devices (no other lock held) or give up if another CPU has them.
+pub type Delivery = fn(VmId, &[u8], bool);
+
+static DELIVERY: Once<Delivery> = Once::new();
+
+/// Sets where frames for VMs go (once, before any VM's card runs).
+pub fn set_delivery(deliver: Delivery) {
+    DELIVERY.call_once(|| deliver);
+}
+
+/// Hands `frame` to `vm`'s card through the registered delivery (dropped if none).
+fn deliver(vm: VmId, frame: &[u8], wait: bool) {
+    if let Some(d) = DELIVERY.get() {
+        d(vm, frame, wait);
+    }
+}
 
 fn switch() -> &'static Mutex<Switch> {
     SWITCH.call_once(|| Mutex::new(Switch::new(MAX_VMS + 1, TABLE)))
@@ -63,7 +83,7 @@ impl NetBackend for NetPort {
                     }
                 }
             } else if port != usize::from(self.vm.0) {
-                devices::deliver_frame(VmId(port as u16), frame, false);
+                deliver(VmId(port as u16), frame, false);
             }
         }
         Ok(())
@@ -117,7 +137,7 @@ pub fn drain(me: Option<VmId>, mut mine: impl FnMut(&[u8])) {
             if Some(vm) == me {
                 mine(frame);
             } else {
-                devices::deliver_frame(vm, frame, me.is_none());
+                deliver(vm, frame, me.is_none());
             }
         }
     }
