@@ -14,12 +14,12 @@
 //! fewer than `MAX_VMS` entries is accepted and changes none of them; and a VM written by
 //! `to_toml` is accepted exactly when it obeys the rules (a reference check here), as itself.
 
+use abi::vmm::Mac;
 use arbitrary::{Result, Unstructured};
 use vmm::config::{
     parse, ConfigError, Devices, Disk, Source, VmDesc, DEVICE_NAMES, MAX_CPU, MAX_MEM, MAX_NAME,
     MAX_VCPUS, MAX_VMS, MEM_ALIGN, MIN_MEM, SECTOR_BYTES,
 };
-use vmm::virtio::net::MacAddr;
 
 pub fn run(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
@@ -76,11 +76,8 @@ fn obeys_rules(vm: &VmDesc) -> bool {
                     n != 0 && n.is_multiple_of(SECTOR_BYTES) && d.offset.checked_add(n).is_some()
                 })
         })
-        && vm.mac.is_none_or(|m| {
-            m[0] & 1 == 0
-                && m != [0; 6]
-                && m[..3] != MacAddr::DEFAULT_PREFIX
-                && vm.devices.virtio_net
+        && vm.mac.map(Mac::octets).is_none_or(|m| {
+            m[0] & 1 == 0 && m != [0; 6] && m[..3] != Mac::DEFAULT_PREFIX && vm.devices.virtio_net
         })
 }
 
@@ -100,7 +97,7 @@ fn check_text(text: &str) {
     // The writable byte ranges of the machine's disk accepted so far (end: u64::MAX for "to
     // the end"), computed here from the fields, not with the parser's helpers.
     let mut writable: Vec<(u64, u64)> = Vec::new();
-    let mut macs: Vec<[u8; 6]> = Vec::new();
+    let mut macs: Vec<Mac> = Vec::new();
     for r in &all {
         match r {
             Ok(vm) => {
@@ -122,7 +119,7 @@ fn check_text(text: &str) {
                     writable.push((start, end));
                 }
                 if let Some(m) = vm.mac {
-                    assert!(!macs.contains(&m), "{}: MAC {m:02x?} twice", vm.name);
+                    assert!(!macs.contains(&m), "{}: MAC {m} twice", vm.name);
                     macs.push(m);
                 }
                 let again = parse(&vm.to_toml());
@@ -334,9 +331,10 @@ fn check_written(u: &mut Unstructured) -> Result<()> {
             let mut m: [u8; 6] = u.arbitrary()?;
             // Reach rhyve's default range, which random octets would almost never hit.
             if u.arbitrary()? {
-                m[..3].copy_from_slice(&MacAddr::DEFAULT_PREFIX);
+                m[..3].copy_from_slice(&Mac::DEFAULT_PREFIX);
             }
-            Some(m)
+            // A group or zero address is no card's: the type refuses it, so the VM has none.
+            Mac::unicast(m)
         } else {
             None
         },

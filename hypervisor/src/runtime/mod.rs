@@ -347,7 +347,7 @@ fn build_vms(
             devices: device_set(&d.devices),
             disk,
             // The parser accepts only unicast, non-zero addresses.
-            mac: d.mac.and_then(abi::vmm::Mac::unicast),
+            mac: d.mac,
         };
         placed.push((spec, placement));
     }

@@ -67,7 +67,7 @@
 //! filesystems.
 //! A VM whose `mac` is that of a VM accepted before it is refused, naming that VM: two cards
 //! with one address on rhyve's switch would each get half of the other's frames. Addresses in
-//! rhyve's default range ([`MacAddr::DEFAULT_PREFIX`]) are refused, so a configured address
+//! rhyve's default range ([`Mac::DEFAULT_PREFIX`]) are refused, so a configured address
 //! never collides with a VM's default one.
 //! Unknown keys, a key given twice, a wrong type or an out-of-range value refuse the VM. At
 //! most [`MAX_VMS`] `[[vm]]` tables: the ones after are refused.
@@ -76,8 +76,7 @@ mod fields;
 mod syntax;
 mod write;
 
-use crate::virtio::net::MacAddr;
-use abi::vmm::DiskSlice;
+use abi::vmm::{DiskSlice, Mac};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -137,7 +136,7 @@ pub struct VmDesc {
     /// The virtio-blk disk.
     pub disk: Option<Disk>,
     /// The virtio-net MAC address.
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<Mac>,
     /// Started at boot; otherwise only defined, to be started later.
     pub autostart: bool,
 }
@@ -292,7 +291,7 @@ struct DiskClaim {
 struct MacClaim {
     vm: String,
     line: usize,
-    mac: [u8; 6],
+    mac: Mac,
 }
 
 /// What the VMs accepted so far hold, that a later VM may not take too.
@@ -566,7 +565,7 @@ impl Table<'_> {
                     Some("mac".into()),
                     format!(
                         "{} is already the address of vm \"{}\" (line {}): give each VM its own, or none for rhyve's default",
-                        MacAddr(mine.mac),
+                        mine.mac,
                         other.vm,
                         other.line
                     ),

@@ -88,7 +88,7 @@ autostart = false
                 offset: 0,
                 size: None,
             }),
-            mac: Some([0x52, 0x54, 0x00, 0xab, 0xcd, 0x56]),
+            mac: Mac::unicast([0x52, 0x54, 0x00, 0xab, 0xcd, 0x56]),
             autostart: false,
         })
     );
@@ -795,7 +795,7 @@ fn mac_rules() {
         one(&with(&format!("{net}mac = \"02:00:00:00:00:01\"")))
             .unwrap()
             .mac,
-        Some([2, 0, 0, 0, 0, 1])
+        Mac::unicast([2, 0, 0, 0, 0, 1])
     );
     for (v, reason) in [
         (
@@ -850,7 +850,7 @@ fn no_configured_mac_is_a_default_one() {
     // Every address rhyve gives by default is refused in a description.
     let net = "devices = [\"virtio-net\"]\n";
     for vm in [0, 1, 7, 255, 256, u16::MAX] {
-        let m = crate::virtio::net::MacAddr::default_for(vm, 0);
+        let m = Mac::default_for(vm, 0);
         let e = refused(&with(&format!("{net}mac = \"{m}\"")));
         assert!(
             e.contains("is reserved for rhyve's default addresses"),
@@ -967,7 +967,7 @@ fn to_toml_round_trips() {
             offset: 0,
             size: None,
         }),
-        mac: Some([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
+        mac: Mac::unicast([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
         autostart: false,
     };
     let mut unnamed = full.clone();
