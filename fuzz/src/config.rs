@@ -15,9 +15,10 @@
 //! `to_toml` is accepted exactly when it obeys the rules (a reference check here), as itself.
 
 use abi::vmm::Mac;
+use abi::vmm::{DeviceSet, Mac};
 use arbitrary::{Result, Unstructured};
 use vmm::config::{
-    parse, ConfigError, Devices, Disk, Source, VmDesc, DEVICE_NAMES, MAX_CPU, MAX_MEM, MAX_NAME,
+    parse, ConfigError, Disk, Source, VmDesc, DEFAULT_DEVICES, MAX_CPU, MAX_MEM, MAX_NAME,
     MAX_VCPUS, MAX_VMS, MEM_ALIGN, MIN_MEM, SECTOR_BYTES,
 };
 
@@ -70,14 +71,17 @@ fn obeys_rules(vm: &VmDesc) -> bool {
             d.file
                 .as_ref()
                 .is_none_or(|f| !f.is_empty() && representable(f))
-                && vm.devices.virtio_blk
+                && vm.devices.contains(DeviceSet::VIRTIO_BLK)
                 && d.offset.is_multiple_of(SECTOR_BYTES)
                 && d.size.is_none_or(|n| {
                     n != 0 && n.is_multiple_of(SECTOR_BYTES) && d.offset.checked_add(n).is_some()
                 })
         })
         && vm.mac.map(Mac::octets).is_none_or(|m| {
-            m[0] & 1 == 0 && m != [0; 6] && m[..3] != Mac::DEFAULT_PREFIX && vm.devices.virtio_net
+            m[0] & 1 == 0
+                && m != [0; 6]
+                && m[..3] != Mac::DEFAULT_PREFIX
+                && vm.devices.contains(DeviceSet::VIRTIO_NET)
         })
 }
 
@@ -105,7 +109,7 @@ fn check_text(text: &str) {
                 assert!(!names.contains(&vm.name.as_str()), "{} twice", vm.name);
                 names.push(&vm.name);
                 let range = match &vm.disk {
-                    _ if !vm.devices.virtio_blk => None,
+                    _ if !vm.devices.contains(DeviceSet::VIRTIO_BLK) => None,
                     None => Some((0, u64::MAX)),
                     Some(d) if d.readonly => None,
                     Some(d) => Some((d.offset, d.size.map_or(u64::MAX, |n| d.offset + n))),
@@ -141,7 +145,7 @@ fn check_text(text: &str) {
             kernel: Source::Bundle("k".into()),
             initrd: None,
             cmdline: String::new(),
-            devices: Devices::DEFAULT,
+            devices: DEFAULT_DEVICES,
             disk: None,
             mac: None,
             autostart: true,
@@ -219,7 +223,7 @@ fn value(u: &mut Unstructured, top: bool) -> Result<String> {
             ])?
         ),
         3 => u.arbitrary::<bool>()?.to_string(),
-        4 => format!("\"{}\"", u.choose(&DEVICE_NAMES)?),
+        4 => format!("\"{}\"", u.choose(&DeviceSet::EACH)?.1),
         5 => {
             let s: String = u.arbitrary()?;
             format!("\"{}\"", s.replace(['"', '\\'], ""))
@@ -280,9 +284,11 @@ fn check_written(u: &mut Unstructured) -> Result<()> {
             }
         })
     };
-    let mut devices = Devices::NONE;
-    for i in 0..DEVICE_NAMES.len() {
-        *devices.flag(i).expect("each name has a flag") = u.arbitrary()?;
+    let mut devices = DeviceSet::NONE;
+    for (device, _) in DeviceSet::EACH {
+        if u.arbitrary()? {
+            devices = devices.with(device);
+        }
     }
     let vm = VmDesc {
         name: string(u)?,

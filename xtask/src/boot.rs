@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use abi::vmm::DeviceSet;
 use vmm::bundle::Bundle;
 use vmm::config::Source;
 
@@ -88,7 +89,7 @@ pub fn single_vm_config(guest: &GuestBoot) -> String {
             .map(|_| Source::Bundle(INITRD_FILE.into())),
         cmdline: guest.cmdline.clone(),
         // The guest `run` and the tests boot has every device; a configuration file chooses.
-        devices: vmm::config::Devices::ALL,
+        devices: DeviceSet::ALL,
         disk: None,
         mac: None,
         autostart: true,
@@ -168,7 +169,7 @@ mod tests {
             (vm.name.as_str(), vm.vcpus, vm.mem_size, vm.cmdline.as_str()),
             ("vm0", 3, 96 << 20, "console=ttyAMA0 x=\"y\"")
         );
-        assert_eq!(vm.devices, vmm::config::Devices::ALL);
+        assert_eq!(vm.devices, DeviceSet::ALL);
         let files: Vec<_> = vm.bundle_files().map(|f| bundle.file(f)).collect();
         assert_eq!(files, [Some(&b"kernel"[..]), Some(&b"initrd"[..])]);
 

@@ -223,7 +223,7 @@ pub fn write_bundle(config: &Path, bundle: &Path) -> Result<Packed> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vmm::config::Devices;
+    use vmm::config::DEFAULT_DEVICES;
 
     fn vm(vcpus: u32, cpus: Option<u64>, mem_mib: u64) -> VmDesc {
         VmDesc {
@@ -234,7 +234,7 @@ mod tests {
             kernel: Source::Bundle("k".into()),
             initrd: None,
             cmdline: String::new(),
-            devices: Devices::DEFAULT,
+            devices: DEFAULT_DEVICES,
             disk: None,
             mac: None,
             autostart: true,

@@ -47,7 +47,7 @@ pub(super) struct Fields {
     pub(super) kernel: Option<Source>,
     pub(super) initrd: Option<Source>,
     pub(super) cmdline: Option<String>,
-    pub(super) devices: Option<Devices>,
+    pub(super) devices: Option<DeviceSet>,
     pub(super) disk: Option<Disk>,
     pub(super) mac: Option<Mac>,
     pub(super) autostart: Option<bool>,
@@ -239,35 +239,28 @@ fn source(field: &str, v: &Value<'_>) -> Result<Source, Refusal> {
     }
 }
 
-fn devices(v: &Value<'_>) -> Result<Devices, Refusal> {
+fn devices(v: &Value<'_>) -> Result<DeviceSet, Refusal> {
     let Value::Array(items) = v else {
         return Err(expected("devices", "an array of device names", v));
     };
-    let mut d = Devices::NONE;
+    let mut set = DeviceSet::NONE;
     for item in items {
         let Value::Str(s) = item else {
             return Err(expected("devices", "an array of device names", v));
         };
-        let flag = DEVICE_NAMES
-            .iter()
-            .position(|n| n == s)
-            .and_then(|i| d.flag(i))
-            .ok_or_else(|| {
-                refuse(
-                    "devices",
-                    format!(
-                        "unknown device {} (known: {})",
-                        found(s),
-                        DEVICE_NAMES.join(", ")
-                    ),
-                )
-            })?;
-        if *flag {
+        let device = DeviceSet::named(s).ok_or_else(|| {
+            let known: Vec<&str> = DeviceSet::ALL.names().collect();
+            refuse(
+                "devices",
+                format!("unknown device {} (known: {})", found(s), known.join(", ")),
+            )
+        })?;
+        if set.contains(device) {
             return Err(refuse("devices", format!("\"{s}\" listed twice")));
         }
-        *flag = true;
+        set = set.with(device);
     }
-    Ok(d)
+    Ok(set)
 }
 
 fn disk(v: &Value<'_>) -> Result<Disk, Refusal> {

@@ -33,7 +33,7 @@ fn base_desc() -> VmDesc {
         kernel: Source::Bundle("Image".into()),
         initrd: None,
         cmdline: String::new(),
-        devices: Devices::DEFAULT,
+        devices: DEFAULT_DEVICES,
         disk: None,
         mac: None,
         autostart: true,
@@ -75,13 +75,7 @@ autostart = false
             },
             initrd: Some(Source::Bundle("guest/initramfs.cpio".into())),
             cmdline: "console=ttyAMA0 a=\"b\" c\\d\te\n#not a comment".into(),
-            devices: Devices {
-                pl011: true,
-                virtio_console: true,
-                virtio_blk: true,
-                virtio_net: true,
-                virtio_rng: true,
-            },
+            devices: DeviceSet::ALL,
             disk: Some(Disk {
                 file: Some("db.img".into()),
                 readonly: true,
@@ -554,13 +548,10 @@ fn cmdline_and_autostart_types() {
 
 #[test]
 fn devices_rules() {
-    assert_eq!(one(&with("devices = []")).unwrap().devices, Devices::NONE);
+    assert_eq!(one(&with("devices = []")).unwrap().devices, DeviceSet::NONE);
     assert_eq!(
         one(&with("devices = [\"virtio-rng\"]")).unwrap().devices,
-        Devices {
-            virtio_rng: true,
-            ..Devices::NONE
-        }
+        DeviceSet::VIRTIO_RNG
     );
     for (v, reason) in [
         ("[\"pl011\", \"pl011\"]", "\"pl011\" listed twice"),
@@ -956,11 +947,7 @@ fn to_toml_round_trips() {
         },
         initrd: Some(Source::Bundle("a \"b\"\\c\nd\te".into())),
         cmdline: "console=ttyAMA0 # not a comment".into(),
-        devices: Devices {
-            virtio_blk: true,
-            virtio_net: true,
-            ..Devices::NONE
-        },
+        devices: DeviceSet::VIRTIO_BLK.with(DeviceSet::VIRTIO_NET),
         disk: Some(Disk {
             file: Some("d".into()),
             readonly: true,
