@@ -1,4 +1,4 @@
-//! `config`: `vmm::config::parse` of arbitrary text, of generated descriptions, and of
+//! `config`: `vmboot::config::parse` of arbitrary text, of generated descriptions, and of
 //! `VmDesc::to_toml` of arbitrary VMs.
 //!
 //! Invariants: no panic; every accepted VM satisfies every documented rule (name charset and
@@ -14,10 +14,9 @@
 //! fewer than `MAX_VMS` entries is accepted and changes none of them; and a VM written by
 //! `to_toml` is accepted exactly when it obeys the rules (a reference check here), as itself.
 
-use abi::vmm::Mac;
 use abi::vmm::{DeviceSet, Mac};
 use arbitrary::{Result, Unstructured};
-use vmm::config::{
+use vmboot::config::{
     parse, ConfigError, Disk, Source, VmDesc, DEFAULT_DEVICES, MAX_CPU, MAX_MEM, MAX_NAME,
     MAX_VCPUS, MAX_VMS, MEM_ALIGN, MIN_MEM, SECTOR_BYTES,
 };

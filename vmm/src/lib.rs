@@ -1,4 +1,9 @@
-//! rhyve's VMM: everything about a guest that does not need EL2.
+//! rhyve's VMM: the device models (PL011, virtio) the EL1 VMM partition runs for its guests.
+//!
+//! Only the partition program (`src/main.rs`, `partition/`) links this crate; the EL2 core
+//! never does. What the core needs before a guest exists (VM descriptions, the boot bundle,
+//! the loader, the guest's device tree and memory layout) is in `vmboot`, which this crate
+//! uses for [`vmboot::memory::GuestMemory`].
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -6,11 +11,5 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
-pub mod bundle;
-pub mod config;
-pub mod fdt;
-pub mod image;
-pub mod loader;
-pub mod memory;
 pub mod pl011;
 pub mod virtio;

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use abi::vmm::DeviceSet;
-use vmm::bundle::Bundle;
-use vmm::config::Source;
+use vmboot::bundle::Bundle;
+use vmboot::config::Source;
 
 use crate::error::{IoContext, Result};
 use crate::guest::GuestFiles;
@@ -77,7 +77,7 @@ const INITRD_FILE: &str = "initrd";
 /// The configuration that describes `guest` as the one VM `vm0`, its kernel and initrd packed
 /// in the bundle as [`KERNEL_FILE`] and [`INITRD_FILE`].
 pub fn single_vm_config(guest: &GuestBoot) -> String {
-    vmm::config::VmDesc {
+    vmboot::config::VmDesc {
         name: "vm0".into(),
         vcpus: guest.vcpus,
         cpus: None,
@@ -97,7 +97,7 @@ pub fn single_vm_config(guest: &GuestBoot) -> String {
     .to_toml()
 }
 
-/// Writes the boot bundle (`vmm::bundle`) that carries `guest` to the hypervisor.
+/// Writes the boot bundle (`vmboot::bundle`) that carries `guest` to the hypervisor.
 pub fn write_bundle(guest: &GuestBoot, path: &Path) -> Result<()> {
     let kernel = std::fs::read(&guest.kernel)
         .ctx(|| format!("reading the kernel {}", guest.kernel.display()))?;
@@ -161,7 +161,7 @@ mod tests {
         write_bundle(&guest, &out).unwrap();
         let bytes = std::fs::read(&out).unwrap();
         let bundle = Bundle::parse(&bytes).unwrap();
-        let vms = vmm::config::parse(bundle.config);
+        let vms = vmboot::config::parse(bundle.config);
         let [Ok(vm)] = vms.as_slice() else {
             panic!("{vms:?}")
         };
@@ -179,7 +179,7 @@ mod tests {
         let bundle = Bundle::parse(&bytes).unwrap();
         assert_eq!(bundle.files, [(KERNEL_FILE, &b"kernel"[..])]);
         assert_eq!(
-            vmm::config::parse(bundle.config)[0]
+            vmboot::config::parse(bundle.config)[0]
                 .as_ref()
                 .unwrap()
                 .initrd,

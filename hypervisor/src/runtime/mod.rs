@@ -35,8 +35,8 @@ use platform::{Platform, MAX_CPUS};
 use sched::{Leave, Sched};
 use spin::Once;
 use vm::{Power, Vm, VmSpec};
-use vmm::bundle::Bundle;
-use vmm::config::{self, Source, VmDesc};
+use vmboot::bundle::Bundle;
+use vmboot::config::{self, Source, VmDesc};
 
 /// Heap for page tables and VM state.
 const HEAP_SIZE: u64 = 16 << 20;

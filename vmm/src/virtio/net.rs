@@ -22,11 +22,11 @@
 
 use super::queue::{Queue, QueueError};
 use super::{device_id, read_config_bytes, VirtioDevice};
-use crate::memory::GuestMemory;
 use abi::vmm::Mac;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
+use vmboot::memory::GuestMemory;
 
 /// Size of each queue.
 pub const QUEUE_SIZE: u16 = 256;

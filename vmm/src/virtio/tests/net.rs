@@ -73,7 +73,7 @@ fn the_described_mac_is_the_card_s_address() {
                 devices = [\"virtio-net\"]\nmac = \"52:54:00:ab:cd:ef\"\n\
                 [[vm]]\nname = \"b\"\nmemory = \"16M\"\nkernel = \"k\"\n\
                 devices = [\"virtio-net\"]\n";
-    let vms = crate::config::parse(text);
+    let vms = vmboot::config::parse(text);
     for (id, (vm, want)) in vms
         .iter()
         .zip([
