@@ -11,7 +11,8 @@
 //! Both sides of the privilege line link this crate: the EL2 core (`hypervisor`) to build its
 //! VMs, the VMM partition (`vmm`) for [`memory::GuestMemory`], and the host tools and fuzzers
 //! to check and write the same formats. The device models stay in `vmm`, which only the EL1
-//! partition links: nothing here may depend on it.
+//! partition links: nothing here may depend on it, and `cargo xtask test` checks the core's
+//! image carries no symbol of `vmm::virtio` or `vmm::pl011` (`xtask/src/symbols.rs`).
 #![no_std]
 #![forbid(unsafe_code)]
 
