@@ -1,4 +1,4 @@
-//! `bundle`: `vmm::bundle::Bundle::parse` of arbitrary bytes, and the round trip of a bundle
+//! `bundle`: `vmboot::bundle::Bundle::parse` of arbitrary bytes, and the round trip of a bundle
 //! built from arbitrary parts.
 //!
 //! Invariants: `parse` refuses with the first failing check of the documented order
@@ -10,7 +10,7 @@
 //! parse refuses exactly when a name is empty or repeated).
 
 use arbitrary::Unstructured;
-use vmm::bundle::{Bundle, BundleError, FILE_ENTRY_SIZE, HEADER_SIZE, MAGIC, VERSION};
+use vmboot::bundle::{Bundle, BundleError, FILE_ENTRY_SIZE, HEADER_SIZE, MAGIC, VERSION};
 
 /// Header offsets, as the module documentation's table gives them.
 const VERSION_AT: usize = 8;

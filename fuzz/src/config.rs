@@ -1,4 +1,4 @@
-//! `config`: `vmm::config::parse` of arbitrary text, of generated descriptions, and of
+//! `config`: `vmboot::config::parse` of arbitrary text, of generated descriptions, and of
 //! `VmDesc::to_toml` of arbitrary VMs.
 //!
 //! Invariants: no panic; every accepted VM satisfies every documented rule (name charset and
@@ -14,12 +14,12 @@
 //! fewer than `MAX_VMS` entries is accepted and changes none of them; and a VM written by
 //! `to_toml` is accepted exactly when it obeys the rules (a reference check here), as itself.
 
+use abi::vmm::{DeviceSet, Mac};
 use arbitrary::{Result, Unstructured};
-use vmm::config::{
-    parse, ConfigError, Devices, Disk, Source, VmDesc, DEVICE_NAMES, MAX_CPU, MAX_MEM, MAX_NAME,
+use vmboot::config::{
+    parse, ConfigError, Disk, Source, VmDesc, DEFAULT_DEVICES, MAX_CPU, MAX_MEM, MAX_NAME,
     MAX_VCPUS, MAX_VMS, MEM_ALIGN, MIN_MEM, SECTOR_BYTES,
 };
-use vmm::virtio::net::MacAddr;
 
 pub fn run(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
@@ -70,17 +70,17 @@ fn obeys_rules(vm: &VmDesc) -> bool {
             d.file
                 .as_ref()
                 .is_none_or(|f| !f.is_empty() && representable(f))
-                && vm.devices.virtio_blk
+                && vm.devices.contains(DeviceSet::VIRTIO_BLK)
                 && d.offset.is_multiple_of(SECTOR_BYTES)
                 && d.size.is_none_or(|n| {
                     n != 0 && n.is_multiple_of(SECTOR_BYTES) && d.offset.checked_add(n).is_some()
                 })
         })
-        && vm.mac.is_none_or(|m| {
+        && vm.mac.map(Mac::octets).is_none_or(|m| {
             m[0] & 1 == 0
                 && m != [0; 6]
-                && m[..3] != MacAddr::DEFAULT_PREFIX
-                && vm.devices.virtio_net
+                && m[..3] != Mac::DEFAULT_PREFIX
+                && vm.devices.contains(DeviceSet::VIRTIO_NET)
         })
 }
 
@@ -100,7 +100,7 @@ fn check_text(text: &str) {
     // The writable byte ranges of the machine's disk accepted so far (end: u64::MAX for "to
     // the end"), computed here from the fields, not with the parser's helpers.
     let mut writable: Vec<(u64, u64)> = Vec::new();
-    let mut macs: Vec<[u8; 6]> = Vec::new();
+    let mut macs: Vec<Mac> = Vec::new();
     for r in &all {
         match r {
             Ok(vm) => {
@@ -108,7 +108,7 @@ fn check_text(text: &str) {
                 assert!(!names.contains(&vm.name.as_str()), "{} twice", vm.name);
                 names.push(&vm.name);
                 let range = match &vm.disk {
-                    _ if !vm.devices.virtio_blk => None,
+                    _ if !vm.devices.contains(DeviceSet::VIRTIO_BLK) => None,
                     None => Some((0, u64::MAX)),
                     Some(d) if d.readonly => None,
                     Some(d) => Some((d.offset, d.size.map_or(u64::MAX, |n| d.offset + n))),
@@ -122,7 +122,7 @@ fn check_text(text: &str) {
                     writable.push((start, end));
                 }
                 if let Some(m) = vm.mac {
-                    assert!(!macs.contains(&m), "{}: MAC {m:02x?} twice", vm.name);
+                    assert!(!macs.contains(&m), "{}: MAC {m} twice", vm.name);
                     macs.push(m);
                 }
                 let again = parse(&vm.to_toml());
@@ -144,7 +144,7 @@ fn check_text(text: &str) {
             kernel: Source::Bundle("k".into()),
             initrd: None,
             cmdline: String::new(),
-            devices: Devices::DEFAULT,
+            devices: DEFAULT_DEVICES,
             disk: None,
             mac: None,
             autostart: true,
@@ -222,7 +222,7 @@ fn value(u: &mut Unstructured, top: bool) -> Result<String> {
             ])?
         ),
         3 => u.arbitrary::<bool>()?.to_string(),
-        4 => format!("\"{}\"", u.choose(&DEVICE_NAMES)?),
+        4 => format!("\"{}\"", u.choose(&DeviceSet::EACH)?.1),
         5 => {
             let s: String = u.arbitrary()?;
             format!("\"{}\"", s.replace(['"', '\\'], ""))
@@ -283,9 +283,11 @@ fn check_written(u: &mut Unstructured) -> Result<()> {
             }
         })
     };
-    let mut devices = Devices::NONE;
-    for i in 0..DEVICE_NAMES.len() {
-        *devices.flag(i).expect("each name has a flag") = u.arbitrary()?;
+    let mut devices = DeviceSet::NONE;
+    for (device, _) in DeviceSet::EACH {
+        if u.arbitrary()? {
+            devices = devices.with(device);
+        }
     }
     let vm = VmDesc {
         name: string(u)?,
@@ -334,9 +336,10 @@ fn check_written(u: &mut Unstructured) -> Result<()> {
             let mut m: [u8; 6] = u.arbitrary()?;
             // Reach rhyve's default range, which random octets would almost never hit.
             if u.arbitrary()? {
-                m[..3].copy_from_slice(&MacAddr::DEFAULT_PREFIX);
+                m[..3].copy_from_slice(&Mac::DEFAULT_PREFIX);
             }
-            Some(m)
+            // A group or zero address is no card's: the type refuses it, so the VM has none.
+            Mac::unicast(m)
         } else {
             None
         },

@@ -1,4 +1,4 @@
-//! `fdt_generate`: `vmm::fdt::generate` for any `DeviceTreeConfig`: vCPU counts in and out of
+//! `fdt_generate`: `vmboot::fdt::generate` for any `DeviceTreeConfig`: vCPU counts in and out of
 //! range, any RAM size, any command line (NUL bytes included), any initrd range, either PSCI
 //! method and any list of virtio-mmio slots.
 //!
@@ -17,7 +17,7 @@ use abi::{GuestPhysAddr, VcpuId};
 use arbitrary::Unstructured;
 use fdt::node::FdtNode;
 use fdt::Fdt;
-use vmm::fdt::{generate, DeviceTreeConfig, FdtError, PsciMethod, VirtioMmioSlot};
+use vmboot::fdt::{generate, DeviceTreeConfig, FdtError, PsciMethod, VirtioMmioSlot};
 
 /// Nodes every tree has: root, chosen, aliases, memory, cpus, psci, intc, timer, apb-pclk
 /// (plus pl011 when the machine has one).

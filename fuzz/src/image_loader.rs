@@ -1,4 +1,4 @@
-//! `image_loader`: `vmm::image::inspect` and `vmm::loader::load` of an arbitrary kernel (raw
+//! `image_loader`: `vmboot::image::inspect` and `vmboot::loader::load` of an arbitrary kernel (raw
 //! bytes, or an arm64 Image header with arbitrary fields), initrd, command line, vCPU count
 //! and RAM size, into a `VecMemory` of that size (or, for sizes no host can allocate, a memory
 //! that only records).
@@ -15,9 +15,9 @@
 use abi::layout::{MAX_VCPUS, RAM_BASE};
 use abi::GuestPhysAddr;
 use arbitrary::Unstructured;
-use vmm::image::{self, ImageError, KernelKind};
-use vmm::loader::{self, GuestConfig, LoadError};
-use vmm::memory::{GuestMemory, MemoryError, VecMemory};
+use vmboot::image::{self, ImageError, KernelKind};
+use vmboot::loader::{self, GuestConfig, LoadError};
+use vmboot::memory::{GuestMemory, MemoryError, VecMemory};
 
 /// The largest RAM the target allocates for real.
 const MAX_REAL_RAM: u64 = 8 << 20;
@@ -183,7 +183,7 @@ fn check_load(vcpus: u32, mem_size: u64, kernel: &[u8], initrd: Option<&[u8]>, c
                         e,
                         LoadError::DoesNotFit { .. }
                             | LoadError::DeviceTreeTooLarge { .. }
-                            | LoadError::DeviceTree(vmm::fdt::FdtError::CmdlineHasNul)
+                            | LoadError::DeviceTree(vmboot::fdt::FdtError::CmdlineHasNul)
                     ),
                     "unexpected {e:?}"
                 );

@@ -1,4 +1,10 @@
-//! rhyve's VMM: everything about a guest that does not need EL2.
+//! rhyve's VMM: the device models (PL011, virtio) the EL1 VMM partition runs for its guests.
+//!
+//! Of rhyve's images only the partition program (`src/main.rs`, `partition/`) links this
+//! crate; the EL2 core never does (the host fuzzers and tests drive the models too). What the core needs before a guest exists (VM descriptions, the boot bundle,
+//! the loader, the guest's device tree and memory layout) is in `vmboot`, which this crate
+//! uses for [`vmboot::memory::GuestMemory`]. `cargo xtask test` checks the core's image
+//! carries no symbol of `vmm::virtio` or `vmm::pl011` (`xtask/src/symbols.rs`).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -6,11 +12,5 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
-pub mod bundle;
-pub mod config;
-pub mod fdt;
-pub mod image;
-pub mod loader;
-pub mod memory;
 pub mod pl011;
 pub mod virtio;

@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use vmm::bundle::Bundle;
-use vmm::config::Source;
+use abi::vmm::DeviceSet;
+use vmboot::bundle::Bundle;
+use vmboot::config::Source;
 
 use crate::error::{IoContext, Result};
 use crate::guest::GuestFiles;
@@ -76,7 +77,7 @@ const INITRD_FILE: &str = "initrd";
 /// The configuration that describes `guest` as the one VM `vm0`, its kernel and initrd packed
 /// in the bundle as [`KERNEL_FILE`] and [`INITRD_FILE`].
 pub fn single_vm_config(guest: &GuestBoot) -> String {
-    vmm::config::VmDesc {
+    vmboot::config::VmDesc {
         name: "vm0".into(),
         vcpus: guest.vcpus,
         cpus: None,
@@ -88,7 +89,7 @@ pub fn single_vm_config(guest: &GuestBoot) -> String {
             .map(|_| Source::Bundle(INITRD_FILE.into())),
         cmdline: guest.cmdline.clone(),
         // The guest `run` and the tests boot has every device; a configuration file chooses.
-        devices: vmm::config::Devices::ALL,
+        devices: DeviceSet::ALL,
         disk: None,
         mac: None,
         autostart: true,
@@ -96,7 +97,7 @@ pub fn single_vm_config(guest: &GuestBoot) -> String {
     .to_toml()
 }
 
-/// Writes the boot bundle (`vmm::bundle`) that carries `guest` to the hypervisor.
+/// Writes the boot bundle (`vmboot::bundle`) that carries `guest` to the hypervisor.
 pub fn write_bundle(guest: &GuestBoot, path: &Path) -> Result<()> {
     let kernel = std::fs::read(&guest.kernel)
         .ctx(|| format!("reading the kernel {}", guest.kernel.display()))?;
@@ -160,7 +161,7 @@ mod tests {
         write_bundle(&guest, &out).unwrap();
         let bytes = std::fs::read(&out).unwrap();
         let bundle = Bundle::parse(&bytes).unwrap();
-        let vms = vmm::config::parse(bundle.config);
+        let vms = vmboot::config::parse(bundle.config);
         let [Ok(vm)] = vms.as_slice() else {
             panic!("{vms:?}")
         };
@@ -168,7 +169,7 @@ mod tests {
             (vm.name.as_str(), vm.vcpus, vm.mem_size, vm.cmdline.as_str()),
             ("vm0", 3, 96 << 20, "console=ttyAMA0 x=\"y\"")
         );
-        assert_eq!(vm.devices, vmm::config::Devices::ALL);
+        assert_eq!(vm.devices, DeviceSet::ALL);
         let files: Vec<_> = vm.bundle_files().map(|f| bundle.file(f)).collect();
         assert_eq!(files, [Some(&b"kernel"[..]), Some(&b"initrd"[..])]);
 
@@ -178,7 +179,7 @@ mod tests {
         let bundle = Bundle::parse(&bytes).unwrap();
         assert_eq!(bundle.files, [(KERNEL_FILE, &b"kernel"[..])]);
         assert_eq!(
-            vmm::config::parse(bundle.config)[0]
+            vmboot::config::parse(bundle.config)[0]
                 .as_ref()
                 .unwrap()
                 .initrd,

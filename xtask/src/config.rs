@@ -1,4 +1,4 @@
-//! `cargo xtask run --config FILE`: a TOML file of VMs (`vmm::config`, read here with the
+//! `cargo xtask run --config FILE`: a TOML file of VMs (`vmboot::config`, read here with the
 //! hypervisor's own parser) packed into a boot bundle with every file it names, and the QEMU
 //! machine sized for those VMs.
 //!
@@ -11,8 +11,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use vmm::bundle::Bundle;
-use vmm::config::{Source, VmDesc};
+use vmboot::bundle::Bundle;
+use vmboot::config::{Source, VmDesc};
 
 use crate::devices::{Disk, SCRATCH_DISK_MIB};
 use crate::error::{Error, IoContext, Result};
@@ -154,7 +154,7 @@ pub struct Packed {
 pub fn write_bundle(config: &Path, bundle: &Path) -> Result<Packed> {
     let text = std::fs::read_to_string(config).ctx(|| format!("reading {}", config.display()))?;
     let dir = config.parent().unwrap_or(Path::new("."));
-    let results = vmm::config::parse(&text);
+    let results = vmboot::config::parse(&text);
     let mut vms = Vec::new();
     for r in &results {
         match r {
@@ -223,7 +223,7 @@ pub fn write_bundle(config: &Path, bundle: &Path) -> Result<Packed> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vmm::config::Devices;
+    use vmboot::config::DEFAULT_DEVICES;
 
     fn vm(vcpus: u32, cpus: Option<u64>, mem_mib: u64) -> VmDesc {
         VmDesc {
@@ -234,7 +234,7 @@ mod tests {
             kernel: Source::Bundle("k".into()),
             initrd: None,
             cmdline: String::new(),
-            devices: Devices::DEFAULT,
+            devices: DEFAULT_DEVICES,
             disk: None,
             mac: None,
             autostart: true,
@@ -254,7 +254,7 @@ mod tests {
                 )
             })
             .collect();
-        vmm::config::parse(&text)
+        vmboot::config::parse(&text)
             .into_iter()
             .collect::<Result<_, _>>()
             .unwrap_or_else(|e| panic!("{e}"))
@@ -427,7 +427,7 @@ mod tests {
     fn the_example_describes_two_good_vms() {
         let path = crate::sys::repo_root().join("examples/two-linux.toml");
         let text = std::fs::read_to_string(&path).unwrap();
-        let vms: Vec<VmDesc> = vmm::config::parse(&text)
+        let vms: Vec<VmDesc> = vmboot::config::parse(&text)
             .into_iter()
             .collect::<Result<_, _>>()
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -12,7 +12,7 @@ const EM_AARCH64: u16 = 183;
 /// `p_type` of a loadable segment.
 const PT_LOAD: u32 = 1;
 /// Size of an ELF64 header.
-const EHDR_SIZE: usize = 64;
+pub(crate) const EHDR_SIZE: usize = 64;
 /// Size of an ELF64 program header.
 const PHDR_SIZE: usize = 56;
 /// A flat image larger than this means a bad address in the ELF, not a real hypervisor.
@@ -41,6 +41,14 @@ pub enum ElfError {
     Overlap(usize, usize),
     /// The flat image would be larger than [`MAX_IMAGE`].
     TooLarge(u64),
+    /// `e_shentsize` is not 64.
+    BadShentsize(u16),
+    /// Section `index` lies outside the file.
+    SectionOutsideFile(usize),
+    /// No symbol table (`.symtab`): a stripped image.
+    NoSymbolTable,
+    /// Symbol `index`'s name lies outside its string table.
+    SymbolNameOutside(usize),
 }
 
 impl fmt::Display for ElfError {
@@ -59,19 +67,25 @@ impl fmt::Display for ElfError {
                 f,
                 "flat image would be {n} bytes (> {MAX_IMAGE}): bad p_vaddr?"
             ),
+            Self::BadShentsize(s) => write!(f, "section header size {s}, expected 64"),
+            Self::SectionOutsideFile(i) => write!(f, "section {i} lies outside the file"),
+            Self::NoSymbolTable => write!(f, "no symbol table (.symtab): is the ELF stripped?"),
+            Self::SymbolNameOutside(i) => {
+                write!(f, "symbol {i}'s name lies outside its string table")
+            }
         }
     }
 }
 
 impl std::error::Error for ElfError {}
 
-fn u16_at(b: &[u8], off: usize) -> u16 {
+pub(crate) fn u16_at(b: &[u8], off: usize) -> u16 {
     u16::from_le_bytes([b[off], b[off + 1]])
 }
-fn u32_at(b: &[u8], off: usize) -> u32 {
+pub(crate) fn u32_at(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))
 }
-fn u64_at(b: &[u8], off: usize) -> u64 {
+pub(crate) fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
 }
 
@@ -85,7 +99,8 @@ struct Load {
     memsz: u64,
 }
 
-fn load_segments(elf: &[u8]) -> Result<Vec<Load>, ElfError> {
+/// Checks the ELF header: an AArch64 ELF64, little-endian, whole. Its fields may then be read.
+pub(crate) fn check_header(elf: &[u8]) -> Result<(), ElfError> {
     if elf.len() < 4 || elf[..4] != *b"\x7fELF" {
         return Err(ElfError::NotElf);
     }
@@ -100,6 +115,11 @@ fn load_segments(elf: &[u8]) -> Result<Vec<Load>, ElfError> {
     if machine != EM_AARCH64 {
         return Err(ElfError::WrongMachine(machine));
     }
+    Ok(())
+}
+
+fn load_segments(elf: &[u8]) -> Result<Vec<Load>, ElfError> {
+    check_header(elf)?;
     let phoff = u64_at(elf, 32);
     let phentsize = u16_at(elf, 54);
     let phnum = u16_at(elf, 56) as u64;

@@ -1,7 +1,8 @@
 //! `cargo xtask`: build, run, test and benchmark rhyve. The one entry point for people and CI.
 //!
-//! Only std and the workspace's `vmm` (for the boot bundle): the system's apt, dpkg-deb and
-//! gzip do the fetching and unpacking; QEMU does the rest.
+//! Only std and the workspace's `vmboot` and `abi` (for the boot bundle and the VM
+//! descriptions): the system's apt, dpkg-deb and gzip do the fetching and unpacking; QEMU does
+//! the rest.
 
 mod args;
 mod bench;
@@ -19,6 +20,7 @@ mod lint;
 mod qemu;
 mod scenarios;
 mod sink;
+mod symbols;
 mod sys;
 mod toolchain;
 
@@ -72,7 +74,8 @@ const COMMANDS: &[(&str, &str)] = &[
         "  test           the whole test suite: lints first (cargo fmt --check; cargo clippy -D warnings
                  on the host crates and, for aarch64-unknown-none-softfloat, on the EL2 image,
                  the VMM partition and the test guests; a finding stops the suite there), then
-                 host unit tests, then Linux guests under rhyve (scenarios linux-smp-1/2/4,
+                 host unit tests, then the image's symbols (image-symbols: no device model
+                 in the EL2 core), then Linux guests under rhyve (scenarios linux-smp-1/2/4,
                  hostile-*; console logs in build/logs/); ends with `N passed, N failed` and
                  fails if any failed
       --quick          lints and host unit tests only (no fuzzing, no image build, no guest
@@ -355,9 +358,11 @@ fn test(mut args: Args) -> Result<ExitCode> {
             let host = if straight {
                 Host::Straight
             } else {
-                Host::Rhyve {
-                    image: toolchain::build_image()?,
-                }
+                let image = toolchain::build_image()?;
+                // The image just built keeps the privilege line: no device model in the core.
+                let t = Instant::now();
+                record(&mut outcomes, symbols::test_step(&toolchain::elf_path()), t);
+                Host::Rhyve { image }
             };
             toolchain::build_test_guests()?;
             Ok(scenarios::Context {

@@ -263,6 +263,7 @@ const AARCH64_PACKAGES: &[&str] = &[
     VMM_PACKAGE,
     TEST_GUEST_PACKAGE,
     "rhyve-abi",
+    "rhyve-vmboot",
     "rhyve-bsp",
 ];
 

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use abi::GuestPhysAddr;
-use vmm::memory::{GuestMemory, MemoryError, VecMemory};
+use vmboot::memory::{GuestMemory, MemoryError, VecMemory};
 
 use super::{desc, RAM_BASE, RAM_SIZE};
 

@@ -21,6 +21,7 @@
 //! devices fail (an abort on access) instead of hanging.
 
 use crate::types::{GuestPhysAddr, IntId, VcpuId, VmId};
+use core::fmt;
 
 /// The ABI version [`call::VERSION`] returns. Bump it on any incompatible change.
 pub const VERSION: u64 = 2;
@@ -268,6 +269,11 @@ impl Mac {
     /// Where the 48 address bits sit in x1 of a [`Request::VmStart`], above the VM id.
     const SHIFT: u64 = 16;
 
+    /// The first three octets of every default address ([`Self::default_for`]): locally
+    /// administered, unicast, then "rh" for rhyve. A VM description may not name an address
+    /// in this range, so a configured address never collides with a default one.
+    pub const DEFAULT_PREFIX: [u8; 3] = [0x02, 0x72, 0x68];
+
     /// `octets` as a card's address: `None` for a group address or all zeroes, which no card
     /// may have (and zero is what x1 carries for "no address given").
     pub const fn unicast(octets: [u8; 6]) -> Option<Self> {
@@ -276,6 +282,22 @@ impl Mac {
         } else {
             Some(Self(octets))
         }
+    }
+
+    /// The stable default address of network card `nic` of VM `vm`:
+    /// `02:72:68:vm:vm:nic` ([`Self::DEFAULT_PREFIX`]), so the same VM gets the same address
+    /// on every boot.
+    pub const fn default_for(vm: u16, nic: u8) -> Self {
+        let [p0, p1, p2] = Self::DEFAULT_PREFIX;
+        let [hi, lo] = vm.to_be_bytes();
+        // The prefix makes it unicast and not zero.
+        Self([p0, p1, p2, hi, lo, nic])
+    }
+
+    /// Whether this address is in rhyve's default range ([`Self::DEFAULT_PREFIX`]).
+    pub const fn is_rhyve_default(self) -> bool {
+        let [p0, p1, p2] = Self::DEFAULT_PREFIX;
+        self.0[0] == p0 && self.0[1] == p1 && self.0[2] == p2
     }
 
     /// The six octets, first on the wire first.
@@ -309,33 +331,60 @@ impl Mac {
     }
 }
 
+impl fmt::Display for Mac {
+    /// `52:54:00:12:34:56`, as a VM description writes it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
 /// The devices of one VM: which of the machine's device models it gets. The loader describes
 /// exactly these in the guest's device tree and the VMM creates exactly these, each virtio
-/// device at the slot [`VirtioKind::slot`] gives it, so the two always agree.
+/// device at the slot [`VirtioKind::slot`] gives it, so the two always agree. A VM
+/// description's `devices` list names them ([`Self::EACH`]).
+///
+/// Bit 0 is the PL011; the virtio kind at slot `s` is bit `1 + s` ([`VirtioKind::device`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct DeviceSet(pub u32);
 
 impl DeviceSet {
-    /// No devices.
+    /// No devices: a VM the VMM partition does not serve at all.
     pub const NONE: Self = Self(0);
     /// The PL011 UART (the console `console=ttyAMA0` names).
     pub const PL011: Self = Self(1 << 0);
     /// virtio-console: hvc0 and a second port.
-    pub const VIRTIO_CONSOLE: Self = Self(1 << 1);
+    pub const VIRTIO_CONSOLE: Self = VirtioKind::Console.device();
     /// virtio-blk.
-    pub const VIRTIO_BLK: Self = Self(1 << 2);
+    pub const VIRTIO_BLK: Self = VirtioKind::Blk.device();
     /// virtio-net.
-    pub const VIRTIO_NET: Self = Self(1 << 3);
+    pub const VIRTIO_NET: Self = VirtioKind::Net.device();
     /// virtio-rng.
-    pub const VIRTIO_RNG: Self = Self(1 << 4);
+    pub const VIRTIO_RNG: Self = VirtioKind::Rng.device();
+    /// How many devices there are: the PL011 and the virtio kinds.
+    pub const COUNT: usize = 1 + VirtioKind::ALL.len();
+    /// Each device alone, with its name in a VM description's `devices` list, in the order a
+    /// description lists them: the PL011, then the virtio kinds in slot order.
+    pub const EACH: [(Self, &'static str); Self::COUNT] = {
+        let mut each = [(Self::PL011, "pl011"); Self::COUNT];
+        let mut i = 0;
+        while i < VirtioKind::ALL.len() {
+            let kind = VirtioKind::ALL[i];
+            each[1 + i] = (kind.device(), kind.name());
+            i += 1;
+        }
+        each
+    };
     /// Every device.
-    pub const ALL: Self = Self(
-        Self::PL011.0
-            | Self::VIRTIO_CONSOLE.0
-            | Self::VIRTIO_BLK.0
-            | Self::VIRTIO_NET.0
-            | Self::VIRTIO_RNG.0,
-    );
+    pub const ALL: Self = {
+        let mut all = Self::NONE;
+        let mut i = 0;
+        while i < Self::COUNT {
+            all = all.with(Self::EACH[i].0);
+            i += 1;
+        }
+        all
+    };
 
     /// Both sets' devices.
     pub const fn with(self, other: Self) -> Self {
@@ -355,6 +404,22 @@ impl DeviceSet {
     /// Only the bits that name a device.
     pub const fn known(self) -> Self {
         Self(self.0 & Self::ALL.0)
+    }
+
+    /// The device a VM description's `devices` list calls `name`.
+    pub fn named(name: &str) -> Option<Self> {
+        Self::EACH
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(device, _)| *device)
+    }
+
+    /// The names of the set's devices, in [`Self::EACH`] order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Self::EACH
+            .into_iter()
+            .filter(move |(device, _)| self.contains(*device))
+            .map(|(_, name)| name)
     }
 
     /// Whether the set has the virtio device `kind`.
@@ -380,7 +445,8 @@ impl DeviceSet {
     }
 }
 
-/// The kinds of virtio device a VM can have.
+/// The kinds of virtio device a VM can have. A new kind is a variant here, in [`Self::ALL`],
+/// with its slot and name; [`DeviceSet`] and the VM description's `devices` follow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VirtioKind {
     /// virtio-console.
@@ -409,6 +475,16 @@ impl VirtioKind {
         }
     }
 
+    /// Its name in a VM description's `devices` list.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Console => "virtio-console",
+            Self::Blk => "virtio-blk",
+            Self::Net => "virtio-net",
+            Self::Rng => "virtio-rng",
+        }
+    }
+
     /// The kind at virtio-mmio slot `slot`, if any.
     pub const fn at_slot(slot: u32) -> Option<Self> {
         let mut i = 0;
@@ -421,14 +497,9 @@ impl VirtioKind {
         None
     }
 
-    /// The [`DeviceSet`] bit of this kind.
+    /// The [`DeviceSet`] bit of this kind: bit `1 + slot`, above the PL011's.
     pub const fn device(self) -> DeviceSet {
-        match self {
-            Self::Console => DeviceSet::VIRTIO_CONSOLE,
-            Self::Blk => DeviceSet::VIRTIO_BLK,
-            Self::Net => DeviceSet::VIRTIO_NET,
-            Self::Rng => DeviceSet::VIRTIO_RNG,
-        }
+        DeviceSet(1 << (1 + self.slot()))
     }
 
     /// The guest interrupt of this kind's slot.
@@ -912,6 +983,38 @@ mod tests {
         assert_eq!(VirtioKind::at_slot(4), None);
         assert!(DeviceSet::ALL.contains(DeviceSet::PL011.with(DeviceSet::VIRTIO_NET)));
         assert!(!DeviceSet::PL011.contains(DeviceSet::VIRTIO_NET));
+    }
+
+    #[test]
+    fn every_device_has_one_bit_and_one_name() {
+        // The bits are the interface's: VmStart carries them.
+        let bits: [u32; DeviceSet::COUNT] = [1, 2, 4, 8, 16];
+        for (i, (device, name)) in DeviceSet::EACH.into_iter().enumerate() {
+            assert_eq!(device.0, bits[i], "{name}");
+            assert_eq!(DeviceSet::named(name), Some(device));
+            assert!(device.names().eq([name]));
+        }
+        assert_eq!(DeviceSet::ALL.0, 0x1f);
+        assert_eq!(DeviceSet::named("virtio-gpu"), None);
+        assert_eq!(DeviceSet::NONE.names().count(), 0);
+        let set = DeviceSet::VIRTIO_RNG.with(DeviceSet::PL011);
+        assert!(set.names().eq(["pl011", "virtio-rng"]), "in EACH order");
+        for kind in VirtioKind::ALL {
+            assert_eq!(DeviceSet::EACH[1 + kind.slot() as usize].1, kind.name());
+        }
+    }
+
+    #[test]
+    fn default_addresses_are_unicast_and_in_their_range() {
+        for (vm, nic) in [(0, 0), (5, 1), (u16::MAX, u8::MAX)] {
+            let m = Mac::default_for(vm, nic);
+            assert_eq!(Mac::unicast(m.octets()), Some(m));
+            assert!(m.is_rhyve_default());
+        }
+        assert_eq!(Mac::default_for(0x0102, 3).to_string(), "02:72:68:01:02:03");
+        let given = Mac::unicast([0x52, 0x54, 0x00, 0xab, 0xcd, 0xef]).unwrap();
+        assert!(!given.is_rhyve_default());
+        assert_eq!(given.to_string(), "52:54:00:ab:cd:ef");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use crate::arch::mmu::RamRange;
 use abi::{GuestPhysAddr, HostPhysAddr};
 use buddy_system_allocator::LockedHeap;
-use vmm::memory::{GuestMemory, MemoryError};
+use vmboot::memory::{GuestMemory, MemoryError};
 
 const MAX_FREE: usize = 32;
 

@@ -22,6 +22,7 @@ use crate::arch::firmware::{self, Conduit};
 use crate::arch::gic::{self, Distributor, Redistributor};
 use crate::arch::{boot, exception, mmu};
 use abi::layout::{HTIMER_INTID, MAINTENANCE_INTID, PTIMER_INTID, VTIMER_INTID};
+use abi::vmm::DeviceSet;
 use abi::{VcpuId, VmId};
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -33,8 +34,8 @@ use percpu::PerCpu;
 use sched::{Leave, Sched};
 use spin::Once;
 use vm::{Power, Vm, VmSpec};
-use vmm::bundle::Bundle;
-use vmm::config::{self, Source, VmDesc};
+use vmboot::bundle::Bundle;
+use vmboot::config::{self, Source, VmDesc};
 
 /// Heap for page tables and VM state.
 const HEAP_SIZE: u64 = 16 << 20;
@@ -279,21 +280,6 @@ fn source_bytes(
     }
 }
 
-/// A description's devices, as the loader and the VMM take them.
-fn device_set(d: &config::Devices) -> abi::vmm::DeviceSet {
-    use abi::vmm::DeviceSet;
-    [
-        (d.pl011, DeviceSet::PL011),
-        (d.virtio_console, DeviceSet::VIRTIO_CONSOLE),
-        (d.virtio_blk, DeviceSet::VIRTIO_BLK),
-        (d.virtio_net, DeviceSet::VIRTIO_NET),
-        (d.virtio_rng, DeviceSet::VIRTIO_RNG),
-    ]
-    .into_iter()
-    .filter(|(on, _)| *on)
-    .fold(DeviceSet::NONE, |set, (_, dev)| set.with(dev))
-}
-
 /// Builds every VM the bundle's configuration describes; one that cannot be built is reported
 /// with its reason and the others go on.
 fn build_vms(
@@ -340,7 +326,7 @@ fn build_vms(
         // The parser refused any VM whose writable slice overlaps another's.
         let disk = d.disk_slice();
         let spec = VmSpec {
-            served: d.devices != config::Devices::NONE,
+            served: d.devices != DeviceSet::NONE,
             name: d.name,
             vcpus: d.vcpus,
             mem_size: d.mem_size,
@@ -348,10 +334,9 @@ fn build_vms(
             initrd,
             cmdline: d.cmdline,
             autostart: d.autostart,
-            devices: device_set(&d.devices),
+            devices: d.devices,
             disk,
-            // The parser accepts only unicast, non-zero addresses.
-            mac: d.mac.and_then(abi::vmm::Mac::unicast),
+            mac: d.mac,
         };
         placed.push((spec, placement));
     }

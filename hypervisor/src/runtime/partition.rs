@@ -143,7 +143,7 @@ pub fn create(
             d.transport.base
         );
     }
-    vmm::memory::GuestMemory::write(&mut ram, vabi::VMM_RAM_BASE, IMAGE)
+    vmboot::memory::GuestMemory::write(&mut ram, vabi::VMM_RAM_BASE, IMAGE)
         .map_err(|_| "VMM image larger than its RAM")?;
     crate::arch::cpu::invalidate_icache();
     let p = PARTITION.call_once(|| Partition {

@@ -17,7 +17,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use vmm::loader::{self, GuestConfig};
+use vmboot::loader::{self, GuestConfig};
 
 /// What a VM is built from: its description, with kernel and initrd found.
 #[derive(Clone, Debug)]

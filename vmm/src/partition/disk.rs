@@ -132,7 +132,7 @@ impl Write for Id {
 /// The VM that may write the whole machine disk: the first to start with a writable
 /// [`DiskSlice::WHOLE`]. Two VMs writing one filesystem would destroy it, so the others get
 /// the whole disk read-only; disjoint slices are each the writable business of their VM.
-/// (`vmm::config` already refuses a VM whose writable slice overlaps another's; this keeps
+/// (`vmboot::config` already refuses a VM whose writable slice overlaps another's; this keeps
 /// the VMM safe on its own.)
 static WHOLE_WRITER: spin::Mutex<Option<VmId>> = spin::Mutex::new(None);
 

@@ -8,7 +8,7 @@
 
 use abi::vmm::{guest_window, GUEST_WINDOW_SIZE};
 use abi::{GuestPhysAddr, VmId};
-use vmm::memory::{ram_offset, GuestMemory, MemoryError};
+use vmboot::memory::{ram_offset, GuestMemory, MemoryError};
 
 /// One VM's RAM through its window.
 pub struct WindowMemory {

@@ -18,12 +18,12 @@
 
 use super::queue::{ChainReader, DescriptorChain, Queue, QueueError};
 use super::{device_id, read_config_bytes, VirtioDevice};
-use crate::memory::GuestMemory;
 use alloc::rc::Rc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::fmt;
+use vmboot::memory::GuestMemory;
 
 /// The unit of `sector` in requests and of `capacity`, whatever the block size (§5.2.6).
 pub const SECTOR_SIZE: usize = 512;

@@ -17,10 +17,10 @@
 
 use super::queue::{Queue, QueueError};
 use super::{device_id, read_config_bytes, VirtioDevice};
-use crate::memory::GuestMemory;
 use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
+use vmboot::memory::GuestMemory;
 
 /// Number of ports (`max_nr_ports`).
 pub const NR_PORTS: usize = 2;

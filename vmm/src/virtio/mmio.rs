@@ -17,9 +17,9 @@
 
 use super::queue::{Queue, QueueError};
 use super::{feature, VirtioDevice};
-use crate::memory::GuestMemory;
 use alloc::vec::Vec;
 use tock_registers::{register_bitfields, LocalRegisterCopy};
+use vmboot::memory::GuestMemory;
 
 /// "virt" in little-endian ASCII (§4.2.2, MagicValue).
 pub const MAGIC: u32 = 0x7472_6976;

@@ -14,7 +14,7 @@
 //! DEVICE_NEEDS_RESET and raises a configuration-change interrupt (§2.1.2). Nothing a guest
 //! writes can panic a device or make it touch memory outside the guest's RAM.
 
-use crate::memory::GuestMemory;
+use vmboot::memory::GuestMemory;
 
 pub mod blk;
 pub mod console;

@@ -22,10 +22,11 @@
 
 use super::queue::{Queue, QueueError};
 use super::{device_id, read_config_bytes, VirtioDevice};
-use crate::memory::GuestMemory;
+use abi::vmm::Mac;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
+use vmboot::memory::GuestMemory;
 
 /// Size of each queue.
 pub const QUEUE_SIZE: u16 = 256;
@@ -82,7 +83,8 @@ enum Role {
 /// `status` bits of the configuration (§5.1.4).
 const LINK_UP: u16 = 1;
 
-/// An Ethernet MAC address.
+/// An Ethernet MAC address, as frames carry it: any address, group ones too. A card's own
+/// address is an [`abi::vmm::Mac`], which is always unicast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MacAddr(pub [u8; 6]);
 
@@ -90,34 +92,26 @@ impl MacAddr {
     /// The broadcast address.
     pub const BROADCAST: Self = Self([0xff; 6]);
 
-    /// The first three octets of every default address ([`Self::default_for`]): locally
-    /// administered, unicast, then "rh" for rhyve. A VM description may not name an address
-    /// in this range, so a configured address never collides with a default one.
-    pub const DEFAULT_PREFIX: [u8; 3] = [0x02, 0x72, 0x68];
-
-    /// The stable default address of network card `nic` of VM `vm`:
-    /// `02:72:68:vm:vm:nic` ([`Self::DEFAULT_PREFIX`]), so the same VM gets the same address
-    /// on every boot.
+    /// The stable default address of network card `nic` of VM `vm` ([`Mac::default_for`]).
     pub const fn default_for(vm: u16, nic: u8) -> Self {
-        let [p0, p1, p2] = Self::DEFAULT_PREFIX;
-        let [hi, lo] = vm.to_be_bytes();
-        Self([p0, p1, p2, hi, lo, nic])
-    }
-
-    /// Whether this address is in rhyve's default range ([`Self::DEFAULT_PREFIX`]).
-    pub fn is_rhyve_default(&self) -> bool {
-        self.0[..Self::DEFAULT_PREFIX.len()] == Self::DEFAULT_PREFIX
+        Self(Mac::default_for(vm, nic).octets())
     }
 
     /// The address of VM `vm`'s card: `given`, from its description (`mac = "..."`), else
     /// [`Self::default_for`] its id.
-    pub fn for_vm(vm: u16, given: Option<abi::vmm::Mac>) -> Self {
-        given.map_or(Self::default_for(vm, 0), |m| Self(m.octets()))
+    pub fn for_vm(vm: u16, given: Option<Mac>) -> Self {
+        given.map_or(Self::default_for(vm, 0), Self::from)
     }
 
     /// Group (multicast or broadcast) addresses have bit 0 of the first octet set.
     pub fn is_multicast(&self) -> bool {
         self.0[0] & 1 != 0
+    }
+}
+
+impl From<Mac> for MacAddr {
+    fn from(mac: Mac) -> Self {
+        Self(mac.octets())
     }
 }
 

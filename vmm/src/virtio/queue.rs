@@ -12,12 +12,12 @@
 //! (an acquire fence between), and a used element is written before the used index that
 //! publishes it (a release fence between).
 
-use crate::memory::{GuestMemory, MemoryError};
 use abi::GuestPhysAddr;
 use core::fmt;
 use core::num::Wrapping;
 use core::sync::atomic::{fence, Ordering};
 use tock_registers::{register_bitfields, LocalRegisterCopy};
+use vmboot::memory::{GuestMemory, MemoryError};
 
 register_bitfields! [u16,
     /// `struct virtq_desc.flags` (§2.7.5).

@@ -11,8 +11,8 @@
 
 use super::queue::{Queue, QueueError};
 use super::{device_id, VirtioDevice};
-use crate::memory::GuestMemory;
 use core::fmt;
+use vmboot::memory::GuestMemory;
 
 /// Size of the request queue.
 pub const QUEUE_SIZE: u16 = 64;

@@ -97,7 +97,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
     v
 }
 
-/// Several VMs for one run: a configuration (`vmm::config`) and the machine that runs it.
+/// Several VMs for one run: a configuration (`vmboot::config`) and the machine that runs it.
 #[derive(Debug, Clone)]
 pub struct VmsBoot {
     /// The configuration text.

@@ -1,4 +1,4 @@
-//! Several VMs on one machine (`vmm::config` descriptions in the boot bundle).
+//! Several VMs on one machine (`vmboot::config` descriptions in the boot bundle).
 //!
 //! - `multi-vm`: two Linux guests with different vCPU counts and memory sizes, one sharing a
 //!   CPU with the other, plus a malformed description. Each guest reports its own CPU count

@@ -22,7 +22,7 @@ use super::{Scenario, VmsBoot};
 
 /// Guest RAM.
 const MEM_MIB: u64 = 512;
-/// The MAC rhyve gives VM 0's first card (`vmm::virtio::net::MacAddr::default_for`).
+/// The MAC rhyve gives VM 0's first card (`abi::vmm::Mac::default_for`).
 const VM0_MAC: &str = "02:72:68:00:00:00";
 /// The queues of a two-vCPU guest's eth0 with VIRTIO_NET_F_MQ.
 const QUEUES: &[&str] = &["rx-0", "rx-1", "tx-0", "tx-1"];

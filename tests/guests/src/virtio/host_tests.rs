@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::string::String;
 use std::vec::Vec;
-use vmm::memory::{GuestMemory, VecMemory};
+use vmboot::memory::{GuestMemory, VecMemory};
 use vmm::virtio::blk::{LbaRange, MemDisk, VirtioBlk};
 use vmm::virtio::console::{ConsoleBackend, VirtioConsole};
 use vmm::virtio::mmio::MmioSlot;

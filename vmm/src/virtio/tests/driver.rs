@@ -2,11 +2,11 @@
 //! drives the virtio-mmio registers through the initialization sequence of §3.1.1, publishes
 //! descriptor chains, notifies, and reads the used ring back.
 
-use crate::memory::{GuestMemory, VecMemory};
 use crate::virtio::mmio::{offset, MmioTransport};
 use crate::virtio::VirtioDevice;
 use abi::GuestPhysAddr;
 use std::vec::Vec;
+use vmboot::memory::{GuestMemory, VecMemory};
 
 /// Where the test guest's RAM starts (as QEMU virt's).
 pub const RAM_BASE: u64 = 0x4000_0000;

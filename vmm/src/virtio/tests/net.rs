@@ -67,13 +67,13 @@ fn post_rx(g: &mut Guest, t: &mut Net, len: usize) -> u64 {
 /// has the VM's default.
 #[test]
 fn the_described_mac_is_the_card_s_address() {
-    use abi::vmm::{DeviceSet, DiskSlice, FaultPlan, Mac, Request};
+    use abi::vmm::{DeviceSet, DiskSlice, FaultPlan, Request};
     use abi::{GuestPhysAddr, VmId};
     let text = "[[vm]]\nname = \"a\"\nmemory = \"16M\"\nkernel = \"k\"\n\
                 devices = [\"virtio-net\"]\nmac = \"52:54:00:ab:cd:ef\"\n\
                 [[vm]]\nname = \"b\"\nmemory = \"16M\"\nkernel = \"k\"\n\
                 devices = [\"virtio-net\"]\n";
-    let vms = crate::config::parse(text);
+    let vms = vmboot::config::parse(text);
     for (id, (vm, want)) in vms
         .iter()
         .zip([
@@ -90,7 +90,7 @@ fn the_described_mac_is_the_card_s_address() {
             fault: FaultPlan::default(),
             devices: DeviceSet::VIRTIO_NET,
             disk: DiskSlice::WHOLE,
-            mac: vm.mac.and_then(Mac::unicast),
+            mac: vm.mac,
         };
         let Some(Request::VmStart { vm, mac, .. }) = Request::from_regs(start.to_regs()) else {
             panic!("VmStart did not survive its registers");

@@ -3,7 +3,6 @@
 
 use super::driver::*;
 use super::rng::TestEntropy;
-use crate::memory::GuestMemory;
 use crate::virtio::blk::{MemDisk, VirtioBlk};
 use crate::virtio::console::{ConsoleBackend, VirtioConsole};
 use crate::virtio::mmio::offset;
@@ -11,6 +10,7 @@ use crate::virtio::net::{MacAddr, NetBackend, NetError, VirtioNet, MAX_QUEUE_PAI
 use crate::virtio::rng::VirtioRng;
 use crate::virtio::{feature, MmioTransport, VirtioDevice};
 use abi::GuestPhysAddr;
+use vmboot::memory::GuestMemory;
 
 struct Null;
 

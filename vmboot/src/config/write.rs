@@ -58,11 +58,7 @@ impl VmDesc {
             writeln!(s, "readonly = {} }}", d.readonly)?;
         }
         if let Some(m) = self.mac {
-            writeln!(
-                s,
-                "mac = \"{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\"",
-                m[0], m[1], m[2], m[3], m[4], m[5]
-            )?;
+            writeln!(s, "mac = \"{m}\"")?;
         }
         writeln!(s, "autostart = {}", self.autostart)
     }

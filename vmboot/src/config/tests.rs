@@ -33,7 +33,7 @@ fn base_desc() -> VmDesc {
         kernel: Source::Bundle("Image".into()),
         initrd: None,
         cmdline: String::new(),
-        devices: Devices::DEFAULT,
+        devices: DEFAULT_DEVICES,
         disk: None,
         mac: None,
         autostart: true,
@@ -75,20 +75,14 @@ autostart = false
             },
             initrd: Some(Source::Bundle("guest/initramfs.cpio".into())),
             cmdline: "console=ttyAMA0 a=\"b\" c\\d\te\n#not a comment".into(),
-            devices: Devices {
-                pl011: true,
-                virtio_console: true,
-                virtio_blk: true,
-                virtio_net: true,
-                virtio_rng: true,
-            },
+            devices: DeviceSet::ALL,
             disk: Some(Disk {
                 file: Some("db.img".into()),
                 readonly: true,
                 offset: 0,
                 size: None,
             }),
-            mac: Some([0x52, 0x54, 0x00, 0xab, 0xcd, 0x56]),
+            mac: Mac::unicast([0x52, 0x54, 0x00, 0xab, 0xcd, 0x56]),
             autostart: false,
         })
     );
@@ -554,13 +548,10 @@ fn cmdline_and_autostart_types() {
 
 #[test]
 fn devices_rules() {
-    assert_eq!(one(&with("devices = []")).unwrap().devices, Devices::NONE);
+    assert_eq!(one(&with("devices = []")).unwrap().devices, DeviceSet::NONE);
     assert_eq!(
         one(&with("devices = [\"virtio-rng\"]")).unwrap().devices,
-        Devices {
-            virtio_rng: true,
-            ..Devices::NONE
-        }
+        DeviceSet::VIRTIO_RNG
     );
     for (v, reason) in [
         ("[\"pl011\", \"pl011\"]", "\"pl011\" listed twice"),
@@ -795,7 +786,7 @@ fn mac_rules() {
         one(&with(&format!("{net}mac = \"02:00:00:00:00:01\"")))
             .unwrap()
             .mac,
-        Some([2, 0, 0, 0, 0, 1])
+        Mac::unicast([2, 0, 0, 0, 0, 1])
     );
     for (v, reason) in [
         (
@@ -850,7 +841,7 @@ fn no_configured_mac_is_a_default_one() {
     // Every address rhyve gives by default is refused in a description.
     let net = "devices = [\"virtio-net\"]\n";
     for vm in [0, 1, 7, 255, 256, u16::MAX] {
-        let m = crate::virtio::net::MacAddr::default_for(vm, 0);
+        let m = Mac::default_for(vm, 0);
         let e = refused(&with(&format!("{net}mac = \"{m}\"")));
         assert!(
             e.contains("is reserved for rhyve's default addresses"),
@@ -956,18 +947,14 @@ fn to_toml_round_trips() {
         },
         initrd: Some(Source::Bundle("a \"b\"\\c\nd\te".into())),
         cmdline: "console=ttyAMA0 # not a comment".into(),
-        devices: Devices {
-            virtio_blk: true,
-            virtio_net: true,
-            ..Devices::NONE
-        },
+        devices: DeviceSet::VIRTIO_BLK.with(DeviceSet::VIRTIO_NET),
         disk: Some(Disk {
             file: Some("d".into()),
             readonly: true,
             offset: 0,
             size: None,
         }),
-        mac: Some([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
+        mac: Mac::unicast([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
         autostart: false,
     };
     let mut unnamed = full.clone();

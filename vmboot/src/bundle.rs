@@ -12,7 +12,7 @@
 //! | 12     | 4    | header size (48; at least that, within the bundle)     |
 //! | 16     | 4    | flags (none defined; must be 0)                        |
 //! | 20     | 4    | number of files                                        |
-//! | 24     | 16   | configuration text (UTF-8, `vmm::config`): offset, length |
+//! | 24     | 16   | configuration text (UTF-8, `vmboot::config`): offset, length |
 //! | 40     | 8    | file table: offset (number of files × 32 bytes)        |
 //!
 //! Each entry of the file table:
@@ -57,7 +57,7 @@ mod field {
 /// What a bundle carries: the VM descriptions and the files they name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bundle<'a> {
-    /// The configuration text (`vmm::config::parse` reads it).
+    /// The configuration text (`vmboot::config::parse` reads it).
     pub config: &'a str,
     /// The files, by name, in bundle order.
     pub files: Vec<(&'a str, &'a [u8])>,

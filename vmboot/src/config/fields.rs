@@ -2,7 +2,6 @@
 
 use super::syntax::{found, Value};
 use super::*;
-use crate::virtio::net::MacAddr;
 use alloc::format;
 use alloc::string::{String, ToString};
 
@@ -20,9 +19,6 @@ const KEYS: [&str; 11] = [
     "mac",
     "autostart",
 ];
-
-/// A MAC address with this bit set in its first octet is a group (multicast) address.
-const MAC_GROUP_BIT: u8 = 0x01;
 
 /// A field refused: which (`kernel.size` for a key of an inline table) and why.
 pub(super) struct Refusal {
@@ -51,9 +47,9 @@ pub(super) struct Fields {
     pub(super) kernel: Option<Source>,
     pub(super) initrd: Option<Source>,
     pub(super) cmdline: Option<String>,
-    pub(super) devices: Option<Devices>,
+    pub(super) devices: Option<DeviceSet>,
     pub(super) disk: Option<Disk>,
-    pub(super) mac: Option<[u8; 6]>,
+    pub(super) mac: Option<Mac>,
     pub(super) autostart: Option<bool>,
 }
 
@@ -243,35 +239,28 @@ fn source(field: &str, v: &Value<'_>) -> Result<Source, Refusal> {
     }
 }
 
-fn devices(v: &Value<'_>) -> Result<Devices, Refusal> {
+fn devices(v: &Value<'_>) -> Result<DeviceSet, Refusal> {
     let Value::Array(items) = v else {
         return Err(expected("devices", "an array of device names", v));
     };
-    let mut d = Devices::NONE;
+    let mut set = DeviceSet::NONE;
     for item in items {
         let Value::Str(s) = item else {
             return Err(expected("devices", "an array of device names", v));
         };
-        let flag = DEVICE_NAMES
-            .iter()
-            .position(|n| n == s)
-            .and_then(|i| d.flag(i))
-            .ok_or_else(|| {
-                refuse(
-                    "devices",
-                    format!(
-                        "unknown device {} (known: {})",
-                        found(s),
-                        DEVICE_NAMES.join(", ")
-                    ),
-                )
-            })?;
-        if *flag {
+        let device = DeviceSet::named(s).ok_or_else(|| {
+            let known: Vec<&str> = DeviceSet::ALL.names().collect();
+            refuse(
+                "devices",
+                format!("unknown device {} (known: {})", found(s), known.join(", ")),
+            )
+        })?;
+        if set.contains(device) {
             return Err(refuse("devices", format!("\"{s}\" listed twice")));
         }
-        *flag = true;
+        set = set.with(device);
     }
-    Ok(d)
+    Ok(set)
 }
 
 fn disk(v: &Value<'_>) -> Result<Disk, Refusal> {
@@ -352,7 +341,7 @@ fn sectors(field: &str, v: &Value<'_>) -> Result<u64, Refusal> {
     Ok(bytes)
 }
 
-fn mac(v: &Value<'_>) -> Result<[u8; 6], Refusal> {
+fn mac(v: &Value<'_>) -> Result<Mac, Refusal> {
     let Value::Str(s) = v else {
         return Err(expected("mac", "a string", v));
     };
@@ -377,17 +366,18 @@ fn mac(v: &Value<'_>) -> Result<[u8; 6], Refusal> {
     if parts.next().is_some() {
         return Err(bad());
     }
-    if mac[0] & MAC_GROUP_BIT != 0 {
-        return Err(refuse(
-            "mac",
-            format!("{} is a multicast address (first octet odd)", found(s)),
-        ));
-    }
-    if mac == [0; 6] {
-        return Err(refuse("mac", "the all-zero address"));
-    }
-    if MacAddr(mac).is_rhyve_default() {
-        let [p0, p1, p2] = MacAddr::DEFAULT_PREFIX;
+    let Some(mac) = Mac::unicast(mac) else {
+        return Err(if mac == [0; 6] {
+            refuse("mac", "the all-zero address")
+        } else {
+            refuse(
+                "mac",
+                format!("{} is a multicast address (first octet odd)", found(s)),
+            )
+        });
+    };
+    if mac.is_rhyve_default() {
+        let [p0, p1, p2] = Mac::DEFAULT_PREFIX;
         return Err(refuse(
             "mac",
             format!(

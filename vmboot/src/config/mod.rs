@@ -52,7 +52,7 @@
 //! | `kernel` | a file of the boot bundle `"path"`, or host RAM `{ addr = A, size = S }` (S > 0) | required |
 //! | `initrd` | as `kernel` | none |
 //! | `cmdline` | string | `""` |
-//! | `devices` | any of `"pl011"`, `"virtio-console"`, `"virtio-blk"`, `"virtio-net"`, `"virtio-rng"`, none twice | `["pl011"]` |
+//! | `devices` | any of `"pl011"`, `"virtio-console"`, `"virtio-blk"`, `"virtio-net"`, `"virtio-rng"` (the names of [`DeviceSet::EACH`]), none twice | `["pl011"]` |
 //! | `disk` | `{ file = "path", offset = "64M", size = "128M", readonly = true }`, every key optional, or `"path"` for `{ file = "path" }`: the slice of the machine's disk, `offset` and `size` as `memory` (multiples of 512; `size` > 0); `file` names the image the host tool attaches as the machine's disk (see below); needs `"virtio-blk"` | the whole disk, writable, when the VM has `"virtio-blk"`; `offset` 0, `size` to the end, `readonly` false, no `file` |
 //! | `mac` | `"52:54:00:12:34:56"`, unicast, not zero, not in rhyve's default range `02:72:68:xx:xx:xx`, not an earlier VM's; needs `"virtio-net"` | none: `02:72:68:00:<vm id>:00` |
 //! | `autostart` | boolean | `true` |
@@ -67,7 +67,7 @@
 //! filesystems.
 //! A VM whose `mac` is that of a VM accepted before it is refused, naming that VM: two cards
 //! with one address on rhyve's switch would each get half of the other's frames. Addresses in
-//! rhyve's default range ([`MacAddr::DEFAULT_PREFIX`]) are refused, so a configured address
+//! rhyve's default range ([`Mac::DEFAULT_PREFIX`]) are refused, so a configured address
 //! never collides with a VM's default one.
 //! Unknown keys, a key given twice, a wrong type or an out-of-range value refuse the VM. At
 //! most [`MAX_VMS`] `[[vm]]` tables: the ones after are refused.
@@ -76,8 +76,7 @@ mod fields;
 mod syntax;
 mod write;
 
-use crate::virtio::net::MacAddr;
-use abi::vmm::DiskSlice;
+use abi::vmm::{DeviceSet, DiskSlice, Mac};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -102,14 +101,8 @@ pub const MAX_NAME: usize = 16;
 /// The unit of a disk's `offset` and `size`: a sector of the machine's disk.
 pub const SECTOR_BYTES: u64 = 512;
 
-/// The `devices` names, in the order [`Devices::flag`] numbers them.
-pub const DEVICE_NAMES: [&str; 5] = [
-    "pl011",
-    "virtio-console",
-    "virtio-blk",
-    "virtio-net",
-    "virtio-rng",
-];
+/// What a VM gets when its table has no `devices` key: the console.
+pub const DEFAULT_DEVICES: DeviceSet = DeviceSet::PL011;
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
@@ -132,12 +125,12 @@ pub struct VmDesc {
     pub initrd: Option<Source>,
     /// The kernel command line.
     pub cmdline: String,
-    /// The devices the VMM partition models for it.
-    pub devices: Devices,
+    /// The devices the VMM partition models for it; none: a VM it does not serve at all.
+    pub devices: DeviceSet,
     /// The virtio-blk disk.
     pub disk: Option<Disk>,
     /// The virtio-net MAC address.
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<Mac>,
     /// Started at boot; otherwise only defined, to be started later.
     pub autostart: bool,
 }
@@ -155,72 +148,6 @@ pub enum Source {
         /// Length in bytes, not zero.
         size: u64,
     },
-}
-
-/// The devices of a VM. All false: a VM the VMM partition does not serve at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Devices {
-    /// The PL011 UART (the console).
-    pub pl011: bool,
-    /// A virtio console.
-    pub virtio_console: bool,
-    /// A virtio block device (see [`VmDesc::disk`]).
-    pub virtio_blk: bool,
-    /// A virtio network device (see [`VmDesc::mac`]).
-    pub virtio_net: bool,
-    /// A virtio entropy source.
-    pub virtio_rng: bool,
-}
-
-impl Devices {
-    /// No device.
-    pub const NONE: Self = Self {
-        pl011: false,
-        virtio_console: false,
-        virtio_blk: false,
-        virtio_net: false,
-        virtio_rng: false,
-    };
-    /// Every device.
-    pub const ALL: Self = Self {
-        pl011: true,
-        virtio_console: true,
-        virtio_blk: true,
-        virtio_net: true,
-        virtio_rng: true,
-    };
-    /// What a VM gets when its table has no `devices` key.
-    pub const DEFAULT: Self = Self {
-        pl011: true,
-        ..Self::NONE
-    };
-
-    /// The flag of device `i` of [`DEVICE_NAMES`], if there is one.
-    pub fn flag(&mut self, i: usize) -> Option<&mut bool> {
-        match i {
-            0 => Some(&mut self.pl011),
-            1 => Some(&mut self.virtio_console),
-            2 => Some(&mut self.virtio_blk),
-            3 => Some(&mut self.virtio_net),
-            4 => Some(&mut self.virtio_rng),
-            _ => None,
-        }
-    }
-
-    /// Whether device `i` of [`DEVICE_NAMES`] is present.
-    pub fn has(&self, i: usize) -> bool {
-        let mut copy = *self;
-        copy.flag(i).is_some_and(|f| *f)
-    }
-
-    /// The names of the devices present, in [`DEVICE_NAMES`] order.
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        DEVICE_NAMES
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| self.has(*i))
-            .map(|(_, n)| *n)
-    }
 }
 
 /// A VM's disk: a slice of the machine's disk.
@@ -255,7 +182,9 @@ impl VmDesc {
     /// The bytes of the machine's disk this VM may write, `[start, end)` (`end` `None`: to the
     /// end of the disk); `None` if it has no virtio-blk or a read-only disk.
     pub fn writable_disk(&self) -> Option<(u64, Option<u64>)> {
-        if !self.devices.virtio_blk || self.disk.as_ref().is_some_and(|d| d.readonly) {
+        if !self.devices.contains(DeviceSet::VIRTIO_BLK)
+            || self.disk.as_ref().is_some_and(|d| d.readonly)
+        {
             return None;
         }
         Some(match &self.disk {
@@ -292,7 +221,7 @@ struct DiskClaim {
 struct MacClaim {
     vm: String,
     line: usize,
-    mac: [u8; 6],
+    mac: Mac,
 }
 
 /// What the VMs accepted so far hold, that a later VM may not take too.
@@ -489,15 +418,15 @@ impl Table<'_> {
         let name = f.name.ok_or_else(|| missing("name"))?;
         let mem_size = f.mem_size.ok_or_else(|| missing("memory"))?;
         let kernel = f.kernel.ok_or_else(|| missing("kernel"))?;
-        let devices = f.devices.unwrap_or(Devices::DEFAULT);
-        if f.disk.is_some() && !devices.virtio_blk {
+        let devices = f.devices.unwrap_or(DEFAULT_DEVICES);
+        if f.disk.is_some() && !devices.contains(DeviceSet::VIRTIO_BLK) {
             return Err(err(
                 line_of("disk"),
                 Some("disk".into()),
                 "a disk needs \"virtio-blk\" in devices".into(),
             ));
         }
-        if f.mac.is_some() && !devices.virtio_net {
+        if f.mac.is_some() && !devices.contains(DeviceSet::VIRTIO_NET) {
             return Err(err(
                 line_of("mac"),
                 Some("mac".into()),
@@ -566,7 +495,7 @@ impl Table<'_> {
                     Some("mac".into()),
                     format!(
                         "{} is already the address of vm \"{}\" (line {}): give each VM its own, or none for rhyve's default",
-                        MacAddr(mine.mac),
+                        mine.mac,
                         other.vm,
                         other.line
                     ),
