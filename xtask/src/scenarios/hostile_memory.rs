@@ -28,8 +28,9 @@ use crate::guest::GuestFiles;
 use crate::qemu::{Capture, Input, HYPERVISOR_MEM_MIB};
 use crate::toolchain;
 
-use super::hostile_common::{self, AFTER_INIT, AFTER_MIB, MEM_MIB};
-use super::multi_vm::{linux_files, vm_lines, vm_lines_at};
+use super::common::hostile::{self, AFTER_INIT, AFTER_MIB, MEM_MIB};
+use super::common::vm_output::{vm_lines, vm_lines_at};
+use super::common::vms::linux_files;
 use super::Scenario;
 use super::VmsBoot;
 
@@ -213,7 +214,7 @@ fn marker_ram(text: &[&str]) -> Option<(u64, u64)> {
 
 fn check(console: &Capture) -> Vec<String> {
     let hostile = vm_lines(console, "hostile");
-    let mut f = hostile_common::check(CLASS, CASES, hostile.iter().map(String::as_str));
+    let mut f = hostile::check(CLASS, CASES, hostile.iter().map(String::as_str));
     let text: Vec<&str> = console.lines.iter().map(|l| l.text.as_str()).collect();
     let position = |marker: &str| text.iter().position(|l| l.contains(marker));
 

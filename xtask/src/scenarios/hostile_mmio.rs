@@ -4,7 +4,7 @@
 //! above RAM, at the top of and beyond the 40-bit IPA space. Expects the emulated values or
 //! an injected synchronous external abort (EC 0x25/0x21, FSC 0x10).
 
-use super::hostile_common::HostileGuest;
+use super::common::hostile::HostileGuest;
 use super::Scenario;
 
 /// Every case the guest must pass.

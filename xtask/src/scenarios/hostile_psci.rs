@@ -3,7 +3,7 @@
 //! arguments, and a secondary started, stopped by CPU_OFF and started again. Expects the PSCI
 //! status codes and a secondary that really runs.
 
-use super::hostile_common::HostileGuest;
+use super::common::hostile::HostileGuest;
 use super::Scenario;
 
 /// Every case the guest must pass.

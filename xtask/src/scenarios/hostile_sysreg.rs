@@ -4,7 +4,7 @@
 //! DEFINED encodings accessed from EL1. Expects no fault for SGI1R writes and UNDEF (EC 0x00)
 //! for the rest.
 
-use super::hostile_common::HostileGuest;
+use super::common::hostile::HostileGuest;
 use super::Scenario;
 
 /// Every case the guest must pass.

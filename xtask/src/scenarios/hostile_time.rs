@@ -18,8 +18,9 @@ use crate::guest::GuestFiles;
 use crate::qemu::{Capture, Input, HYPERVISOR_MEM_MIB};
 use crate::toolchain;
 
-use super::hostile_common::MEM_MIB as SPIN_MIB;
-use super::multi_vm::{check_shape, linux_files, vm_lines};
+use super::common::hostile::MEM_MIB as SPIN_MIB;
+use super::common::vm_output::{check_shape, vm_lines};
+use super::common::vms::linux_files;
 use super::{Scenario, VmsBoot};
 
 /// RAM of the Linux VM.

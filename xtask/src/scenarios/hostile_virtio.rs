@@ -22,8 +22,8 @@ use crate::guest::GuestFiles;
 use crate::qemu::{Capture, Input};
 use crate::sys;
 
-use super::hostile_common::HostileGuest;
-use super::multi_vm::vm_lines;
+use super::common::hostile::HostileGuest;
+use super::common::vm_output::vm_lines;
 use super::{Scenario, VmsBoot};
 
 /// Every case the guest must pass: the bus's refusals, the driver's cases, the GIC after.

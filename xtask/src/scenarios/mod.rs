@@ -5,8 +5,8 @@
 //! Every scenario also gets the common checks of [`run`]: no `rhyve: PANIC`, and QEMU exited 0
 //! by itself within the timeout (the guest powered off and the hypervisor followed).
 
+mod common;
 mod console_reset;
-mod hostile_common;
 mod hostile_gic;
 mod hostile_memory;
 mod hostile_mmio;

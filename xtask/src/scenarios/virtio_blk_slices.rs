@@ -21,7 +21,8 @@ use crate::guest::GuestFiles;
 use crate::qemu::{Capture, HYPERVISOR_MEM_MIB};
 use crate::sys;
 
-use super::multi_vm::{linux_files, vm_lines};
+use super::common::vm_output::vm_lines;
+use super::common::vms::linux_files;
 use super::{Scenario, VmsBoot};
 
 /// Guest RAM of each VM.

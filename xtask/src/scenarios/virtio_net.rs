@@ -17,7 +17,7 @@ use crate::guest::GuestFiles;
 use crate::qemu::{Capture, HYPERVISOR_MEM_MIB};
 use crate::sink::{sha256_hex, Sink};
 
-use super::multi_vm::vm_lines;
+use super::common::vm_output::vm_lines;
 use super::{Scenario, VmsBoot};
 
 /// Guest RAM.

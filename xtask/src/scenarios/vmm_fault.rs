@@ -18,8 +18,8 @@ use crate::guest::GuestFiles;
 use crate::qemu::{Capture, HYPERVISOR_MEM_MIB};
 use crate::toolchain;
 
-use super::hostile_common::MEM_MIB;
-use super::multi_vm::linux_files;
+use super::common::hostile::MEM_MIB;
+use super::common::vms::linux_files;
 use super::{Scenario, VmsBoot};
 
 /// RAM of the VM the VMM does not serve.

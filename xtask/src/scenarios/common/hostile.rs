@@ -12,7 +12,7 @@
 //! guest that silently skips a case fails), no FAIL line, no case that is not on the list, the
 //! DONE line with matching counts, and rhyve's own lines for the powered-off VM; then VM
 //! "after" reaches its init and powers off, and with no VM left rhyve powers the machine off.
-//! The common checks of [`super::run`] add: no `rhyve: PANIC`, and QEMU exited 0 by itself
+//! The common checks of [`crate::scenarios::run`] add: no `rhyve: PANIC`, and QEMU exited 0 by itself
 //! within the timeout.
 
 use std::collections::BTreeMap;
@@ -23,8 +23,9 @@ use crate::guest::GuestFiles;
 use crate::qemu::{Capture, Input, HYPERVISOR_MEM_MIB};
 use crate::toolchain;
 
-use super::multi_vm::{linux_files, vm_lines};
-use super::{Scenario, VmsBoot};
+use super::vm_output::vm_lines;
+use super::vms::linux_files;
+use crate::scenarios::{Scenario, VmsBoot};
 
 /// Guest RAM of every test guest (tests/guests/src/rt/mod.rs, `RAM_SIZE`, says the same).
 pub const MEM_MIB: u64 = 32;
