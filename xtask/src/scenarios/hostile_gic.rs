@@ -36,11 +36,5 @@ const CASES: &[&str] = &[
 
 /// The scenario.
 pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(HostileGuest {
-        class: "gic",
-        vcpus: 2,
-        cases: CASES,
-        hostile_extra: "",
-        after_extra: "",
-    })
+    Box::new(HostileGuest::new("gic", 2, CASES))
 }

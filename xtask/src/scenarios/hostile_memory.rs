@@ -30,7 +30,7 @@ use crate::toolchain;
 
 use super::common::hostile::{self, AFTER_INIT, AFTER_MIB, MEM_MIB};
 use super::common::vm_output::{vm_lines, vm_lines_at};
-use super::common::vms::linux_files;
+use super::common::vms::{self, cpus, linux_files, vm, VmDesc};
 use super::Scenario;
 use super::VmsBoot;
 
@@ -120,36 +120,23 @@ impl Scenario for HostileMemory {
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
-        let config = format!(
-            r#"# A VM whose RAM is marked; the memory guest, started once the marker is ready;
-# then, started from the monitor, a well-behaved guest.
-[[vm]]
-name = "marker"
-vcpus = 1
-cpus = [0]
-memory = "{MEM_MIB}M"
-kernel = "marker"
-
-[[vm]]
-name = "hostile"
-vcpus = 1
-cpus = [1]
-memory = "{MEM_MIB}M"
-kernel = "guest"
-cmdline = "tg.host-ram-end={HOST_RAM_END:#x}"
-autostart = false
-
-[[vm]]
-name = "after"
-vcpus = 1
-cpus = [2]
-memory = "{AFTER_MIB}M"
-kernel = "Image"
-initrd = "initramfs"
-cmdline = "console=ttyAMA0 quiet rhyve.bench=1"
-autostart = false
-"#
-        );
+        // The marker starts at boot; the other two are started from the monitor.
+        let config = vms::config(&[
+            VmDesc {
+                cpus: cpus(&[0]),
+                ..vm("marker", MEM_MIB, "marker")
+            },
+            VmDesc {
+                cpus: cpus(&[1]),
+                cmdline: format!("tg.host-ram-end={HOST_RAM_END:#x}"),
+                autostart: false,
+                ..vm("hostile", MEM_MIB, "guest")
+            },
+            VmDesc {
+                cpus: cpus(&[2]),
+                ..hostile::after_vm()
+            },
+        ]);
         let mut files = linux_files(guest);
         files.push(("marker".into(), toolchain::test_guest_bin("marker")));
         files.push(("guest".into(), toolchain::test_guest_bin(CLASS)));

@@ -78,11 +78,5 @@ const CASES: &[&str] = &[
 
 /// The scenario.
 pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(HostileGuest {
-        class: "mmio",
-        vcpus: 1,
-        cases: CASES,
-        hostile_extra: "",
-        after_extra: "",
-    })
+    Box::new(HostileGuest::new("mmio", 1, CASES))
 }

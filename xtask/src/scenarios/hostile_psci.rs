@@ -55,11 +55,5 @@ const CASES: &[&str] = &[
 
 /// The scenario.
 pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(HostileGuest {
-        class: "psci",
-        vcpus: 2,
-        cases: CASES,
-        hostile_extra: "",
-        after_extra: "",
-    })
+    Box::new(HostileGuest::new("psci", 2, CASES))
 }

@@ -40,11 +40,5 @@ const CASES: &[&str] = &[
 
 /// The scenario.
 pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(HostileGuest {
-        class: "sysreg",
-        vcpus: 1,
-        cases: CASES,
-        hostile_extra: "",
-        after_extra: "",
-    })
+    Box::new(HostileGuest::new("sysreg", 1, CASES))
 }

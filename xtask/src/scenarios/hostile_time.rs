@@ -20,7 +20,7 @@ use crate::toolchain;
 
 use super::common::hostile::MEM_MIB as SPIN_MIB;
 use super::common::vm_output::{check_shape, vm_lines};
-use super::common::vms::linux_files;
+use super::common::vms::{self, cpus, linux, linux_files, vm, VmDesc};
 use super::{Scenario, VmsBoot};
 
 /// RAM of the Linux VM.
@@ -53,25 +53,17 @@ impl Scenario for HostileTime {
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
-        let config = format!(
-            r#"# A spinner that never traps and a Linux guest, both on CPU 0 of two.
-[[vm]]
-name = "spin"
-vcpus = 1
-cpus = [0]
-memory = "{SPIN_MIB}M"
-kernel = "spin"
-
-[[vm]]
-name = "linux"
-vcpus = 1
-cpus = [0]
-memory = "{LINUX_MIB}M"
-kernel = "Image"
-initrd = "initramfs"
-cmdline = "console=ttyAMA0 quiet rhyve.test=1"
-"#
-        );
+        // A spinner that never traps and a Linux guest, both on CPU 0 of two.
+        let config = vms::config(&[
+            VmDesc {
+                cpus: cpus(&[0]),
+                ..vm("spin", SPIN_MIB, "spin")
+            },
+            VmDesc {
+                cpus: cpus(&[0]),
+                ..linux("linux", LINUX_MIB, "console=ttyAMA0 quiet rhyve.test=1")
+            },
+        ]);
         let mut files = linux_files(guest);
         files.push(("spin".into(), toolchain::test_guest_bin("spin")));
         Some(VmsBoot {

@@ -17,13 +17,22 @@ use crate::guest::GuestFiles;
 use crate::qemu::{Capture, Input, HYPERVISOR_MEM_MIB};
 
 use super::common::vm_output::{check_shape, vm_lines};
-use super::common::vms::linux_files;
+use super::common::vms::{self, cpus, linux, linux_files, Source, VmDesc, LINUX_INITRD};
 use super::{Scenario, VmsBoot};
 
 /// The scenarios.
 pub fn scenarios() -> Vec<Box<dyn Scenario>> {
     vec![Box::new(MultiVm), Box::new(Overcommit)]
 }
+
+/// A VM the hypervisor must refuse at boot: its memory is not a multiple of 2 MiB. Text, not a
+/// [`VmDesc`]: the check is the parser's answer to a malformed table as a person would write
+/// it (only the keys a person writes), not to one a writer on the host produced.
+const BROKEN: &str = r#"[[vm]]
+name = "broken"
+memory = "3M"
+kernel = "Image"
+"#;
 
 const ALPHA_MIB: u64 = 256;
 const BETA_MIB: u64 = 192;
@@ -44,33 +53,21 @@ impl Scenario for MultiVm {
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
-        let config = format!(
-            r#"# Two guests, the second sharing CPU 1 with the first.
-[[vm]]
-name = "alpha"
-vcpus = 2
-cpus = [0, 1]
-memory = "{ALPHA_MIB}M"
-kernel = "Image"
-initrd = "initramfs"
-cmdline = "console=ttyAMA0 quiet rhyve.test=1 rhyve.ticks={TICKS}"
-
-[[vm]]
-name = "beta"
-vcpus = 1
-cpus = [1]
-memory = "{BETA_MIB}M"
-kernel = "Image"
-initrd = "initramfs"
-cmdline = "console=ttyAMA0 quiet rhyve.test=1"
-
-# Refused at boot: its memory is not a multiple of 2 MiB.
-[[vm]]
-name = "broken"
-memory = "3M"
-kernel = "Image"
-"#
-        );
+        // Two guests, the second sharing CPU 1 with the first; then one the hypervisor refuses.
+        let ticks = format!("console=ttyAMA0 quiet rhyve.test=1 rhyve.ticks={TICKS}");
+        let mut config = vms::config(&[
+            VmDesc {
+                vcpus: 2,
+                cpus: cpus(&[0, 1]),
+                ..linux("alpha", ALPHA_MIB, &ticks)
+            },
+            VmDesc {
+                cpus: cpus(&[1]),
+                ..linux("beta", BETA_MIB, "console=ttyAMA0 quiet rhyve.test=1")
+            },
+        ]);
+        config.push('\n');
+        config.push_str(BROKEN);
         Some(VmsBoot {
             config,
             files: linux_files(guest),
@@ -198,17 +195,17 @@ impl Scenario for Overcommit {
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
         let size = std::fs::metadata(&guest.kernel).map_or(0, |m| m.len());
-        let config = format!(
-            r#"[[vm]]
-name = "wide"
-vcpus = {OVER_VCPUS}
-memory = "{ALPHA_MIB}M"
-kernel = {{ addr = {LOADER_ADDR:#x}, size = {size:#x} }}
-initrd = "initramfs"
-cmdline = "console=ttyAMA0 quiet rhyve.test=1"
-"#
-        );
-        let files = vec![("initramfs".into(), guest.initrd.clone())];
+        // Its kernel is already in the machine's RAM, where QEMU's loader put it.
+        let config = VmDesc {
+            vcpus: OVER_VCPUS,
+            kernel: Source::Memory {
+                addr: LOADER_ADDR,
+                size,
+            },
+            ..linux("wide", ALPHA_MIB, "console=ttyAMA0 quiet rhyve.test=1")
+        }
+        .to_toml();
+        let files = vec![(LINUX_INITRD.into(), guest.initrd.clone())];
         Some(VmsBoot {
             config,
             files,
