@@ -34,7 +34,7 @@ const CASES: &[&str] = &[
     "secondary-off",
 ];
 
-/// The scenario.
-pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(HostileGuest::new("gic", 2, CASES))
+/// The scenarios.
+pub fn scenarios() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(HostileGuest::new("gic", 2, CASES))]
 }

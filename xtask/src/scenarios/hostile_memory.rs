@@ -97,9 +97,9 @@ const MARKER_LISTED: &str = "VM 0 \"marker\": running";
 /// The monitor's answer to `poweroff`, alone on its line.
 const MONITOR_POWEROFF: &str = "powering off";
 
-/// The scenario.
-pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(HostileMemory)
+/// The scenarios.
+pub fn scenarios() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(HostileMemory)]
 }
 
 struct HostileMemory;

@@ -76,7 +76,7 @@ const CASES: &[&str] = &[
     "fetch-beyond-ipa",
 ];
 
-/// The scenario.
-pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(HostileGuest::new("mmio", 1, CASES))
+/// The scenarios.
+pub fn scenarios() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(HostileGuest::new("mmio", 1, CASES))]
 }

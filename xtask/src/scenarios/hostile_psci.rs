@@ -53,7 +53,7 @@ const CASES: &[&str] = &[
     "secondary-ran-twice-only",
 ];
 
-/// The scenario.
-pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(HostileGuest::new("psci", 2, CASES))
+/// The scenarios.
+pub fn scenarios() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(HostileGuest::new("psci", 2, CASES))]
 }

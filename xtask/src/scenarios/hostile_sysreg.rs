@@ -38,7 +38,7 @@ const CASES: &[&str] = &[
     "icc-pmr-roundtrip",
 ];
 
-/// The scenario.
-pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(HostileGuest::new("sysreg", 1, CASES))
+/// The scenarios.
+pub fn scenarios() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(HostileGuest::new("sysreg", 1, CASES))]
 }

@@ -36,9 +36,9 @@ const SPIN_LISTED: &str = "VM 0 \"spin\": running";
 /// Its one vCPU, as `list` shows it.
 const SPIN_VCPU: &str = "vCPU 0 on CPU 0: running";
 
-/// The scenario.
-pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(HostileTime)
+/// The scenarios.
+pub fn scenarios() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(HostileTime)]
 }
 
 struct HostileTime;

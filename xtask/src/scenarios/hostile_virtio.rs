@@ -135,8 +135,8 @@ const IMAGE_FILE: &str = "hostile-virtio.img";
 /// The hostile VM's card address (`tg::virtio::cases::CARD_MAC`).
 const CARD_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x76, 0x69, 0x6f];
 
-/// The scenario.
-pub fn scenario() -> Box<dyn Scenario> {
+/// The scenarios.
+pub fn scenarios() -> Vec<Box<dyn Scenario>> {
     let mut guest = HostileGuest::new("virtio", 1, CASES);
     guest.hostile.devices = Devices::ALL;
     guest.hostile.disk = Some(Disk {
@@ -154,7 +154,7 @@ pub fn scenario() -> Box<dyn Scenario> {
         offset: 0,
         size: None,
     });
-    Box::new(HostileVirtio(guest))
+    vec![Box::new(HostileVirtio(guest))]
 }
 
 struct HostileVirtio(HostileGuest);

@@ -42,9 +42,9 @@ const GREEDY: &str = "greedy";
 const REFUSAL: &str = "rhyve: error: configuration: vm \"greedy\"";
 const REFUSAL_NAMES: &str = "overlaps that of vm \"right\"";
 
-/// The scenario.
-pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(Slices)
+/// The scenarios.
+pub fn scenarios() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(Slices)]
 }
 
 struct Slices;
