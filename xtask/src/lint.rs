@@ -3,6 +3,7 @@
 //! aarch64 target. `cargo xtask test` runs them before anything slow.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::Command;
 
 use crate::scenarios::Outcome;
@@ -19,10 +20,27 @@ fn host_cargo() -> Command {
 /// The fuzzers' manifest: their own workspace, which the root one excludes.
 const FUZZ_MANIFEST: &str = "fuzz/Cargo.toml";
 
+/// The scenario files, `xtask/src/scenarios/*.rs`. Their `mod` lines are written by
+/// xtask/build.rs, and `cargo fmt` only follows the `mod` lines in the source, so they are
+/// named to it.
+fn scenario_files() -> Vec<PathBuf> {
+    let dir = sys::repo_root().join("xtask").join("src").join("scenarios");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    files.sort();
+    files
+}
+
 /// One lint step: its name and the command, or why the command could not be made.
 fn steps() -> Vec<(&'static str, crate::error::Result<Command>)> {
     let mut fmt = host_cargo();
-    fmt.args(["fmt", "--all", "--check"]);
+    fmt.args(["fmt", "--all", "--check", "--"])
+        .args(scenario_files());
     let mut fmt_fuzz = host_cargo();
     fmt_fuzz.args(["fmt", "--check", "--manifest-path", FUZZ_MANIFEST]);
     let mut clippy = host_cargo();

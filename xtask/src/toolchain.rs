@@ -19,19 +19,6 @@ const PACKAGE: &str = "rhyve-hypervisor";
 const BIN: &str = "rhyve";
 /// The test guests' package (tests/guests).
 const TEST_GUEST_PACKAGE: &str = "rhyve-test-guests";
-/// Its binaries, one per attack class (docs/attack-classes.md).
-pub const TEST_GUESTS: &[&str] = &[
-    "mmio",
-    "sysreg",
-    "psci",
-    "gic",
-    "memory",
-    "vmmfault",
-    "exitbench",
-    "spin",
-    "marker",
-    "virtio",
-];
 /// Debian's packages for path (c).
 const DEBIAN_PACKAGES: &[&str] = &[
     "rustc-web",
@@ -347,6 +334,23 @@ pub fn test_guest_bin(name: &str) -> PathBuf {
         .join(format!("{name}.bin"))
 }
 
+/// The test guests' names: one binary per file of `tests/guests/src/bin/`, as cargo finds
+/// them, so a new guest needs no list of its own.
+pub fn test_guests() -> Result<Vec<String>> {
+    let dir = sys::repo_root().join("tests/guests/src/bin");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).ctx(|| format!("reading {}", dir.display()))? {
+        let path = entry.ctx(|| format!("reading {}", dir.display()))?.path();
+        if path.extension().is_some_and(|x| x == "rs") {
+            if let Some(name) = path.file_stem().and_then(|n| n.to_str()) {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// Builds the test guests (tests/guests) with the same toolchain and flattens each ELF to
 /// [`test_guest_bin`]. They are raw binaries (no arm64 Image header), linked at guest RAM base
 /// + 0x80000 where rhyve loads such a kernel (linker/test-guest.ld).
@@ -354,7 +358,8 @@ pub fn build_test_guests() -> Result<()> {
     let tc = detect()?;
     let mut cmd = build_command(&tc, &["-p", TEST_GUEST_PACKAGE, "--bins"]);
     sys::run(&mut cmd).map_err(|e| Error::Failed(format!("building the test guests: {e}")))?;
-    for name in TEST_GUESTS {
+    let names = test_guests()?;
+    for name in &names {
         let elf_path = sys::target_dir().join(TARGET).join("release").join(name);
         let elf = std::fs::read(&elf_path).ctx(|| format!("reading {}", elf_path.display()))?;
         let bin = image::flatten(&elf)?;
@@ -367,7 +372,20 @@ pub fn build_test_guests() -> Result<()> {
     println!(
         "xtask: test guests in {} ({})",
         sys::target_dir().join("test-guests").display(),
-        TEST_GUESTS.join(", ")
+        names.join(", ")
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_test_guests_are_the_files_of_their_bin_directory() {
+        let names = test_guests().unwrap();
+        for name in ["exitbench", "marker", "mmio", "spin", "virtio", "vmmfault"] {
+            assert!(names.iter().any(|n| n == name), "{name} not in {names:?}");
+        }
+    }
 }

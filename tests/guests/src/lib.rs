@@ -5,8 +5,8 @@
 //! guest writes to ICC_SGI1R_EL1) is plain Rust; [`rt`] is the bare-metal runtime (boot stub,
 //! vectors, console, PSCI, GIC and timer) and exists only for `target_os = "none"`.
 //!
-//! Output protocol, one console line each (the harness parses it, xtask/src/scenarios/
-//! hostile_common.rs):
+//! Output protocol, one console line each (the harness parses it, xtask/src/scenarios/common/
+//! hostile.rs):
 //! ```text
 //! RHYVE-TG <class> <case> PASS|FAIL <detail>
 //! RHYVE-TG-DONE <class> pass=N fail=M

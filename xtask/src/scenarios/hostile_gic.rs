@@ -3,7 +3,7 @@
 //! absent affinities, SGI floods to self, to all others and to absent CPUs; then a minimal
 //! re-initialization must bring SGIs to vCPU 1 and the virtual timer's INTID 27 to vCPU 0.
 
-use super::hostile_common::HostileGuest;
+use super::common::hostile::HostileGuest;
 use super::Scenario;
 
 /// Every case the guest must pass.
@@ -34,13 +34,7 @@ const CASES: &[&str] = &[
     "secondary-off",
 ];
 
-/// The scenario.
-pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(HostileGuest {
-        class: "gic",
-        vcpus: 2,
-        cases: CASES,
-        hostile_extra: "",
-        after_extra: "",
-    })
+/// The scenarios.
+pub fn scenarios() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(HostileGuest::new("gic", 2, CASES))]
 }

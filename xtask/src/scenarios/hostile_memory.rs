@@ -28,8 +28,9 @@ use crate::guest::GuestFiles;
 use crate::qemu::{Capture, Input, HYPERVISOR_MEM_MIB};
 use crate::toolchain;
 
-use super::hostile_common::{self, AFTER_INIT, AFTER_MIB, MEM_MIB};
-use super::multi_vm::{linux_files, vm_lines, vm_lines_at};
+use super::common::hostile::{self, AFTER_INIT, AFTER_MIB, MEM_MIB};
+use super::common::vm_output::{vm_lines, vm_lines_at};
+use super::common::vms::{self, cpus, linux_files, vm, VmDesc};
 use super::Scenario;
 use super::VmsBoot;
 
@@ -96,9 +97,9 @@ const MARKER_LISTED: &str = "VM 0 \"marker\": running";
 /// The monitor's answer to `poweroff`, alone on its line.
 const MONITOR_POWEROFF: &str = "powering off";
 
-/// The scenario.
-pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(HostileMemory)
+/// The scenarios.
+pub fn scenarios() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(HostileMemory)]
 }
 
 struct HostileMemory;
@@ -119,36 +120,23 @@ impl Scenario for HostileMemory {
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
-        let config = format!(
-            r#"# A VM whose RAM is marked; the memory guest, started once the marker is ready;
-# then, started from the monitor, a well-behaved guest.
-[[vm]]
-name = "marker"
-vcpus = 1
-cpus = [0]
-memory = "{MEM_MIB}M"
-kernel = "marker"
-
-[[vm]]
-name = "hostile"
-vcpus = 1
-cpus = [1]
-memory = "{MEM_MIB}M"
-kernel = "guest"
-cmdline = "tg.host-ram-end={HOST_RAM_END:#x}"
-autostart = false
-
-[[vm]]
-name = "after"
-vcpus = 1
-cpus = [2]
-memory = "{AFTER_MIB}M"
-kernel = "Image"
-initrd = "initramfs"
-cmdline = "console=ttyAMA0 quiet rhyve.bench=1"
-autostart = false
-"#
-        );
+        // The marker starts at boot; the other two are started from the monitor.
+        let config = vms::config(&[
+            VmDesc {
+                cpus: cpus(&[0]),
+                ..vm("marker", MEM_MIB, "marker")
+            },
+            VmDesc {
+                cpus: cpus(&[1]),
+                cmdline: format!("tg.host-ram-end={HOST_RAM_END:#x}"),
+                autostart: false,
+                ..vm("hostile", MEM_MIB, "guest")
+            },
+            VmDesc {
+                cpus: cpus(&[2]),
+                ..hostile::after_vm()
+            },
+        ]);
         let mut files = linux_files(guest);
         files.push(("marker".into(), toolchain::test_guest_bin("marker")));
         files.push(("guest".into(), toolchain::test_guest_bin(CLASS)));
@@ -213,7 +201,7 @@ fn marker_ram(text: &[&str]) -> Option<(u64, u64)> {
 
 fn check(console: &Capture) -> Vec<String> {
     let hostile = vm_lines(console, "hostile");
-    let mut f = hostile_common::check(CLASS, CASES, hostile.iter().map(String::as_str));
+    let mut f = hostile::check(CLASS, CASES, hostile.iter().map(String::as_str));
     let text: Vec<&str> = console.lines.iter().map(|l| l.text.as_str()).collect();
     let position = |marker: &str| text.iter().position(|l| l.contains(marker));
 

@@ -4,7 +4,7 @@
 //! above RAM, at the top of and beyond the 40-bit IPA space. Expects the emulated values or
 //! an injected synchronous external abort (EC 0x25/0x21, FSC 0x10).
 
-use super::hostile_common::HostileGuest;
+use super::common::hostile::HostileGuest;
 use super::Scenario;
 
 /// Every case the guest must pass.
@@ -76,13 +76,7 @@ const CASES: &[&str] = &[
     "fetch-beyond-ipa",
 ];
 
-/// The scenario.
-pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(HostileGuest {
-        class: "mmio",
-        vcpus: 1,
-        cases: CASES,
-        hostile_extra: "",
-        after_extra: "",
-    })
+/// The scenarios.
+pub fn scenarios() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(HostileGuest::new("mmio", 1, CASES))]
 }

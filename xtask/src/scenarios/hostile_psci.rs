@@ -3,7 +3,7 @@
 //! arguments, and a secondary started, stopped by CPU_OFF and started again. Expects the PSCI
 //! status codes and a secondary that really runs.
 
-use super::hostile_common::HostileGuest;
+use super::common::hostile::HostileGuest;
 use super::Scenario;
 
 /// Every case the guest must pass.
@@ -53,13 +53,7 @@ const CASES: &[&str] = &[
     "secondary-ran-twice-only",
 ];
 
-/// The scenario.
-pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(HostileGuest {
-        class: "psci",
-        vcpus: 2,
-        cases: CASES,
-        hostile_extra: "",
-        after_extra: "",
-    })
+/// The scenarios.
+pub fn scenarios() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(HostileGuest::new("psci", 2, CASES))]
 }

@@ -4,7 +4,7 @@
 //! DEFINED encodings accessed from EL1. Expects no fault for SGI1R writes and UNDEF (EC 0x00)
 //! for the rest.
 
-use super::hostile_common::HostileGuest;
+use super::common::hostile::HostileGuest;
 use super::Scenario;
 
 /// Every case the guest must pass.
@@ -38,13 +38,7 @@ const CASES: &[&str] = &[
     "icc-pmr-roundtrip",
 ];
 
-/// The scenario.
-pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(HostileGuest {
-        class: "sysreg",
-        vcpus: 1,
-        cases: CASES,
-        hostile_extra: "",
-        after_extra: "",
-    })
+/// The scenarios.
+pub fn scenarios() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(HostileGuest::new("sysreg", 1, CASES))]
 }

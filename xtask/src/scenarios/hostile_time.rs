@@ -18,8 +18,9 @@ use crate::guest::GuestFiles;
 use crate::qemu::{Capture, Input, HYPERVISOR_MEM_MIB};
 use crate::toolchain;
 
-use super::hostile_common::MEM_MIB as SPIN_MIB;
-use super::multi_vm::{check_shape, linux_files, vm_lines};
+use super::common::hostile::MEM_MIB as SPIN_MIB;
+use super::common::vm_output::{check_shape, vm_lines};
+use super::common::vms::{self, cpus, linux, linux_files, vm, VmDesc};
 use super::{Scenario, VmsBoot};
 
 /// RAM of the Linux VM.
@@ -35,9 +36,9 @@ const SPIN_LISTED: &str = "VM 0 \"spin\": running";
 /// Its one vCPU, as `list` shows it.
 const SPIN_VCPU: &str = "vCPU 0 on CPU 0: running";
 
-/// The scenario.
-pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(HostileTime)
+/// The scenarios.
+pub fn scenarios() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(HostileTime)]
 }
 
 struct HostileTime;
@@ -52,25 +53,17 @@ impl Scenario for HostileTime {
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
-        let config = format!(
-            r#"# A spinner that never traps and a Linux guest, both on CPU 0 of two.
-[[vm]]
-name = "spin"
-vcpus = 1
-cpus = [0]
-memory = "{SPIN_MIB}M"
-kernel = "spin"
-
-[[vm]]
-name = "linux"
-vcpus = 1
-cpus = [0]
-memory = "{LINUX_MIB}M"
-kernel = "Image"
-initrd = "initramfs"
-cmdline = "console=ttyAMA0 quiet rhyve.test=1"
-"#
-        );
+        // A spinner that never traps and a Linux guest, both on CPU 0 of two.
+        let config = vms::config(&[
+            VmDesc {
+                cpus: cpus(&[0]),
+                ..vm("spin", SPIN_MIB, "spin")
+            },
+            VmDesc {
+                cpus: cpus(&[0]),
+                ..linux("linux", LINUX_MIB, "console=ttyAMA0 quiet rhyve.test=1")
+            },
+        ]);
         let mut files = linux_files(guest);
         files.push(("spin".into(), toolchain::test_guest_bin("spin")));
         Some(VmsBoot {

@@ -22,8 +22,9 @@ use crate::guest::GuestFiles;
 use crate::qemu::{Capture, Input};
 use crate::sys;
 
-use super::hostile_common::HostileGuest;
-use super::multi_vm::vm_lines;
+use super::common::hostile::HostileGuest;
+use super::common::vm_output::vm_lines;
+use super::common::vms::{DeviceSet, Disk};
 use super::{Scenario, VmsBoot};
 
 /// Every case the guest must pass: the bus's refusals, the driver's cases, the GIC after.
@@ -129,32 +130,38 @@ const FILL: u8 = 0x5a;
 const HVC0_LINE: &str = "RHYVE-VIRTIO-HVC0 ";
 const PORT1_LEAK: &str = "RHYVE-VIRTIO-PORT1-LEAK";
 
-/// The hostile VM's devices, disk and card address (`tg::virtio::cases::CARD_MAC`).
-const HOSTILE_EXTRA: &str = r#"devices = ["pl011", "virtio-console", "virtio-blk", "virtio-net", "virtio-rng"]
-disk = { file = "hostile-virtio.img", offset = "1M", size = "1M" }
-mac = "52:54:00:76:69:6f"
-"#;
-/// The well-behaved guest after it: the same devices, the whole disk read-only.
-const AFTER_EXTRA: &str = r#"devices = ["pl011", "virtio-console", "virtio-blk", "virtio-net", "virtio-rng"]
-disk = { file = "hostile-virtio.img", readonly = true }
-"#;
+/// The image's name in the VMs' descriptions (`disk.file`; rhyve ignores it).
+const IMAGE_FILE: &str = "hostile-virtio.img";
+/// The hostile VM's card address (`tg::virtio::cases::CARD_MAC`).
+const CARD_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x76, 0x69, 0x6f];
 
-/// The scenario.
-pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(HostileVirtio(HostileGuest {
-        class: "virtio",
-        vcpus: 1,
-        cases: CASES,
-        hostile_extra: HOSTILE_EXTRA,
-        after_extra: AFTER_EXTRA,
-    }))
+/// The scenarios.
+pub fn scenarios() -> Vec<Box<dyn Scenario>> {
+    let mut guest = HostileGuest::new("virtio", 1, CASES);
+    guest.hostile.devices = DeviceSet::ALL;
+    guest.hostile.disk = Some(Disk {
+        file: Some(IMAGE_FILE.into()),
+        readonly: false,
+        offset: SLICE.0,
+        size: Some(SLICE.1),
+    });
+    guest.hostile.mac = abi::vmm::Mac::unicast(CARD_MAC);
+    // The well-behaved guest after it: the same devices, the whole disk read-only.
+    guest.after.devices = DeviceSet::ALL;
+    guest.after.disk = Some(Disk {
+        file: Some(IMAGE_FILE.into()),
+        readonly: true,
+        offset: 0,
+        size: None,
+    });
+    vec![Box::new(HostileVirtio(guest))]
 }
 
 struct HostileVirtio(HostileGuest);
 
 /// The image.
 fn image() -> PathBuf {
-    sys::build_dir().join("disks").join("hostile-virtio.img")
+    sys::build_dir().join("disks").join(IMAGE_FILE)
 }
 
 /// The fresh image's byte at `offset` outside the marker: never zero, not sector-periodic.

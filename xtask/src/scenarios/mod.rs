@@ -1,26 +1,21 @@
 //! Integration scenarios: each boots a guest in QEMU, captures its console to
 //! `build/logs/<name>.log` and checks what it printed.
 //!
-//! One scenario (or one family) per file: implement [`Scenario`] and list it in [`all`].
+//! One scenario (or one family) per file in this directory: implement [`Scenario`] and list
+//! the file's scenarios in its `pub fn scenarios() -> Vec<Box<dyn Scenario>>`. `build.rs`
+//! finds the files and writes their `mod` lines and [`all`]'s list, so nothing here names
+//! them (nor does `cargo fmt` find them: `cargo fmt --all -- xtask/src/scenarios/*.rs`; the
+//! lints name them). What several scenarios share is in [`common`].
 //! Every scenario also gets the common checks of [`run`]: no `rhyve: PANIC`, and QEMU exited 0
 //! by itself within the timeout (the guest powered off and the hypervisor followed).
 
-mod console_reset;
-mod hostile_common;
-mod hostile_gic;
-mod hostile_memory;
-mod hostile_mmio;
-mod hostile_psci;
-mod hostile_sysreg;
-mod hostile_time;
-mod hostile_virtio;
-mod linux_smp;
-mod multi_vm;
-mod virtio;
-mod virtio_blk;
-mod virtio_blk_slices;
-mod virtio_net;
-mod vmm_fault;
+mod common;
+
+/// A scenario file's `scenarios`: every scenario it defines.
+type ScenarioFile = fn() -> Vec<Box<dyn Scenario>>;
+
+// The scenario files' `mod` lines and their `SCENARIO_FILES` (build.rs).
+include!(concat!(env!("OUT_DIR"), "/scenario_files.rs"));
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -74,27 +69,10 @@ pub trait Scenario {
     fn check(&self, console: &Capture) -> Vec<String>;
 }
 
-/// Every scenario, in the order they run.
+/// Every scenario, in the order they run: by file name, then in the order each file lists
+/// them.
 pub fn all() -> Vec<Box<dyn Scenario>> {
-    let mut v = Vec::new();
-    v.extend(linux_smp::scenarios());
-    v.extend([
-        hostile_mmio::scenario(),
-        hostile_sysreg::scenario(),
-        hostile_psci::scenario(),
-        hostile_gic::scenario(),
-        hostile_memory::scenario(),
-        hostile_time::scenario(),
-        hostile_virtio::scenario(),
-    ]);
-    v.extend(console_reset::scenarios());
-    v.extend(vmm_fault::scenarios());
-    v.extend(multi_vm::scenarios());
-    v.extend(virtio::scenarios());
-    v.extend(virtio_blk::scenarios());
-    v.push(virtio_blk_slices::scenario());
-    v.extend(virtio_net::scenarios());
-    v
+    SCENARIO_FILES.iter().flat_map(|f| f()).collect()
 }
 
 /// Several VMs for one run: a configuration (`vmboot::config`) and the machine that runs it.
@@ -244,4 +222,19 @@ pub fn section<'a>(console: &'a Capture, begin: &str, end: &str) -> Option<Vec<&
         out.push(l.text.as_str());
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--only` and the logs go by name: two scenario files must not define the same one.
+    #[test]
+    fn scenario_names_are_unique() {
+        let names: Vec<String> = all().iter().map(|s| s.name()).collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+    }
 }

@@ -8,9 +8,6 @@
 //! - `overcommit`: a VM with more vCPUs than the machine has CPUs boots all of them; its
 //!   kernel is not in the bundle but placed in the machine's RAM by QEMU's generic loader
 //!   (`kernel = { addr, size }`).
-//!
-//! With several VMs each guest line arrives as `[name] text` (a continuation of a line other
-//! output broke as `[name]+ text`): [`vm_lines`] puts a VM's own text back together.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +16,8 @@ use crate::boot::GuestBoot;
 use crate::guest::GuestFiles;
 use crate::qemu::{Capture, Input, HYPERVISOR_MEM_MIB};
 
+use super::common::vm_output::{check_shape, vm_lines};
+use super::common::vms::{self, cpus, linux, linux_files, Source, VmDesc, LINUX_INITRD};
 use super::{Scenario, VmsBoot};
 
 /// The scenarios.
@@ -26,80 +25,14 @@ pub fn scenarios() -> Vec<Box<dyn Scenario>> {
     vec![Box::new(MultiVm), Box::new(Overcommit)]
 }
 
-/// The kernel and initramfs under the names the configurations use.
-pub(super) fn linux_files(guest: &GuestFiles) -> Vec<(String, PathBuf)> {
-    vec![
-        ("Image".into(), guest.kernel.clone()),
-        ("initramfs".into(), guest.initrd.clone()),
-    ]
-}
-
-/// The lines VM `name` printed, each whole again, in order.
-pub fn vm_lines(console: &Capture, name: &str) -> Vec<String> {
-    vm_lines_at(console, name)
-        .into_iter()
-        .map(|(_, l)| l)
-        .collect()
-}
-
-/// The lines VM `name` printed, each whole again, in order, with the index in
-/// `console.lines` of the console line each starts on.
-pub fn vm_lines_at(console: &Capture, name: &str) -> Vec<(usize, String)> {
-    let start = format!("[{name}] ");
-    let cont = format!("[{name}]+ ");
-    let mut out: Vec<(usize, String)> = Vec::new();
-    for (i, l) in console.lines.iter().enumerate() {
-        if let Some(rest) = l.text.strip_prefix(&start) {
-            out.push((i, rest.to_string()));
-        } else if let Some(rest) = l.text.strip_prefix(&cont) {
-            match out.last_mut() {
-                Some((_, last)) => last.push_str(rest),
-                None => out.push((i, rest.to_string())),
-            }
-        }
-    }
-    out
-}
-
-/// The value after `marker` on VM `name`'s first line that has it.
-fn value_after(lines: &[String], marker: &str) -> Option<String> {
-    lines
-        .iter()
-        .find_map(|l| l.split_once(marker).map(|(_, v)| v.trim().to_string()))
-}
-
-/// MemTotal in kB from a `RHYVE-MEMTOTAL MemTotal: N kB` line.
-fn mem_total_kb(lines: &[String]) -> Option<u64> {
-    value_after(lines, "RHYVE-MEMTOTAL MemTotal:")?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// Checks a VM's CPU count and that its MemTotal fits its RAM (the kernel keeps some).
-pub(super) fn check_shape(
-    lines: &[String],
-    name: &str,
-    vcpus: u32,
-    mem_mib: u64,
-    f: &mut Vec<String>,
-) {
-    match value_after(lines, "RHYVE-NPROC") {
-        Some(n) if n == vcpus.to_string() => {}
-        Some(n) => f.push(format!("VM {name}: {n} CPUs, expected {vcpus}")),
-        None => f.push(format!(
-            "VM {name}: no RHYVE-NPROC line: its init did not run"
-        )),
-    }
-    match mem_total_kb(lines) {
-        Some(kb) if kb <= mem_mib * 1024 && kb >= mem_mib * 1024 * 6 / 10 => {}
-        Some(kb) => f.push(format!(
-            "VM {name}: MemTotal {kb} kB does not fit its {mem_mib} MiB"
-        )),
-        None => f.push(format!("VM {name}: no RHYVE-MEMTOTAL line")),
-    }
-}
+/// A VM the hypervisor must refuse at boot: its memory is not a multiple of 2 MiB. Text, not a
+/// [`VmDesc`]: the check is the parser's answer to a malformed table as a person would write
+/// it (only the keys a person writes), not to one a writer on the host produced.
+const BROKEN: &str = r#"[[vm]]
+name = "broken"
+memory = "3M"
+kernel = "Image"
+"#;
 
 const ALPHA_MIB: u64 = 256;
 const BETA_MIB: u64 = 192;
@@ -120,33 +53,21 @@ impl Scenario for MultiVm {
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
-        let config = format!(
-            r#"# Two guests, the second sharing CPU 1 with the first.
-[[vm]]
-name = "alpha"
-vcpus = 2
-cpus = [0, 1]
-memory = "{ALPHA_MIB}M"
-kernel = "Image"
-initrd = "initramfs"
-cmdline = "console=ttyAMA0 quiet rhyve.test=1 rhyve.ticks={TICKS}"
-
-[[vm]]
-name = "beta"
-vcpus = 1
-cpus = [1]
-memory = "{BETA_MIB}M"
-kernel = "Image"
-initrd = "initramfs"
-cmdline = "console=ttyAMA0 quiet rhyve.test=1"
-
-# Refused at boot: its memory is not a multiple of 2 MiB.
-[[vm]]
-name = "broken"
-memory = "3M"
-kernel = "Image"
-"#
-        );
+        // Two guests, the second sharing CPU 1 with the first; then one the hypervisor refuses.
+        let ticks = format!("console=ttyAMA0 quiet rhyve.test=1 rhyve.ticks={TICKS}");
+        let mut config = vms::config(&[
+            VmDesc {
+                vcpus: 2,
+                cpus: cpus(&[0, 1]),
+                ..linux("alpha", ALPHA_MIB, &ticks)
+            },
+            VmDesc {
+                cpus: cpus(&[1]),
+                ..linux("beta", BETA_MIB, "console=ttyAMA0 quiet rhyve.test=1")
+            },
+        ]);
+        config.push('\n');
+        config.push_str(BROKEN);
         Some(VmsBoot {
             config,
             files: linux_files(guest),
@@ -274,17 +195,17 @@ impl Scenario for Overcommit {
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
         let size = std::fs::metadata(&guest.kernel).map_or(0, |m| m.len());
-        let config = format!(
-            r#"[[vm]]
-name = "wide"
-vcpus = {OVER_VCPUS}
-memory = "{ALPHA_MIB}M"
-kernel = {{ addr = {LOADER_ADDR:#x}, size = {size:#x} }}
-initrd = "initramfs"
-cmdline = "console=ttyAMA0 quiet rhyve.test=1"
-"#
-        );
-        let files = vec![("initramfs".into(), guest.initrd.clone())];
+        // Its kernel is already in the machine's RAM, where QEMU's loader put it.
+        let config = VmDesc {
+            vcpus: OVER_VCPUS,
+            kernel: Source::Memory {
+                addr: LOADER_ADDR,
+                size,
+            },
+            ..linux("wide", ALPHA_MIB, "console=ttyAMA0 quiet rhyve.test=1")
+        }
+        .to_toml();
+        let files = vec![(LINUX_INITRD.into(), guest.initrd.clone())];
         Some(VmsBoot {
             config,
             files,

@@ -21,7 +21,10 @@ use crate::guest::GuestFiles;
 use crate::qemu::{Capture, HYPERVISOR_MEM_MIB};
 use crate::sys;
 
-use super::multi_vm::{linux_files, vm_lines};
+use super::common::vm_output::vm_lines;
+use super::common::vms::{
+    self, cpus, linux, linux_files, DeviceSet, Disk, VmDesc, DEFAULT_DEVICES,
+};
 use super::{Scenario, VmsBoot};
 
 /// Guest RAM of each VM.
@@ -41,9 +44,9 @@ const GREEDY: &str = "greedy";
 const REFUSAL: &str = "rhyve: error: configuration: vm \"greedy\"";
 const REFUSAL_NAMES: &str = "overlaps that of vm \"right\"";
 
-/// The scenario.
-pub fn scenario() -> Box<dyn Scenario> {
-    Box::new(Slices)
+/// The scenarios.
+pub fn scenarios() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(Slices)]
 }
 
 struct Slices;
@@ -59,14 +62,22 @@ fn pattern(offset: u64) -> u8 {
     (offset % 251) as u8 + 1
 }
 
-/// One VM's table of the configuration.
-fn vm_table(name: &str, cpu: u32, offset: u64, size: u64, cmdline: &str) -> String {
-    format!(
-        "[[vm]]\nname = \"{name}\"\ncpus = [{cpu}]\nmemory = \"{MEM_MIB}M\"\n\
-         kernel = \"Image\"\ninitrd = \"initramfs\"\ncmdline = \"{cmdline}\"\n\
-         devices = [\"pl011\", \"virtio-blk\"]\n\
-         disk = {{ file = \"slices.img\", offset = {offset}, size = {size} }}\n\n"
-    )
+/// The image's name in the VMs' descriptions (`disk.file`; rhyve ignores it).
+const IMAGE_FILE: &str = "slices.img";
+
+/// VM `name` on CPU `cpu`, its disk the slice of `size` bytes at `offset`, writable.
+fn slice_vm(name: &str, cpu: u32, offset: u64, size: u64) -> VmDesc {
+    VmDesc {
+        cpus: cpus(&[cpu]),
+        devices: DEFAULT_DEVICES.with(DeviceSet::VIRTIO_BLK),
+        disk: Some(Disk {
+            file: Some(IMAGE_FILE.into()),
+            readonly: false,
+            offset,
+            size: Some(size),
+        }),
+        ..linux(name, MEM_MIB, "console=ttyAMA0 quiet rhyve.blkslice=1")
+    }
 }
 
 impl Scenario for Slices {
@@ -79,13 +90,15 @@ impl Scenario for Slices {
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
-        let cmdline = "console=ttyAMA0 quiet rhyve.blkslice=1";
-        let mut config: String = SLICES
+        let mut vms: Vec<VmDesc> = SLICES
             .iter()
-            .map(|&(name, cpu, off, size)| vm_table(name, cpu, off, size, cmdline))
+            .map(|&(name, cpu, off, size)| slice_vm(name, cpu, off, size))
             .collect();
+        // A value, though rhyve refuses it: the table alone is well-formed, and the parser
+        // refuses it only for the slice "right" holds.
         let (_, _, right, right_size) = SLICES[1];
-        config += &vm_table(GREEDY, 2, right + right_size - MIB, 2 * MIB, cmdline);
+        vms.push(slice_vm(GREEDY, 2, right + right_size - MIB, 2 * MIB));
+        let config = vms::config(&vms);
         Some(VmsBoot {
             config,
             files: linux_files(guest),

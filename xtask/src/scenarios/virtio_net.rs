@@ -11,13 +11,16 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use abi::vmm::Mac;
+
 use crate::boot::GuestBoot;
 use crate::devices::net_args;
 use crate::guest::GuestFiles;
 use crate::qemu::{Capture, HYPERVISOR_MEM_MIB};
 use crate::sink::{sha256_hex, Sink};
 
-use super::multi_vm::vm_lines;
+use super::common::vm_output::vm_lines;
+use super::common::vms::{self, cpus, linux, linux_files, DeviceSet, VmDesc, DEFAULT_DEVICES};
 use super::{Scenario, VmsBoot};
 
 /// Guest RAM.
@@ -158,7 +161,10 @@ struct TwoGuests;
 /// VM 1's default MAC.
 const VM1_MAC: &str = "02:72:68:00:01:00";
 /// The server's MAC, from its description: unlike any default (those start 02:72:68).
-const SERVER_MAC: &str = "52:54:00:72:68:5e";
+const SERVER_MAC: Mac = match Mac::unicast([0x52, 0x54, 0x00, 0x72, 0x68, 0x5e]) {
+    Some(m) => m,
+    None => panic!("a unicast address"),
+};
 
 impl Scenario for TwoGuests {
     fn name(&self) -> String {
@@ -170,21 +176,22 @@ impl Scenario for TwoGuests {
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
-        let vm = |name: &str, cpu: u32, role: &str, extra: &str| {
-            format!(
-                "[[vm]]\nname = \"{name}\"\nvcpus = 1\ncpus = [{cpu}]\nmemory = \"{MEM_MIB}M\"\n\
-                 kernel = \"Image\"\ninitrd = \"initramfs\"\n\
-                 cmdline = \"console=ttyAMA0 quiet rhyve.net2={role}\"\n\
-                 devices = [\"pl011\", \"virtio-net\"]\n{extra}\n"
+        let vm = |name: &str, cpu: u32| VmDesc {
+            cpus: cpus(&[cpu]),
+            devices: DEFAULT_DEVICES.with(DeviceSet::VIRTIO_NET),
+            ..linux(
+                name,
+                MEM_MIB,
+                &format!("console=ttyAMA0 quiet rhyve.net2={name}"),
             )
         };
-        let server_mac = format!("mac = \"{SERVER_MAC}\"\n");
+        let server = VmDesc {
+            mac: Some(SERVER_MAC),
+            ..vm("server", 0)
+        };
         Some(VmsBoot {
-            config: vm("server", 0, "server", &server_mac) + &vm("client", 1, "client", ""),
-            files: vec![
-                ("Image".into(), guest.kernel.clone()),
-                ("initramfs".into(), guest.initrd.clone()),
-            ],
+            config: vms::config(&[server, vm("client", 1)]),
+            files: linux_files(guest),
             smp: 4,
             mem_mib: 2 * MEM_MIB + HYPERVISOR_MEM_MIB,
         })
@@ -211,7 +218,7 @@ impl Scenario for TwoGuests {
                 if s != g {
                     failures.push(format!("the client got SHA-256 {g}, the server served {s}"));
                 }
-                if server_mac != SERVER_MAC {
+                if *server_mac != SERVER_MAC.to_string() {
                     failures.push(format!(
                         "the server's card has address {server_mac}, expected {SERVER_MAC} from its description"
                     ));

@@ -18,8 +18,8 @@ use crate::guest::GuestFiles;
 use crate::qemu::{Capture, HYPERVISOR_MEM_MIB};
 use crate::toolchain;
 
-use super::hostile_common::MEM_MIB;
-use super::multi_vm::linux_files;
+use super::common::hostile::MEM_MIB;
+use super::common::vms::{self, cpus, linux, linux_files, vm, DeviceSet, VmDesc, DEFAULT_DEVICES};
 use super::{Scenario, VmsBoot};
 
 /// RAM of the VM the VMM does not serve.
@@ -51,26 +51,20 @@ impl Scenario for VmmFault {
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
-        let config = format!(
-            r#"# Served by the VMM partition, whose UART model is made to fail.
-[[vm]]
-name = "faulty"
-memory = "{MEM_MIB}M"
-kernel = "guest"
-devices = ["pl011"]
-cpus = [0]
-
-# Not served by the VMM at all: no device but the GIC and the timer.
-[[vm]]
-name = "bystander"
-memory = "{BYSTANDER_MIB}M"
-kernel = "Image"
-initrd = "initramfs"
-cmdline = "rhyve.test=1"
-devices = []
-cpus = [1]
-"#
-        );
+        let config = vms::config(&[
+            // Served by the VMM partition, whose UART model is made to fail.
+            VmDesc {
+                cpus: cpus(&[0]),
+                devices: DEFAULT_DEVICES,
+                ..vm("faulty", MEM_MIB, "guest")
+            },
+            // Not served by the VMM at all: no device but the GIC and the timer.
+            VmDesc {
+                cpus: cpus(&[1]),
+                devices: DeviceSet::NONE,
+                ..linux("bystander", BYSTANDER_MIB, "rhyve.test=1")
+            },
+        ]);
         let mut files = linux_files(guest);
         files.push(("guest".into(), toolchain::test_guest_bin("vmmfault")));
         Some(VmsBoot {

@@ -12,7 +12,7 @@
 //! guest that silently skips a case fails), no FAIL line, no case that is not on the list, the
 //! DONE line with matching counts, and rhyve's own lines for the powered-off VM; then VM
 //! "after" reaches its init and powers off, and with no VM left rhyve powers the machine off.
-//! The common checks of [`super::run`] add: no `rhyve: PANIC`, and QEMU exited 0 by itself
+//! The common checks of [`crate::scenarios::run`] add: no `rhyve: PANIC`, and QEMU exited 0 by itself
 //! within the timeout.
 
 use std::collections::BTreeMap;
@@ -23,8 +23,9 @@ use crate::guest::GuestFiles;
 use crate::qemu::{Capture, Input, HYPERVISOR_MEM_MIB};
 use crate::toolchain;
 
-use super::multi_vm::{linux_files, vm_lines};
-use super::{Scenario, VmsBoot};
+use super::vm_output::vm_lines;
+use super::vms::{self, linux_files, VmDesc};
+use crate::scenarios::{Scenario, VmsBoot};
 
 /// Guest RAM of every test guest (tests/guests/src/rt/mod.rs, `RAM_SIZE`, says the same).
 pub const MEM_MIB: u64 = 32;
@@ -39,18 +40,44 @@ pub const AFTER_INIT: &str = "RHYVE-INIT-START";
 const AFTER_OFF: &str = "rhyve: VM 1: guest powered off";
 const ALL_STOPPED: &str = "rhyve: VM 1 stopped; no VM left: powering off";
 
+/// The bundle's name for the test guest's image.
+const GUEST_FILE: &str = "guest";
+
+/// The well-behaved guest booted after the hostile one: VM "after", the Debian guest with
+/// `rhyve.bench=1` (its init powers off at once), defined only, to be started from the monitor.
+pub fn after_vm() -> VmDesc {
+    VmDesc {
+        autostart: false,
+        ..vms::linux("after", AFTER_MIB, "console=ttyAMA0 quiet rhyve.bench=1")
+    }
+}
+
 /// One test guest and the cases it must pass.
 pub struct HostileGuest {
     /// The attack class: the guest binary's name and the `<class>` of its lines.
     pub class: &'static str,
-    /// vCPUs to boot it with.
-    pub vcpus: u32,
     /// Every case the guest must report as PASS.
     pub cases: &'static [&'static str],
-    /// More lines of VM "hostile"'s description (its devices, disk, ...).
-    pub hostile_extra: &'static str,
-    /// More lines of VM "after"'s description.
-    pub after_extra: &'static str,
+    /// VM "hostile", the test guest; a scenario may give it devices, a disk, a card address.
+    pub hostile: VmDesc,
+    /// VM "after" ([`after_vm`]); a scenario may give it devices too.
+    pub after: VmDesc,
+}
+
+impl HostileGuest {
+    /// The test guest of `class` on `vcpus` vCPUs, which must pass `cases`; both VMs with
+    /// the PL011 only.
+    pub fn new(class: &'static str, vcpus: u32, cases: &'static [&'static str]) -> Self {
+        Self {
+            class,
+            cases,
+            hostile: VmDesc {
+                vcpus,
+                ..vms::vm("hostile", MEM_MIB, GUEST_FILE)
+            },
+            after: after_vm(),
+        }
+    }
 }
 
 impl Scenario for HostileGuest {
@@ -63,40 +90,20 @@ impl Scenario for HostileGuest {
             kernel: toolchain::test_guest_bin(self.class),
             initrd: None,
             cmdline: String::new(),
-            vcpus: self.vcpus,
+            vcpus: self.hostile.vcpus,
             mem_mib: MEM_MIB,
         }
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
-        let vcpus = self.vcpus;
-        let (hostile_extra, after_extra) = (self.hostile_extra, self.after_extra);
-        let config = format!(
-            r#"# The hostile test guest; then, started from the monitor, a well-behaved one.
-[[vm]]
-name = "hostile"
-vcpus = {vcpus}
-memory = "{MEM_MIB}M"
-kernel = "guest"
-{hostile_extra}
-[[vm]]
-name = "after"
-vcpus = 1
-memory = "{AFTER_MIB}M"
-kernel = "Image"
-initrd = "initramfs"
-cmdline = "console=ttyAMA0 quiet rhyve.bench=1"
-autostart = false
-{after_extra}"#
-        );
         let mut files = linux_files(guest);
-        files.push(("guest".into(), toolchain::test_guest_bin(self.class)));
+        files.push((GUEST_FILE.into(), toolchain::test_guest_bin(self.class)));
         Some(VmsBoot {
-            config,
+            config: vms::config(&[self.hostile.clone(), self.after.clone()]),
             files,
             // One CPU per vCPU, so the hostile guest's CPUs are not time-shared.
-            smp: vcpus + 1,
-            mem_mib: MEM_MIB + AFTER_MIB + HYPERVISOR_MEM_MIB,
+            smp: self.hostile.vcpus + 1,
+            mem_mib: ((self.hostile.mem_size + self.after.mem_size) >> 20) + HYPERVISOR_MEM_MIB,
         })
     }
 
@@ -298,14 +305,7 @@ mod tests {
             end: End::Exited(ExitStatus::from_raw(0)),
             log: "test.log".into(),
         };
-        HostileGuest {
-            class: "mmio",
-            vcpus: 1,
-            cases: CASES,
-            hostile_extra: "",
-            after_extra: "",
-        }
-        .check(&console)
+        HostileGuest::new("mmio", 1, CASES).check(&console)
     }
 
     const GOOD: &str = "rhyve: booting\n[hostile] RHYVE-TG mmio a PASS value=0x1\n\
