@@ -3,17 +3,35 @@
 //! IRQs stay masked at EL2: the core polls ICC_IAR1_EL1 after an IRQ exit or a WFI. The
 //! guest's timer PPIs are handed to it as hardware interrupts (the guest's deactivation
 //! deactivates the physical one); everything else is deactivated here.
+//!
+//! A leaf of the runtime: the console's receive interrupt and the machine's devices' go to the
+//! [`Handlers`] boot registered, so this module depends on neither the monitor nor the VMM
+//! partition, which both call it.
 
+/// Where interrupts this module does not handle itself go.
+pub struct Handlers {
+    /// The console UART received something.
+    pub uart_rx: fn(),
+    /// One of the machine's devices the VMM drives raised `intid`; whether it was one.
+    pub host_irq: fn(u32) -> bool,
+}
+
+static HANDLERS: Once<Handlers> = Once::new();
+
+/// Registers the handlers (once, at boot, before interrupts are enabled).
+pub fn set_handlers(h: Handlers) {
+    HANDLERS.call_once(|| h);
+}
+
+use super::machine::{machine, vms};
 use super::percpu::PerCpu;
 use super::vm::{Power, Vm};
-use super::{console, machine, monitor, partition, sched};
 use crate::arch::{cpuif, gic, timer};
 use crate::vgic::{Kick, ListRegs};
 use abi::layout::{HTIMER_INTID, MAINTENANCE_INTID, PTIMER_INTID, VTIMER_INTID};
-use abi::vmm::{Request, MAX_VMS};
 use abi::{IntId, VcpuId};
-use core::sync::atomic::{AtomicBool, Ordering};
-use spin::Mutex;
+use core::sync::atomic::Ordering;
+use spin::Once;
 
 /// The SGI one CPU sends another to make it look at its vCPU's pending interrupts or power
 /// state.
@@ -81,7 +99,7 @@ pub fn handle_pending(cpu: &PerCpu, running: Option<(&Vm, VcpuId)>) {
             // take, not to be silenced.
             let owner = running.or_else(|| {
                 let (i, v) = cpu.loaded()?;
-                let vm = super::vms().get(i)?;
+                let vm = vms().get(i)?;
                 (vm.vcpu(v)?.power() == Power::On).then_some((vm, v))
             });
             if let Some((vm, v)) = owner {
@@ -96,155 +114,20 @@ pub fn handle_pending(cpu: &PerCpu, running: Option<(&Vm, VcpuId)>) {
             // No guest to give it to: silence the timer that fired.
             timer::silence_guest_timers();
         } else if intid == HTIMER_INTID.0 {
-            sched::htimer_fired(cpu);
+            // Silenced until re-armed; the CPU's scheduler looks again.
+            timer::set_hyp_deadline(None);
+            cpu.resched.store(true, Ordering::Release);
         } else if intid == KICK_SGI {
             cpu.resched.store(true, Ordering::Release);
         } else if Some(intid) == machine().uart_intid {
-            console_input();
-        } else if partition::get().is_some_and(|p| p.take_host_irq(&machine().gicd, intid)) {
+            if let Some(h) = HANDLERS.get() {
+                (h.uart_rx)();
+            }
+        } else if HANDLERS.get().is_some_and(|h| (h.host_irq)(intid)) {
             // Masked until the VMM has seen it (`deliver_input`).
         } else if intid != MAINTENANCE_INTID.0 {
             log::warn!("CPU {}: unexpected interrupt {intid}", cpu.index);
         }
         gic::deactivate(intid);
     }
-}
-
-/// Typed bytes not yet taken by a guest's UART (its FIFO was full, or they arrived while the
-/// VMM was busy): kept here so that nothing typed is lost.
-struct InputRing {
-    buf: [u8; INPUT_RING],
-    head: usize,
-    len: usize,
-}
-
-const INPUT_RING: usize = 256;
-
-/// One ring per VM: input typed for one VM never reaches another.
-static INPUT: [Mutex<InputRing>; MAX_VMS] = [const {
-    Mutex::new(InputRing {
-        buf: [0; INPUT_RING],
-        head: 0,
-        len: 0,
-    })
-}; MAX_VMS];
-static INPUT_WAITING: [AtomicBool; MAX_VMS] = [const { AtomicBool::new(false) }; MAX_VMS];
-static DELIVERING: AtomicBool = AtomicBool::new(false);
-
-impl InputRing {
-    fn push(&mut self, b: u8) -> bool {
-        if self.len == INPUT_RING {
-            return false;
-        }
-        self.buf[(self.head + self.len) % INPUT_RING] = b;
-        self.len += 1;
-        true
-    }
-
-    /// Up to 8 bytes from the front, packed, and how many.
-    fn peek8(&self) -> (u8, u64) {
-        let n = self.len.min(8);
-        let mut v = 0u64;
-        for i in 0..n {
-            v |= u64::from(self.buf[(self.head + i) % INPUT_RING]) << (i * 8);
-        }
-        (n as u8, v)
-    }
-
-    fn pop(&mut self, n: usize) {
-        let n = n.min(self.len);
-        self.head = (self.head + n) % INPUT_RING;
-        self.len -= n;
-    }
-}
-
-/// Takes typed bytes off the machine's UART: escapes and monitor keys to the monitor, the
-/// rest into the input ring of the VM that has the console; the VM gets them at the next
-/// [`deliver_input`] (never from here: this may run inside a VMM upcall).
-fn console_input() {
-    let focus = monitor::focus_vm();
-    let room = INPUT
-        .get(focus)
-        .map_or(INPUT_RING, |r| INPUT_RING - r.lock().len);
-    // Taken off the UART first: the monitor prints, which needs the console's lock.
-    let mut typed = [0u8; INPUT_RING];
-    let mut n = 0;
-    console::drain_rx(room, |b| {
-        typed[n] = b;
-        n += 1;
-    });
-    let mut full = false;
-    for &b in &typed[..n] {
-        monitor::feed(b, |vm, b| {
-            if let (Some(ring), Some(waiting)) = (INPUT.get(vm), INPUT_WAITING.get(vm)) {
-                let mut ring = ring.lock();
-                ring.push(b);
-                full |= ring.len == INPUT_RING;
-                waiting.store(true, Ordering::Release);
-            }
-        });
-    }
-    if full {
-        // Leave the rest in the UART and stop its interrupt until the guest reads.
-        console::set_rx_interrupt(false);
-    }
-}
-
-/// Hands bytes typed for `vm` to its UART, in the VMM, as far as its FIFO takes them.
-///
-/// The ring's lock is never held across the upcall: an interrupt taken while the VMM runs
-/// may add bytes to it (see [`console_input`]). One CPU delivers at a time.
-pub fn deliver_input(cpu: &PerCpu, vm: &Vm, running: Option<VcpuId>) {
-    // The machine's devices' interrupts go to the VMM in the name of a VM it serves.
-    if let Some(p) = partition::get() {
-        if vm.spec.served {
-            p.deliver_host_irqs(cpu, &machine().gicd, vm, running);
-        } else if let Some(other) = super::vms().iter().find(|v| v.spec.served) {
-            p.deliver_host_irqs(cpu, &machine().gicd, other, None);
-        }
-    }
-    let i = vm.id.0 as usize;
-    let (Some(ring), Some(waiting)) = (INPUT.get(i), INPUT_WAITING.get(i)) else {
-        return;
-    };
-    if !waiting.load(Ordering::Acquire) || DELIVERING.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    match partition::get() {
-        Some(p) if vm.spec.served => loop {
-            let (len, bytes) = {
-                let ring = ring.lock();
-                if ring.len == 0 {
-                    break;
-                }
-                ring.peek8()
-            };
-            let req = Request::ConsoleInput {
-                vm: vm.id,
-                len,
-                bytes,
-            };
-            // Without a VMM nobody can read them: drop them.
-            let taken = p
-                .request(cpu, vm, running, req)
-                .map_or(len as usize, |r| (r.value as usize).min(len as usize));
-            ring.lock().pop(taken);
-            if taken < len as usize {
-                break;
-            }
-        },
-        // Nothing reads a console here: what was typed is dropped.
-        _ => {
-            let mut ring = ring.lock();
-            let n = ring.len;
-            ring.pop(n);
-        }
-    }
-    let ring = ring.lock();
-    if ring.len < INPUT_RING {
-        console::set_rx_interrupt(true);
-    }
-    waiting.store(ring.len > 0, Ordering::Release);
-    drop(ring);
-    DELIVERING.store(false, Ordering::Release);
 }

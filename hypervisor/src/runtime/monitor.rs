@@ -4,44 +4,55 @@
 //! Commands only read counters and set flags: the work (a reload) is done by the CPUs that
 //! run the VM, outside interrupt handling.
 
-use super::console;
+use super::input::{self, MONITOR};
+use super::machine::vms;
 use super::stats::{Line, NR_COUNTERS};
 use super::vm::{Power, Vm};
-use super::vms;
+use super::{console, lifecycle, stats};
 use abi::VcpuId;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
 use hypervisor::monitor::{self as keys, Action, Command, Focus, Keys};
 use spin::Mutex;
 
-/// `FOCUS` value for the monitor.
-const MONITOR: usize = usize::MAX;
+static KEYS: Mutex<Keys> = Mutex::new(Keys::new());
 
-/// Where input goes, readable without the input lock (the console's output path asks).
-static FOCUS: AtomicUsize = AtomicUsize::new(0);
-
-static INPUT: Mutex<Keys> = Mutex::new(Keys::new());
-
-/// The VM typed input goes to (an id that may name no VM when the monitor has it).
-pub fn focus_vm() -> usize {
-    FOCUS.load(Ordering::Acquire)
+/// The console UART received something (its interrupt handler): escapes and monitor keys to
+/// the monitor, the rest into the input ring of the VM that has the console; the VM gets them
+/// when the VMM partition next delivers input (never from here: this may run inside a VMM
+/// upcall).
+pub fn uart_rx() {
+    let room = input::room(input::focus_vm());
+    // Taken off the UART first: the monitor prints, which needs the console's lock.
+    let mut typed = [0u8; 256];
+    let mut n = 0;
+    console::drain_rx(room.min(typed.len()), |b| {
+        typed[n] = b;
+        n += 1;
+    });
+    let mut full = false;
+    for &b in &typed[..n] {
+        feed(b, |vm, b| full |= input::push(vm, b));
+    }
+    if full {
+        // Leave the rest in the UART and stop its interrupt until the guest reads.
+        console::set_rx_interrupt(false);
+    }
 }
 
 /// Takes one typed byte: an escape, a monitor key, or a byte for the VM `to_vm` is given.
 pub fn feed(b: u8, mut to_vm: impl FnMut(usize, u8)) {
-    let mut input = INPUT.lock();
-    let action = input.feed(b, vms().len());
-    drop(input);
+    let action = KEYS.lock().feed(b, vms().len());
     match action {
         Action::None => {}
         Action::ToVm(vm, b) => to_vm(vm, b),
         Action::Focused(Focus::Monitor) => {
-            FOCUS.store(MONITOR, Ordering::Release);
+            input::set_focus(MONITOR);
             console::write_fmt(format_args!(
                 "rhyve: console: the monitor (`help` lists its commands; Ctrl-] then a VM id leaves)\nrhyve> "
             ));
         }
         Action::Focused(Focus::Vm(id)) => {
-            FOCUS.store(id, Ordering::Release);
+            input::set_focus(id);
             if let Some(vm) = vms().get(id) {
                 console::write_fmt(format_args!(
                     "rhyve: console: VM {id} \"{}\" (Ctrl-] then m: the monitor)\n",
@@ -99,7 +110,7 @@ fn with_vm(arg: &str, f: impl FnOnce(&'static Vm)) {
 
 /// Starts `vm` afresh (a reset, or a start of a stopped VM).
 fn restart(vm: &Vm) {
-    super::vm_reset(vm, VcpuId(u16::MAX));
+    lifecycle::vm_reset(vm, VcpuId(u16::MAX));
     console::write_fmt(format_args!(
         "VM {} \"{}\": starting\n",
         vm.id.0, vm.spec.name
@@ -148,7 +159,7 @@ fn command(line: &str) {
             }
         }
         Command::Stop(a) => with_vm(a, |vm| {
-            super::stop_vm(vm);
+            lifecycle::stop_vm(vm);
             out(format_args!(
                 "VM {} \"{}\": stopping\n",
                 vm.id.0, vm.spec.name
@@ -167,8 +178,8 @@ fn command(line: &str) {
         Command::Reset(a) => with_vm(a, restart),
         Command::PowerOff => {
             out(format_args!("powering off\n"));
-            super::stats::print();
-            super::power_off();
+            stats::print();
+            lifecycle::power_off();
         }
         Command::Unknown => out(format_args!("unknown command `{line}`: try `help`\n")),
     }

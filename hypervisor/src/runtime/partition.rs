@@ -10,11 +10,12 @@
 //! Lock order: a VM's UART flush lock -> a CPU's VMM vCPU lock -> the stage-2 lock -> (a VM's
 //! posted-bytes lock, vGIC locks, console). The flush lock is never taken inside an upcall.
 
+use super::machine::{machine, vms};
 use super::memory::{FreeRam, GuestRam};
 use super::percpu::PerCpu;
 use super::ratelimit::RateLimit;
 use super::vm::Vm;
-use super::{console, irq};
+use super::{console, input, irq};
 use crate::arch::el1::El1State;
 use crate::arch::exception::{self, ExitKind, GuestRegs};
 use crate::arch::stage2::{Stage2, BLOCK_SIZE, PAGE_SIZE};
@@ -185,7 +186,7 @@ struct ServedBy;
 
 /// Served VM `id`, if there is one.
 fn served_vm(id: VmId) -> Option<&'static Vm> {
-    super::vms().get(id.0 as usize).filter(|v| v.spec.served)
+    vms().get(id.0 as usize).filter(|v| v.spec.served)
 }
 
 impl Served for ServedBy {
@@ -501,7 +502,7 @@ impl Partition {
             VmmCall::ConsoleWrite { len, bytes, .. } => {
                 let mut buf = [0u8; vabi::CONSOLE_CHUNK];
                 let n = vabi::unpack(bytes, len, &mut buf);
-                console::guest_output(vm.id.0 as usize, super::monitor::focus_vm(), &buf[..n]);
+                console::guest_output(vm.id.0 as usize, input::focus_vm(), &buf[..n]);
                 Status::Ok
             }
             VmmCall::VcpuCtl { vcpu, run, .. } => {
@@ -560,5 +561,38 @@ fn print_console(vm: &Vm, resp: &Response) {
     }
     let mut buf = [0u8; vabi::RESPONSE_CONSOLE_CHUNK];
     let n = vabi::unpack(resp.console, resp.console_len as usize, &mut buf);
-    console::guest_output(vm.id.0 as usize, super::monitor::focus_vm(), &buf[..n]);
+    console::guest_output(vm.id.0 as usize, input::focus_vm(), &buf[..n]);
+}
+
+/// Hands the VMM what waits for it on behalf of `vm`: the machine's devices' interrupts, and
+/// the bytes typed for `vm` (to its UART, as far as its FIFO takes them).
+pub fn deliver_input(cpu: &PerCpu, vm: &Vm, running: Option<VcpuId>) {
+    // The machine's devices' interrupts go to the VMM in the name of a VM it serves.
+    if let Some(p) = get() {
+        if vm.spec.served {
+            p.deliver_host_irqs(cpu, &machine().gicd, vm, running);
+        } else if let Some(other) = vms().iter().find(|v| v.spec.served) {
+            p.deliver_host_irqs(cpu, &machine().gicd, other, None);
+        }
+    }
+    let served = vm.spec.served;
+    input::deliver(vm.id.0 as usize, |len, bytes| {
+        let p = get().filter(|_| served)?;
+        let req = Request::ConsoleInput {
+            vm: vm.id,
+            len,
+            bytes,
+        };
+        // Without a VMM nobody can read them: they are dropped.
+        Some(
+            p.request(cpu, vm, running, req)
+                .map_or(len as usize, |r| (r.value as usize).min(len as usize)),
+        )
+    });
+}
+
+/// The interrupt handler for the machine's devices the VMM drives ([`super::irq::Handlers`]):
+/// whether `intid` was one of theirs.
+pub fn take_host_irq(intid: u32) -> bool {
+    get().is_some_and(|p| p.take_host_irq(&machine().gicd, intid))
 }

@@ -12,9 +12,10 @@
 //! CPU is woken by an interrupt made pending for it (its CPU is kicked) or by its own timer's
 //! deadline, which the EL2 timer watches.
 
+use super::irq;
+use super::machine::vms;
 use super::percpu::PerCpu;
 use super::vm::{Power, VcpuSlot, Vm};
-use super::{irq, vms};
 use crate::arch::{timer, tlb};
 use abi::layout::{PTIMER_INTID, VTIMER_INTID};
 use abi::VcpuId;
@@ -246,10 +247,4 @@ impl Sched {
         let t = now();
         self.views(t, true).any(|v| v.runnable(t)).then_some(())
     }
-}
-
-/// The EL2 timer fired: silenced until re-armed; the CPU's scheduler looks again.
-pub fn htimer_fired(cpu: &PerCpu) {
-    timer::set_hyp_deadline(None);
-    cpu.resched.store(true, Ordering::Release);
 }

@@ -5,11 +5,12 @@
 //! between exits; only x0-x30, PC and PSTATE are switched. When several vCPUs share a CPU
 //! ([`super::sched`]), the scheduler switches the rest when another vCPU takes the CPU.
 
+use super::machine::machine;
 use super::percpu::PerCpu;
 use super::sched::{Leave, Sched};
 use super::stats::Counter;
 use super::vm::{Power, VcpuSlot, Vm};
-use super::{irq, machine, partition, ratelimit::RateLimit};
+use super::{irq, lifecycle, partition, ratelimit::RateLimit};
 use crate::arch::exception::{self, ExitKind, GuestRegs};
 use crate::arch::{cpu, el1, el2, firmware, id, timer, tlb, trap};
 use crate::exit::{self, Exit, MmioAccess};
@@ -89,7 +90,7 @@ pub fn run(cpu: &PerCpu, sched: &mut Sched, vm: &Vm, v: VcpuId) -> Leave {
             }
             sched.arm_timer(Some((vm, v)));
         }
-        irq::deliver_input(cpu, vm, Some(v));
+        partition::deliver_input(cpu, vm, Some(v));
         if vm.vgic.needs_flush(v) {
             vm.vgic.flush(v, &mut lrs);
         }
@@ -100,7 +101,7 @@ pub fn run(cpu: &PerCpu, sched: &mut Sched, vm: &Vm, v: VcpuId) -> Leave {
                 slot.count(Counter::Irq);
                 flush_uart(cpu, vm, v);
                 irq::handle_pending(cpu, Some((vm, v)));
-                super::service(cpu);
+                lifecycle::service(cpu);
                 Flow::Continue
             }
             ExitKind::Sync => handle_sync(cpu, sched, vm, v, slot, regs),
@@ -136,7 +137,7 @@ fn wait_for_interrupt(cpu: &PerCpu, sched: &Sched, vm: &Vm, v: VcpuId, slot: &Vc
         cpu::wfi();
     }
     irq::handle_pending(cpu, Some((vm, v)));
-    super::service(cpu);
+    lifecycle::service(cpu);
     Flow::Continue
 }
 
@@ -356,7 +357,7 @@ fn emulate_mmio(
         };
         match p.request(cpu, vm, Some(v), req) {
             Ok(resp) if resp.status == abi::vmm::Status::Ok => {
-                irq::deliver_input(cpu, vm, Some(v));
+                partition::deliver_input(cpu, vm, Some(v));
                 (!a.write).then_some(resp.value)
             }
             _ => return Err(MmioError::DeviceFailed),
@@ -467,13 +468,13 @@ fn psci_call(
         PsciAction::SystemOff => {
             flush_uart(cpu, vm, v);
             log::info!("VM {}: guest powered off", vm.id.0);
-            super::vm_stopped(vm);
+            lifecycle::vm_stopped(vm);
             return Flow::Leave(Leave::Stopped);
         }
         PsciAction::SystemReset => {
             flush_uart(cpu, vm, v);
             log::info!("VM {}: guest asked for a reset", vm.id.0);
-            super::vm_reset(vm, v);
+            lifecycle::vm_reset(vm, v);
             return Flow::Leave(Leave::Stopped);
         }
         PsciAction::ForwardWorkaround(fid) => {
@@ -505,5 +506,5 @@ pub fn guest_died(vm: &Vm, v: VcpuId, regs: &GuestRegs, why: &str) {
             _ => {}
         }
     }
-    super::vm_stopped(vm);
+    lifecycle::vm_stopped(vm);
 }

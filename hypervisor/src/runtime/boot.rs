@@ -1,0 +1,280 @@
+//! The core's start on the machine: the primary CPU reads the firmware's tree, brings up the
+//! console, the heap and the GIC, builds the VMs, starts the other CPUs; then every CPU runs
+//! the vCPUs placed on it ([`cpu_loop`]).
+
+use super::lifecycle::{self, fail, service, start_devices};
+use super::machine::{self, machine, vms, Machine};
+use super::memory::{self, FreeRam};
+use super::percpu::PerCpu;
+use super::sched::{Leave, Sched};
+use super::vm::Power;
+use super::{build, console, fault, input, irq, monitor, partition, vcpu};
+use crate::arch::cpu::{self, BootArgs};
+use crate::arch::firmware::{self, Conduit};
+use crate::arch::gic::{self, Distributor, Redistributor};
+use crate::arch::{boot, exception, mmu};
+use crate::psci;
+use abi::layout::{HTIMER_INTID, MAINTENANCE_INTID, PTIMER_INTID, VTIMER_INTID};
+use abi::VcpuId;
+use alloc::boxed::Box;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use hypervisor::platform::{self, Platform, MAX_CPUS};
+use vmboot::config;
+
+/// Heap for page tables and VM state.
+const HEAP_SIZE: u64 = 16 << 20;
+/// Stack of each secondary CPU.
+const STACK_SIZE: usize = 64 * 1024;
+
+/// CPUs that have set themselves up.
+static ONLINE: AtomicUsize = AtomicUsize::new(0);
+
+/// The primary CPU's Rust entry: x0 from the loader (the device tree), and the load base.
+#[no_mangle]
+pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
+    exception::install_vectors();
+    // SAFETY: the firmware passed the device tree's address in x0; `from_ptr` checks its
+    // header before reading the rest.
+    let (plat, dtb_size) = match unsafe { fdt::Fdt::from_ptr(dtb as *const u8) } {
+        Ok(tree) => match platform::discover(&tree) {
+            Ok(p) => (p, tree.total_size()),
+            Err(_) => fault::halt(),
+        },
+        Err(_) => fault::halt(),
+    };
+    if let (Some(uart), Some(kind)) = (plat.uart, plat.uart_kind) {
+        // SAFETY: the tree's stdout UART, of the kind its `compatible` names; the MMU is off,
+        // so its address is usable as is.
+        unsafe { console::init(kind, uart) };
+    }
+    console::init_logger();
+    if let Some(c) = plat.psci {
+        lifecycle::set_conduit(c);
+    }
+    log::info!(
+        "rhyve {} starting at {:#x} on {} CPUs",
+        env!("CARGO_PKG_VERSION"),
+        image_base,
+        plat.cpus.as_slice().len()
+    );
+    // SAFETY: primary CPU, MMU off, secondaries not started.
+    let boot_args = unsafe { mmu::enable_primary(plat.ram.as_slice()) };
+    let mut free = free_ram(&plat, dtb, dtb_size, image_base);
+    let Some(heap) = free.carve(HEAP_SIZE, 4096) else {
+        fail(format_args!("no RAM for the heap"))
+    };
+    // SAFETY: carved from free RAM, never used for anything else.
+    unsafe { memory::init_heap(heap, HEAP_SIZE) };
+
+    let conduit = plat.psci;
+    let machine = describe(&plat, conduit, boot_args);
+    let machine = machine::describe_machine(machine);
+    machine.gicd.init();
+    let cpu0 = init_this_cpu(machine, 0);
+    // Before any of them is enabled: interrupts the irq leaf hands on.
+    irq::set_handlers(irq::Handlers {
+        uart_rx: monitor::uart_rx,
+        host_irq: partition::take_host_irq,
+    });
+
+    let nr = machine.nr_cpus;
+    let bundle = build::boot_bundle(&plat);
+    let descs = config::parse(bundle.config);
+    for (addr, size) in build::preloaded(&descs) {
+        if addr < heap + HEAP_SIZE && heap < addr.saturating_add(size) {
+            fail(format_args!(
+                "configuration: preloaded memory {addr:#x}+{size:#x} overlaps the hypervisor's heap at {heap:#x}: load it lower"
+            ));
+        }
+        free.reserve(addr, size);
+    }
+    let ram = plat.ram.as_slice();
+    let vms = build::build_vms(&bundle, descs, &mut free, ram, nr, &machine.cpu_affs[..nr]);
+    if vms.is_empty() {
+        fail(format_args!("no VM could be built: nothing to run"));
+    }
+    let vms = machine::set_vms(vms);
+    lifecycle::set_vmm_fault(plat.vmm_fault);
+    if vms.iter().any(|vm| vm.spec.served) {
+        match partition::create(&mut free, cpu0, nr, plat.virtio_mmio.as_slice()) {
+            Ok(p) => p.enable_host_irqs(&machine.gicd, cpu0.aff),
+            Err(e) => log::error!("{e}: the VMs it would serve do not start"),
+        }
+    }
+    for vm in vms.iter().filter(|vm| vm.started.load(Ordering::Acquire)) {
+        if start_devices(cpu0, vm).is_err() {
+            log::error!(
+                "VM {} \"{}\" not started: the VMM partition did not create its devices",
+                vm.id.0,
+                vm.spec.name
+            );
+            vm.alive.store(false, Ordering::Release);
+            vm.started.store(false, Ordering::Release);
+            if let Some(s) = vm.vcpu(VcpuId(0)) {
+                s.set_power(Power::Off);
+            }
+        }
+    }
+    console::set_vm_names(vms.iter().map(|vm| vm.spec.name.as_str()));
+    if let Some(intid) = machine.uart_intid {
+        machine.gicd.enable_spi(intid, cpu0.aff);
+        console::enable_rx_interrupt();
+    }
+    start_secondaries(machine);
+    cpu_loop(cpu0)
+}
+
+fn free_ram(plat: &Platform, dtb: usize, dtb_size: usize, image_base: usize) -> FreeRam {
+    extern "C" {
+        static __image_end: u8;
+    }
+    let image_end = core::ptr::addr_of!(__image_end) as u64;
+    let image_size = image_end - image_base as u64;
+    let mut taken = platform::List::<(u64, u64), 24>::default();
+    taken.push((image_base as u64, image_size));
+    taken.push((dtb as u64, dtb_size as u64));
+    if let Some((s, e)) = plat.bundle {
+        taken.push((s, e - s));
+    }
+    for &r in plat.reserved.as_slice() {
+        taken.push(r);
+    }
+    FreeRam::new(plat.ram.as_slice(), taken.as_slice())
+}
+
+fn describe(plat: &Platform, conduit: Option<Conduit>, boot_args: BootArgs) -> Machine {
+    let mut cpu_affs = [0; MAX_CPUS];
+    let cpus = plat.cpus.as_slice();
+    for (slot, mpidr) in cpu_affs.iter_mut().zip(cpus) {
+        *slot = cpu::affinity(*mpidr);
+    }
+    let mut arch_features = [
+        (
+            psci::fid::SMCCC_ARCH_WORKAROUND_1,
+            psci::PsciStatus::NotSupported as i32,
+        ),
+        (
+            psci::fid::SMCCC_ARCH_WORKAROUND_2,
+            psci::PsciStatus::NotSupported as i32,
+        ),
+        (
+            psci::fid::SMCCC_ARCH_WORKAROUND_3,
+            psci::PsciStatus::NotSupported as i32,
+        ),
+    ];
+    if let Some(c) = conduit {
+        let version = firmware::call(c, firmware::SMCCC_VERSION, 0, 0, 0) as i32;
+        if version >= 0x10001 {
+            for (fid, answer) in arch_features.iter_mut() {
+                *answer =
+                    firmware::call(c, firmware::SMCCC_ARCH_FEATURES, *fid as u64, 0, 0) as i32;
+            }
+        }
+    }
+    Machine {
+        cpu_affs,
+        nr_cpus: cpus.len(),
+        conduit,
+        uart_intid: plat.uart_intid,
+        // SAFETY: the tree's GICD frame, identity-mapped as device memory.
+        gicd: unsafe { Distributor::new(plat.gicd) },
+        gicr: plat.gicr,
+        boot_args,
+        arch_features,
+    }
+}
+
+/// Sets up this CPU's redistributor and CPU interfaces; returns its per-CPU record.
+fn init_this_cpu(machine: &Machine, index: usize) -> &'static PerCpu {
+    let aff = cpu::affinity(cpu::mpidr());
+    let redist = machine.gicr.as_slice().iter().find_map(|&(base, size)| {
+        // SAFETY: a GICR region from the tree, identity-mapped as device memory.
+        unsafe { Redistributor::find(base as usize, size as usize, aff) }
+    });
+    let Some(redist) = redist else {
+        fail(format_args!(
+            "CPU {index}: no redistributor for affinity {aff:#x}"
+        ))
+    };
+    redist.init();
+    for intid in [
+        irq::KICK_SGI,
+        MAINTENANCE_INTID.0,
+        VTIMER_INTID.0,
+        PTIMER_INTID.0,
+        HTIMER_INTID.0,
+    ] {
+        redist.enable_private(intid);
+    }
+    gic::init_cpu_interface();
+    ONLINE.fetch_add(1, Ordering::AcqRel);
+    Box::leak(Box::new(PerCpu::new(index, aff, redist)))
+}
+
+fn start_secondaries(machine: &'static Machine) {
+    let Some(conduit) = machine.conduit else {
+        log::warn!("no PSCI in the device tree: running on one CPU");
+        return;
+    };
+    let me = cpu::affinity(cpu::mpidr());
+    let used = |index: usize| {
+        vms()
+            .iter()
+            .any(|vm| vm.vcpus.iter().any(|s| s.pcpu == index))
+    };
+    for (index, &aff) in machine.cpu_affs[..machine.nr_cpus].iter().enumerate() {
+        if aff == me || !used(index) {
+            continue;
+        }
+        let stack = Box::leak(alloc::vec![0u8; STACK_SIZE].into_boxed_slice());
+        let args = Box::leak(Box::new(BootArgs {
+            stack_top: stack.as_ptr() as u64 + STACK_SIZE as u64,
+            cpu_index: index as u64,
+            ..machine.boot_args
+        }));
+        cpu::clean_dcache_range(
+            args as *const BootArgs as usize,
+            core::mem::size_of::<BootArgs>(),
+        );
+        let r = firmware::call(
+            conduit,
+            firmware::PSCI_CPU_ON_64,
+            aff,
+            boot::secondary_entry_addr() as u64,
+            args as *const BootArgs as u64,
+        );
+        if r != 0 {
+            log::error!(
+                "CPU {index} (affinity {aff:#x}) did not start: PSCI error {}",
+                r as i64
+            );
+        }
+    }
+}
+
+/// A secondary CPU's Rust entry, MMU on, with its `BootArgs`.
+#[no_mangle]
+pub extern "C" fn secondary_main(args: &BootArgs) -> ! {
+    exception::install_vectors();
+    let cpu = init_this_cpu(machine(), args.cpu_index as usize);
+    cpu_loop(cpu)
+}
+
+/// Every CPU's life after boot: run the vCPUs placed here as its scheduler picks them;
+/// sleep when none can run.
+fn cpu_loop(cpu: &'static PerCpu) -> ! {
+    let mut sched = Sched::new(cpu.index);
+    loop {
+        service(cpu);
+        if let Some((vm, v)) = sched.pick() {
+            if vcpu::run(cpu, &mut sched, vm, v) == Leave::Stopped {
+                service(cpu);
+            }
+            continue;
+        }
+        if let Some(vm) = vms().get(input::focus_vm()) {
+            partition::deliver_input(cpu, vm, None);
+        }
+        sched.idle(cpu);
+    }
+}
