@@ -1,14 +1,42 @@
 //! The lints the workspace declares, enforced: `cargo fmt --check` and `cargo clippy -D warnings`
 //! on the host crates (the workspace and the fuzzers' own) and on every crate built for the
-//! aarch64 target. `cargo xtask test` runs them before anything slow.
+//! aarch64 target; and no import cycle between the modules of the core and the VMM
+//! ([`crate::modcycles`]). `cargo xtask test` runs them before anything slow.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::modcycles;
 use crate::scenarios::Outcome;
 use crate::sys;
 use crate::toolchain;
+
+/// The module folders kept free of import cycles, with the path their modules have in their
+/// crate.
+const ACYCLIC: &[(&str, &str)] = &[
+    ("hypervisor/src", "crate"),
+    ("hypervisor/src/runtime", "crate::runtime"),
+    ("hypervisor/src/vgic", "crate::vgic"),
+    ("hypervisor/src/arch", "crate::arch"),
+    ("hypervisor/src/arch/aarch64", "crate::arch::aarch64"),
+    ("vmm/src", "crate"),
+    ("vmm/src/partition", "crate::partition"),
+    ("vmm/src/virtio", "crate::virtio"),
+];
+
+/// The import cycles in [`ACYCLIC`]'s folders, one line each.
+fn module_cycles() -> crate::error::Result<Vec<String>> {
+    let root = sys::repo_root();
+    let mut found = Vec::new();
+    for (dir, path) in ACYCLIC {
+        let g = modcycles::graph(&root.join(dir), path)?;
+        for c in modcycles::cycles(&g) {
+            found.push(format!("{dir}: {}", c.join(" <-> ")));
+        }
+    }
+    Ok(found)
+}
 
 /// The cargo that runs us (the host toolchain).
 fn host_cargo() -> Command {
@@ -75,6 +103,26 @@ fn steps() -> Vec<(&'static str, crate::error::Result<Command>)> {
 
 /// Runs every lint step, each reported as an outcome of its own; a finding fails its step.
 pub fn test_step(record: &mut dyn FnMut(Outcome, std::time::Instant)) {
+    let t = std::time::Instant::now();
+    println!(
+        "xtask: import cycles between modules ({} folders)",
+        ACYCLIC.len()
+    );
+    let failures = match module_cycles() {
+        Ok(cycles) => cycles
+            .into_iter()
+            .map(|c| format!("modules that depend on each other: {c}"))
+            .collect(),
+        Err(e) => vec![e.to_string()],
+    };
+    record(
+        Outcome {
+            name: "lint-module-cycles".into(),
+            failures,
+            console: None,
+        },
+        t,
+    );
     for (name, cmd) in steps() {
         let t = std::time::Instant::now();
         let result = cmd.and_then(|mut c| {

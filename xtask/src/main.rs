@@ -17,6 +17,7 @@ mod image;
 mod interrupts;
 mod iobench;
 mod lint;
+mod modcycles;
 mod qemu;
 mod scenarios;
 mod sink;
