@@ -287,25 +287,11 @@ fn check_machine(console: &[&str], after: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::qemu::{End, Line};
-    use std::os::unix::process::ExitStatusExt;
-    use std::process::ExitStatus;
 
     const CASES: &[&str] = &["a", "b"];
 
     fn run(text: &str) -> Vec<String> {
-        let console = Capture {
-            lines: text
-                .lines()
-                .map(|t| Line {
-                    at: Duration::ZERO,
-                    text: t.to_string(),
-                })
-                .collect(),
-            end: End::Exited(ExitStatus::from_raw(0)),
-            log: "test.log".into(),
-        };
-        HostileGuest::new("mmio", 1, CASES).check(&console)
+        HostileGuest::new("mmio", 1, CASES).check(&Capture::from_text(text))
     }
 
     const GOOD: &str = "rhyve: booting\n[hostile] RHYVE-TG mmio a PASS value=0x1\n\
