@@ -16,7 +16,7 @@ pub const SCRATCH_DISK_MIB: u64 = 256;
 /// A disk for the machine: `PATH` or `PATH,ro`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disk {
-    /// The raw image.
+    /// The image: raw, or qcow2 (told by its magic; see [`ImageFormat`]).
     pub path: PathBuf,
     /// Attached read-only: the guest's disk refuses writes.
     pub read_only: bool,
@@ -120,12 +120,49 @@ fn size_text(bytes: u64) -> String {
     }
 }
 
-/// The QEMU arguments that attach `path` as the machine's virtio-blk-device.
+/// How a disk image is stored, as QEMU's `format=` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// The disk's bytes as they are.
+    Raw,
+    /// QEMU's copy-on-write format, as distributions publish cloud images.
+    Qcow2,
+}
+
+impl ImageFormat {
+    /// The first bytes of every qcow2 image: "QFI" and 0xfb (QEMU's docs/interop/qcow2.txt).
+    const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
+
+    /// The format of the image at `path`, by its first bytes; raw when it is anything else
+    /// or cannot be read (a missing image is made raw).
+    pub fn of(path: &Path) -> Self {
+        let mut magic = [0u8; 4];
+        let read = fs::File::open(path).and_then(|mut f| io::Read::read_exact(&mut f, &mut magic));
+        match read {
+            Ok(()) if magic == Self::QCOW2_MAGIC => Self::Qcow2,
+            _ => Self::Raw,
+        }
+    }
+
+    /// QEMU's name for it.
+    fn qemu_name(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Qcow2 => "qcow2",
+        }
+    }
+}
+
+/// The QEMU arguments that attach `path` as the machine's virtio-blk-device, in its format.
 pub fn disk_args(path: &Path, read_only: bool) -> Vec<String> {
     let ro = if read_only { ",readonly=on" } else { "" };
+    let format = ImageFormat::of(path).qemu_name();
     vec![
         "-drive".into(),
-        format!("if=none,id=disk0,format=raw,file={}{ro}", path.display()),
+        format!(
+            "if=none,id=disk0,format={format},file={}{ro}",
+            path.display()
+        ),
         "-device".into(),
         "virtio-blk-device,drive=disk0".into(),
     ]
@@ -145,6 +182,24 @@ pub fn net_args() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qcow2_images_are_attached_as_qcow2() {
+        let dir = std::env::temp_dir().join(format!("rhyve-devices-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let qcow2 = dir.join("cloud.qcow2");
+        let mut header = b"QFI\xfb".to_vec();
+        header.extend_from_slice(&[0, 0, 0, 3]);
+        fs::write(&qcow2, &header).unwrap();
+        let raw = dir.join("disk.img");
+        fs::write(&raw, [0u8; 512]).unwrap();
+        assert_eq!(ImageFormat::of(&qcow2), ImageFormat::Qcow2);
+        assert_eq!(ImageFormat::of(&raw), ImageFormat::Raw);
+        assert_eq!(ImageFormat::of(&dir.join("missing.img")), ImageFormat::Raw);
+        assert!(disk_args(&qcow2, false)[1].contains("format=qcow2,file="));
+        assert!(disk_args(&raw, true)[1].contains("format=raw,file="));
+        let _ = fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn disk_options_parse() {

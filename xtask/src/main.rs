@@ -64,7 +64,7 @@ const COMMANDS: &[(&str, &str)] = &[
       --vcpus N        (default: 2)
       --mem SIZE       guest RAM: 512M, 1G, 262144K; plain numbers are MiB (default: 512M)
       --gdb            start halted with a gdb stub on :1234, and say how to attach
-      --disk PATH[,ro] the machine's disk, the guest's /dev/vda (default: with --config,
+      --disk PATH[,ro] the machine's disk, the guest's /dev/vda, raw or qcow2 (default: with --config,
                        the image the VMs' disk.file names, made if missing; else a scratch
                        build/disk.img, made if missing); `,ro`: the guest cannot write it
                  the guest also gets virtio-net (QEMU user networking: eth0 10.0.2.15, the
