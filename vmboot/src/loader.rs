@@ -52,7 +52,7 @@ pub struct GuestConfig<'a> {
 pub struct MachineOptions {
     /// How the guest calls PSCI.
     pub psci_method: PsciMethod,
-    /// The devices the device tree describes: the PL011 if the set has it, and a virtio-mmio
+    /// The devices the device tree describes: the PL011 and the PL031 if the set has them, and a virtio-mmio
     /// node at each of the set's virtio slots (`DeviceSet::slots`, the same the VMM uses).
     pub devices: DeviceSet,
 }
@@ -284,6 +284,7 @@ pub fn load_with(
         psci_method: machine.psci_method,
         virtio_mmio: &virtio[..n],
         pl011: machine.devices.contains(DeviceSet::PL011),
+        pl031: machine.devices.contains(DeviceSet::PL031),
     })?;
     let dtb_size = dtb.len() as u64;
     if dtb_size > dtb_limit {
@@ -554,6 +555,7 @@ mod tests {
             .count();
         assert_eq!(virtio, 1, "only the set's virtio devices");
         assert!(fdt.find_node("/pl011@9000000").is_some());
+        assert!(fdt.find_node("/pl031@9010000").is_none(), "not in the set");
     }
 
     #[test]
