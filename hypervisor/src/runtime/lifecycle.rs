@@ -150,15 +150,18 @@ fn finish_reset(cpu: &PerCpu, vm: &Vm) {
     let reloaded = vm
         .reload()
         .map_err(|e| alloc::format!("{e}"))
-        .and_then(|()| {
+        .and_then(|boot| {
             start_devices(cpu, vm)
+                .map(|()| boot)
                 .map_err(|_| "the VMM partition did not recreate its devices".into())
         });
     match reloaded {
-        Ok(()) => {
+        Ok(boot) => {
             console::vm_restarted(vm.id.0 as usize);
             log::info!("VM {} \"{}\": starting", vm.id.0, vm.spec.name);
+            // Alive first: until then the vCPU's CPU turns a vCPU about to start off.
             vm.alive.store(true, Ordering::Release);
+            vm.start_boot_vcpu(&boot);
             kick_all(vm);
         }
         Err(e) => {

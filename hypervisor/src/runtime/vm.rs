@@ -17,7 +17,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use vmboot::loader::{self, GuestConfig};
+use vmboot::loader::{self, BootInfo, GuestConfig};
 
 /// What a VM is built from: its description, with kernel and initrd found.
 #[derive(Clone, Debug)]
@@ -113,9 +113,17 @@ impl VcpuSlot {
     }
 
     /// Moves Off -> OnPending with `entry`/`context`; false if it was not Off.
+    ///
+    /// The entry is stored before OnPending is published: the vCPU's CPU may pick it up the
+    /// moment it is OnPending, and reads the entry then. Two callers racing to start the same
+    /// vCPU (only a guest's own CPU_ONs can) may leave either's entry; one of them is told no.
     pub fn request_on(&self, entry: u64, context: u64) -> bool {
-        if self
-            .power
+        if self.power() != Power::Off {
+            return false;
+        }
+        self.entry.store(entry, Ordering::Release);
+        self.context.store(context, Ordering::Release);
+        self.power
             .compare_exchange(
                 Power::Off as u8,
                 Power::OnPending as u8,
@@ -123,13 +131,6 @@ impl VcpuSlot {
                 Ordering::Acquire,
             )
             .is_ok()
-        {
-            self.entry.store(entry, Ordering::Release);
-            self.context.store(context, Ordering::Release);
-            true
-        } else {
-            false
-        }
     }
 }
 
@@ -216,7 +217,7 @@ impl fmt::Display for VmError {
 }
 
 /// Loads kernel, initrd and a generated device tree into `ram`.
-fn load(spec: &VmSpec, ram: &mut GuestRam) -> Result<loader::BootInfo, VmError> {
+fn load(spec: &VmSpec, ram: &mut GuestRam) -> Result<BootInfo, VmError> {
     let cfg = GuestConfig {
         vcpus: spec.vcpus,
         mem_size: ram.size,
@@ -316,17 +317,23 @@ impl Vm {
     }
 
     /// Puts the VM back in the state `build` left it in: kernel, initrd and device tree
-    /// reloaded, interrupt controller reset (the VMM resets the devices on its VmStart request), vCPU 0 about to start. Only while no
-    /// vCPU of the VM runs.
-    pub fn reload(&self) -> Result<(), VmError> {
+    /// reloaded, interrupt controller reset (the VMM resets the devices on its VmStart
+    /// request), every vCPU off. Only while no vCPU of the VM runs. The VM starts when
+    /// [`Self::start_boot_vcpu`] is given what this returns, once it is alive again: a vCPU
+    /// about to start in a VM that is not alive is turned off by its CPU.
+    pub fn reload(&self) -> Result<BootInfo, VmError> {
         let mut ram = self.ram;
         let boot = load(&self.spec, &mut ram)?;
         self.vgic.reset();
         for slot in self.vcpus.iter() {
             slot.set_power(Power::Off);
         }
+        Ok(boot)
+    }
+
+    /// Starts vCPU 0 at the kernel's entry with the device tree in x0, as `boot` says.
+    pub fn start_boot_vcpu(&self, boot: &BootInfo) {
         self.vcpus[0].request_on(boot.entry.0, boot.dtb.0);
-        Ok(())
     }
 
     /// The slot of `v`, if it exists.
