@@ -12,5 +12,6 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod cfi_flash;
 pub mod pl011;
 pub mod virtio;
