@@ -175,6 +175,7 @@ fn one(u: &mut Unstructured) -> arbitrary::Result<()> {
         PsciMethod::Hvc
     };
     let pl011: bool = u.arbitrary()?;
+    let pl031: bool = u.arbitrary()?;
     let mut slots = Vec::new();
     for _ in 0..u.arbitrary::<u8>()? % 12 {
         slots.push(VirtioMmioSlot(match u.arbitrary::<u8>()? {
@@ -191,6 +192,7 @@ fn one(u: &mut Unstructured) -> arbitrary::Result<()> {
         psci_method: psci,
         virtio_mmio: &slots,
         pl011,
+        pl031,
     };
     let result = generate(&cfg);
 

@@ -6,9 +6,10 @@
 //! Invariants: `inspect` accepts an Image only with a 4 KiB-aligned `text_offset` below
 //! 2 MiB, little-endian flags and an `image_size` between the file's length and 1 GiB; the
 //! loader refuses exactly the configurations it documents, and writes nothing when it
-//! refuses; every write lies inside guest RAM; an `Ok` layout puts the device tree at
-//! `RAM_BASE` below the kernel, the kernel where the Image/raw rules say, the initrd 2 MiB
-//! aligned after the kernel, none overlapping, all inside RAM, and RAM holds exactly the
+//! refuses; every write lies inside guest RAM; an `Ok` layout is QEMU virt's `-kernel` one:
+//! the kernel where the Image/raw rules say, the initrd page aligned at half of RAM (at most
+//! 128 MiB in) or past the kernel, the device tree 2 MiB aligned after it (after that spot
+//! with no initrd), none overlapping, all inside RAM, and RAM holds exactly the
 //! kernel, initrd and device tree there; the device tree parses back (with the `fdt` crate)
 //! and says the RAM, vCPUs, command line and initrd that were loaded.
 
@@ -199,13 +200,16 @@ fn check_load(vcpus: u32, mem_size: u64, kernel: &[u8], initrd: Option<&[u8]>, c
     let kind = image::inspect(kernel).expect("a loaded kernel passes inspect");
     let (entry, footprint) = (info.kernel.0.raw(), info.kernel.1);
     assert_eq!(info.entry.raw(), entry);
-    assert_eq!(info.dtb, RAM_BASE);
     match kind {
         KernelKind::Image(h) => {
-            assert_eq!(
-                entry,
-                RAM_BASE.raw() + loader::IMAGE_BASE_OFFSET + h.text_offset
-            );
+            // QEMU's load_aarch64_image: text_offset from RAM base, 2 MiB up if it is below
+            // the boot stub's page.
+            let offset = if h.text_offset < loader::BOOT_STUB_SIZE {
+                h.text_offset + loader::IMAGE_LOW_SHIFT
+            } else {
+                h.text_offset
+            };
+            assert_eq!(entry, RAM_BASE.raw() + offset);
             assert_eq!(footprint, h.image_size);
         }
         KernelKind::Raw => {
@@ -217,35 +221,38 @@ fn check_load(vcpus: u32, mem_size: u64, kernel: &[u8], initrd: Option<&[u8]>, c
     let kernel_end = entry + footprint;
     assert!(kernel_end <= ram_end, "kernel past RAM");
     assert!(info.dtb_size > 0);
-    assert!(
-        RAM_BASE.raw() + info.dtb_size <= entry,
-        "device tree overlaps the kernel"
-    );
 
+    // The initrd spot (whether or not there is an initrd): half of RAM in, at most 128 MiB,
+    // not below the kernel's end, page aligned; the tree after it, 2 MiB aligned.
+    let page = loader::INITRD_ALIGN;
+    let high = RAM_BASE.raw() + (mem_size / 2).min(loader::INITRD_MAX_OFFSET);
+    let spot = high.max(kernel_end).div_ceil(page) * page;
     let initrd = initrd.filter(|i| !i.is_empty());
     assert_eq!(info.initrd.is_some(), initrd.is_some());
-    if let (Some((start, len)), Some(data)) = (info.initrd, initrd) {
-        let start = start.raw();
-        assert_eq!(len, data.len() as u64);
-        // The documented placement: high (half of RAM, at most 128 MiB in, rounded down to
-        // 2 MiB) if it fits there, else right after the kernel, 2 MiB aligned.
-        let align = loader::INITRD_ALIGN;
-        let after_kernel = kernel_end.div_ceil(align) * align;
-        let high_offset = (mem_size / 2).min(loader::INITRD_MAX_OFFSET) / align * align;
-        let high = (RAM_BASE.raw() + high_offset).max(after_kernel);
-        assert_eq!((start - RAM_BASE.raw()) % align, 0, "initrd at {start:#x}");
-        let expected = if high + len <= ram_end {
-            high
-        } else {
-            after_kernel
-        };
-        assert_eq!(
-            start, expected,
-            "initrd placement (kernel end {kernel_end:#x})"
-        );
-        assert!(start >= kernel_end, "initrd overlaps the kernel");
-        assert!(start + len <= ram_end, "initrd past RAM");
-    }
+    let initrd_end = match (info.initrd, initrd) {
+        (Some((start, len)), Some(data)) => {
+            let start = start.raw();
+            assert_eq!(len, data.len() as u64);
+            assert_eq!(start, spot, "initrd placement (kernel end {kernel_end:#x})");
+            assert_eq!(start % page, 0, "initrd at {start:#x}");
+            assert!(start >= kernel_end, "initrd overlaps the kernel");
+            assert!(start + len <= ram_end, "initrd past RAM");
+            start + len
+        }
+        _ => spot,
+    };
+    let dtb_start = info.dtb.raw();
+    assert_eq!(
+        dtb_start,
+        initrd_end.div_ceil(loader::DTB_ALIGN) * loader::DTB_ALIGN
+    );
+    assert_eq!(
+        dtb_start % loader::DTB_ALIGN,
+        0,
+        "device tree at {dtb_start:#x}"
+    );
+    assert!(dtb_start >= kernel_end, "device tree overlaps the kernel");
+    assert!(dtb_start + info.dtb_size <= ram_end, "device tree past RAM");
 
     // What was written, where, in order: kernel, initrd, device tree.
     let mut expect: Vec<(u64, &[u8])> = vec![(entry, kernel)];
@@ -258,7 +265,7 @@ fn check_load(vcpus: u32, mem_size: u64, kernel: &[u8], initrd: Option<&[u8]>, c
         assert!(bytes == w_bytes);
     }
     let (dtb_at, dtb) = mem.writes.last().expect("the device tree was written");
-    assert_eq!(*dtb_at, RAM_BASE.raw());
+    assert_eq!(*dtb_at, dtb_start);
     assert_eq!(dtb.len() as u64, info.dtb_size);
     if mem.real.is_some() {
         for (at, bytes) in &mem.writes {

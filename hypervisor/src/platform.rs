@@ -89,6 +89,9 @@ pub struct Platform {
     /// Test hook from the hypervisor's own command line (`rhyve.vmm_fault=pl011-write:N`):
     /// make the VMM's UART model fail on purpose.
     pub vmm_fault: abi::vmm::FaultPlan,
+    /// The machine's PL031 real-time clock (`arm,pl031`): its register frame, where the
+    /// time of day is read at boot.
+    pub rtc: Option<u64>,
     /// The machine's virtio-mmio transports (`virtio,mmio` nodes), in tree order: the
     /// candidates for the devices the VMM drives (see `host_devices`).
     pub virtio_mmio: List<VirtioMmioNode, MAX_VIRTIO_MMIO>,
@@ -269,6 +272,11 @@ pub fn discover(fdt: &Fdt<'_>) -> Result<Platform, PlatformError> {
         }
     }
 
+    p.rtc = fdt
+        .find_compatible(&[bsp::pl031::COMPATIBLE])
+        .and_then(|n| n.reg()?.next())
+        .map(|r| r.starting_address as u64);
+
     for r in fdt.memory_reservations() {
         p.reserved.push((r.address() as u64, r.size() as u64));
     }
@@ -311,6 +319,7 @@ mod tests {
         // `interrupts = <0 1 4>`: SPI 1.
         assert_eq!(p.uart_intid, Some(32 + 1));
         assert_eq!(p.bundle, Some((0x4800_0000, 0x4800_0000 + 100_000)));
+        assert_eq!(p.rtc, Some(0x0901_0000));
         let virtio = p.virtio_mmio.as_slice();
         assert_eq!(virtio.len(), 32);
         for (n, node) in virtio.iter().enumerate() {
@@ -386,6 +395,9 @@ mod tests {
         );
         let no_psci = edited(t.clone(), b"smc\0", b"xyz\0");
         assert_eq!(discover_bytes(&no_psci).unwrap().psci, None);
+        // A machine without an RTC still boots (its time starts at 0).
+        let no_rtc = edited(t.clone(), b"arm,pl031\0", b"arm,pl039\0");
+        assert_eq!(discover_bytes(&no_rtc).unwrap().rtc, None);
         assert_eq!(
             discover_bytes(&t[..64]).unwrap_err(),
             PlatformError::NoDeviceTree

@@ -71,6 +71,8 @@ pub enum VmmCall {
     },
     /// Where the VMM's RAM is on the host (for the DMA of the devices it drives).
     HostInfo,
+    /// The machine's time of day.
+    Clock,
     /// Describe one of the machine's devices the VMM drives.
     HostDevice {
         /// Its index (checked against [`MAX_HOST_DEVICES`] only: the core knows how many).
@@ -157,6 +159,7 @@ pub fn check(x: &[u64; 8], served: &dyn Served) -> Result<VmmCall, Status> {
             })
         }
         call::HOST_INFO => Ok(VmmCall::HostInfo),
+        call::CLOCK => Ok(VmmCall::Clock),
         call::HOST_DEVICE => match usize::try_from(x[1]) {
             Ok(index) if index < MAX_HOST_DEVICES => Ok(VmmCall::HostDevice { index }),
             _ => Err(Status::InvalidArgument),
@@ -307,6 +310,7 @@ mod tests {
     #[test]
     fn host_device_queries_are_bounded() {
         assert_eq!(call(call::HOST_INFO, &[]), Ok(VmmCall::HostInfo));
+        assert_eq!(call(call::CLOCK, &[]), Ok(VmmCall::Clock));
         assert_eq!(
             call(call::HOST_DEVICE, &[1]),
             Ok(VmmCall::HostDevice { index: 1 })

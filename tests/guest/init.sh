@@ -17,6 +17,8 @@
 #   rhyve.net2=server|client  two guests on rhyve's switch: the server (10.0.3.1) serves random
 #                  text over HTTP, the client (10.0.3.2) fetches it; each prints a checksum
 #                  and its card's address
+#   rhyve.rtc=1    read the RTC (/dev/rtc0), set the system time from it, then write another
+#                  time to it and read that back; print each, power off
 #   rhyve.net=PORT bring eth0 up with QEMU user networking's static address, send 4 MiB of
 #                  random text to the host's PORT (HTTP POST to 10.0.2.2), power off
 #   otherwise      an interactive shell on the console
@@ -131,6 +133,24 @@ if has_param rhyve.virtio=1; then
 		echo "RHYVE-VPORT $((6 * 7)) $(cat /sys/class/virtio-ports/vport0p1/name)" >/dev/vport0p1
 	else
 		echo "RHYVE-VPORT-MISSING"
+	fi
+	echo RHYVE-TEST-DONE
+	poweroff -f
+fi
+
+if has_param rhyve.rtc=1; then
+	if wait_for /dev/rtc0 10; then
+		echo "RHYVE-RTC-NAME $(cat /sys/class/rtc/rtc0/name)"
+		echo "RHYVE-RTC-READ $(cat /sys/class/rtc/rtc0/since_epoch)"
+		hwclock -s -u
+		echo "RHYVE-RTC-SYS $(date -u +%s)"
+		# A time far from now (2009-02-13 23:31:30 UTC = 1234567890 s), so a read-back of
+		# anything but what was written cannot pass.
+		date -u -s "2009-02-13 23:31:30" >/dev/null
+		hwclock -w -u
+		echo "RHYVE-RTC-WROTE 1234567890 $(cat /sys/class/rtc/rtc0/since_epoch)"
+	else
+		echo "RHYVE-RTC-MISSING"
 	fi
 	echo RHYVE-TEST-DONE
 	poweroff -f

@@ -7,8 +7,8 @@
 
 use abi::layout::{
     GICD_BASE, GICD_SIZE, GICR_BASE, GICR_STRIDE, HTIMER_INTID, MAX_VCPUS, NR_SPIS, PL011_BASE,
-    PL011_INTID, PL011_SIZE, PTIMER_INTID, RAM_BASE, STIMER_INTID, VIRTIO_MMIO_BASE,
-    VIRTIO_MMIO_SPI_BASE, VIRTIO_MMIO_STRIDE, VTIMER_INTID,
+    PL011_INTID, PL011_SIZE, PL031_BASE, PL031_INTID, PL031_SIZE, PTIMER_INTID, RAM_BASE,
+    STIMER_INTID, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SPI_BASE, VIRTIO_MMIO_STRIDE, VTIMER_INTID,
 };
 use abi::{GuestPhysAddr, IntId, VcpuId};
 use alloc::format;
@@ -95,6 +95,8 @@ pub struct DeviceTreeConfig<'a> {
     pub virtio_mmio: &'a [VirtioMmioSlot],
     /// Whether the machine has the PL011 (then it is also `stdout-path` and `serial0`).
     pub pl011: bool,
+    /// Whether the machine has the PL031 real-time clock.
+    pub pl031: bool,
 }
 
 /// Why a device tree could not be made.
@@ -243,6 +245,19 @@ pub fn generate(cfg: &DeviceTreeConfig) -> Result<Vec<u8>, FdtError> {
         w.end_node(uart)?;
     }
 
+    if cfg.pl031 {
+        let rtc = w.begin_node(&format!("pl031@{:x}", PL031_BASE.raw()))?;
+        w.property_string_list("compatible", strings(&["arm,pl031", "arm,primecell"]))?;
+        w.property_array_u64("reg", &[PL031_BASE.raw(), PL031_SIZE])?;
+        w.property_array_u32(
+            "interrupts",
+            &[GIC_SPI, spi_number(PL031_INTID), IRQ_TYPE_LEVEL_HIGH],
+        )?;
+        w.property_string("clock-names", "apb_pclk")?;
+        w.property_u32("clocks", CLOCK_PHANDLE)?;
+        w.end_node(rtc)?;
+    }
+
     for (base, spi) in virtio {
         let node = w.begin_node(&format!("virtio_mmio@{:x}", base.raw()))?;
         w.property_string("compatible", "virtio,mmio")?;
@@ -346,6 +361,7 @@ mod tests {
             psci_method: PsciMethod::Hvc,
             virtio_mmio: &[],
             pl011: true,
+            pl031: true,
         }
     }
 
@@ -512,6 +528,27 @@ mod tests {
             fdt.aliases().unwrap().resolve_node("serial0").unwrap().name,
             "pl011@9000000"
         );
+    }
+
+    #[test]
+    fn pl031_at_qemu_virt_s_place_or_not_at_all() {
+        let blob = generate(&config(1)).unwrap();
+        let fdt = Fdt::new(&blob).unwrap();
+        let rtc = fdt.find_node("/pl031@9010000").unwrap();
+        assert_eq!(
+            string_list(rtc, "compatible"),
+            ["arm,pl031", "arm,primecell"]
+        );
+        assert_eq!(u64s(rtc, "reg"), [0x0901_0000, 0x1000]);
+        assert_eq!(u32s(rtc, "interrupts"), [0, 2, 4], "SPI 2, level");
+        assert_eq!(string_list(rtc, "clock-names"), ["apb_pclk"]);
+        assert_eq!(u32s(rtc, "clocks"), [CLOCK_PHANDLE]);
+        let without = generate(&DeviceTreeConfig {
+            pl031: false,
+            ..config(1)
+        })
+        .unwrap();
+        assert!(!without.windows(5).any(|w| w == b"pl031"));
     }
 
     #[test]

@@ -150,6 +150,18 @@ impl fmt::Display for ImageError {
     }
 }
 
+/// An Image header with these fields (res2-res5 zero), as a loader or a test writes one;
+/// [`inspect`] reads it back.
+pub fn header(code0: u32, text_offset: u64, image_size: u64, flags: u64) -> [u8; HEADER_SIZE] {
+    let mut h = [0u8; HEADER_SIZE];
+    h[OFF_CODE0..OFF_CODE0 + 4].copy_from_slice(&code0.to_le_bytes());
+    h[OFF_TEXT_OFFSET..OFF_TEXT_OFFSET + 8].copy_from_slice(&text_offset.to_le_bytes());
+    h[OFF_IMAGE_SIZE..OFF_IMAGE_SIZE + 8].copy_from_slice(&image_size.to_le_bytes());
+    h[OFF_FLAGS..OFF_FLAGS + 8].copy_from_slice(&flags.to_le_bytes());
+    h[OFF_MAGIC..OFF_MAGIC + 4].copy_from_slice(&MAGIC.to_le_bytes());
+    h
+}
+
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
     let bytes = b.get(off..off.checked_add(4)?)?;
     Some(u32::from_le_bytes(bytes.try_into().ok()?))

@@ -1,19 +1,31 @@
 //! Places a guest in its RAM: the kernel (arm64 Image or raw binary), the initrd and the
 //! device tree, and says where the guest starts.
 //!
-//! Layout, from [`RAM_BASE`]:
+//! The placement is QEMU virt's for `-kernel` (QEMU 7.2, `hw/arm/boot.c`), so a program that
+//! boots under `qemu-system-aarch64 -M virt -kernel` finds the same handoff here, for the same
+//! RAM size and file. `load_aarch64_image` places the kernel, `arm_setup_direct_kernel_boot`
+//! the initrd and the device tree:
 //!
-//! | what            | where                                                              |
-//! |-----------------|--------------------------------------------------------------------|
-//! | device tree     | `RAM_BASE` (below 2 MiB for an Image, below 0x80000 for a raw one) |
-//! | Image kernel    | `RAM_BASE + 2 MiB + text_offset` (booting.rst: 2 MiB-aligned base) |
-//! | raw kernel      | `RAM_BASE + 0x80000`, where QEMU puts a headerless `-kernel`       |
-//! | initrd          | `max(align_up(kernel_end, 2 MiB), RAM_BASE + align_down(min(mem/2, 128 MiB), 2 MiB))` |
+//! | what          | where, from `base` = [`RAM_BASE`]                                         |
+//! |---------------|---------------------------------------------------------------------------|
+//! | Image kernel  | `base + text_offset`, plus 2 MiB if `text_offset` < 4 KiB (QEMU's own boot stub owns RAM base); a pre-3.17 header (`image_size` 0) counts as `text_offset` 0x80000 |
+//! | raw kernel    | `base + 0x80000` (`KERNEL64_LOAD_ADDR`)                                   |
+//! | `kernel_end`  | load address + an Image's `image_size` (bss included), or the file's length |
+//! | initrd        | `align_up(max(base + min(mem / 2, 128 MiB), kernel_end), 4 KiB)`         |
+//! | device tree   | `align_up(initrd start + initrd length, 2 MiB)`; with no initrd, its length is 0 |
 //!
-//! `kernel_end` counts an Image's `image_size` (its bss too), not just the file. The initrd
-//! goes high to leave the kernel room to grow into (bss, early page tables, KASLR moves); if it
-//! does not fit there it goes right after the kernel, and if it does not fit there either the
-//! load fails.
+//! Nothing moves out of the way: an initrd or a device tree that does not fit in RAM where
+//! the rule puts it is an error, as it is for QEMU. The 4 KiB is QEMU's `TARGET_PAGE_ALIGN`
+//! for an Armv8 CPU; the 2 MiB is its alignment of an AArch64 device tree (the kernel's early
+//! mapping of it covers the 2 MiB block around it). At entry x0 = the device tree, x1 = x2 =
+//! x3 = 0, PC = the load address, for an Image and a raw binary alike (QEMU's
+//! `bootloader_aarch64` stub does this; rhyve sets the registers directly).
+//!
+//! Nothing here assumes Linux: the header says where an Image goes, whoever wrote it
+//! (FreeBSD's `kernel.bin` carries the same header).
+//!
+//! [`DtbPlacement::RamBase`] instead puts the tree at RAM base, below the kernel, as QEMU
+//! does for firmware (`arm_setup_firmware_boot`), for boots that start firmware later.
 
 use crate::fdt::{self, DeviceTreeConfig, FdtError, PsciMethod, VirtioMmioSlot};
 use crate::image::{self, ImageError, KernelKind};
@@ -23,14 +35,29 @@ use abi::vmm::{DeviceSet, VirtioKind};
 use abi::GuestPhysAddr;
 use core::fmt;
 
-/// Offset from [`RAM_BASE`] of the 2 MiB-aligned base an Image's `text_offset` counts from.
-pub const IMAGE_BASE_OFFSET: u64 = image::BASE_ALIGN;
-/// Offset from [`RAM_BASE`] of a raw kernel (QEMU virt's `KERNEL_LOAD_ADDR`).
+/// Offset from [`RAM_BASE`] of a raw kernel (QEMU's `KERNEL64_LOAD_ADDR`).
 pub const RAW_KERNEL_OFFSET: u64 = 0x8_0000;
-/// Alignment of the initrd.
-pub const INITRD_ALIGN: u64 = 2 << 20;
+/// An Image whose `text_offset` is below this goes 2 MiB higher: QEMU keeps the bottom of RAM
+/// for its boot stub (`BOOTLOADER_MAX_SIZE`).
+pub const BOOT_STUB_SIZE: u64 = 4 << 10;
+/// How much higher such an Image goes.
+pub const IMAGE_LOW_SHIFT: u64 = 2 << 20;
+/// Alignment of the initrd (QEMU's `TARGET_PAGE_ALIGN`).
+pub const INITRD_ALIGN: u64 = 4 << 10;
 /// The initrd is placed no higher than this far into RAM (unless the kernel reaches past it).
 pub const INITRD_MAX_OFFSET: u64 = 128 << 20;
+/// Alignment of the device tree after the initrd.
+pub const DTB_ALIGN: u64 = 2 << 20;
+
+/// Where the device tree goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DtbPlacement {
+    /// After the initrd, 2 MiB aligned: QEMU virt's `-kernel` boot.
+    #[default]
+    AfterInitrd,
+    /// At RAM base, below the kernel: where QEMU puts it for firmware (`-bios`).
+    RamBase,
+}
 
 /// What to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,17 +79,20 @@ pub struct GuestConfig<'a> {
 pub struct MachineOptions {
     /// How the guest calls PSCI.
     pub psci_method: PsciMethod,
-    /// The devices the device tree describes: the PL011 if the set has it, and a virtio-mmio
+    /// The devices the device tree describes: the PL011 and the PL031 if the set has them, and a virtio-mmio
     /// node at each of the set's virtio slots (`DeviceSet::slots`, the same the VMM uses).
     pub devices: DeviceSet,
+    /// Where the device tree goes.
+    pub dtb: DtbPlacement,
 }
 
 impl Default for MachineOptions {
-    /// PSCI over `hvc`, the PL011 and no virtio device.
+    /// PSCI over `hvc`, the PL011, no virtio device, the device tree after the initrd.
     fn default() -> Self {
         Self {
             psci_method: PsciMethod::Hvc,
             devices: DeviceSet::PL011,
+            dtb: DtbPlacement::AfterInitrd,
         }
     }
 }
@@ -126,11 +156,11 @@ pub enum LoadError {
         /// The end of guest RAM.
         ram_end: GuestPhysAddr,
     },
-    /// The device tree would overlap the kernel.
+    /// The device tree at RAM base would overlap the kernel or the initrd.
     DeviceTreeTooLarge {
         /// Its size.
         size: u64,
-        /// The room below the kernel.
+        /// The room below the kernel (and the initrd).
         limit: u64,
     },
     /// The device tree could not be made.
@@ -202,6 +232,84 @@ pub fn load(cfg: &GuestConfig, mem: &mut dyn GuestMemory) -> Result<BootInfo, Lo
     load_with(cfg, &MachineOptions::default(), mem)
 }
 
+/// Where a guest's parts go in its RAM, before the device tree is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// The kernel's load address (where the boot vCPU starts) and the memory it occupies.
+    pub kernel: (GuestPhysAddr, u64),
+    /// The initrd's address and length, if there is one.
+    pub initrd: Option<(GuestPhysAddr, u64)>,
+    /// The device tree's address.
+    pub dtb: GuestPhysAddr,
+    /// The end of guest RAM.
+    pub ram_end: GuestPhysAddr,
+}
+
+/// Places a kernel file and an initrd of `initrd_len` bytes (0: none) in `mem_size` bytes of
+/// RAM, by the rules of the module documentation. Writes nothing; the device tree's own size
+/// is checked by [`load_with`], which makes it.
+pub fn layout(
+    kernel: &[u8],
+    initrd_len: u64,
+    mem_size: u64,
+    dtb: DtbPlacement,
+) -> Result<Layout, LoadError> {
+    let ram_end = match RAM_BASE.checked_add(mem_size) {
+        Some(end) if mem_size != 0 => end,
+        _ => return Err(LoadError::BadMemorySize(mem_size)),
+    };
+    if kernel.is_empty() {
+        return Err(LoadError::EmptyKernel);
+    }
+    let beyond = |region, start: GuestPhysAddr, size| LoadError::DoesNotFit {
+        region,
+        start,
+        size,
+        ram_end,
+    };
+
+    // Kernel: where, and how much memory it occupies (load_aarch64_image).
+    let (offset, footprint) = match image::inspect(kernel)? {
+        KernelKind::Image(h) if h.text_offset < BOOT_STUB_SIZE => {
+            (h.text_offset + IMAGE_LOW_SHIFT, h.image_size)
+        }
+        KernelKind::Image(h) => (h.text_offset, h.image_size),
+        KernelKind::Raw => (RAW_KERNEL_OFFSET, kernel.len() as u64),
+    };
+    let kernel_start =
+        RAM_BASE
+            .checked_add(offset)
+            .ok_or(beyond(Region::Kernel, RAM_BASE, footprint))?;
+    let kernel_end = fit(Region::Kernel, kernel_start, footprint, ram_end)?;
+
+    // Initrd: half of RAM in, at most 128 MiB, but never below the kernel's end
+    // (arm_setup_direct_kernel_boot). Computed with no initrd too: the device tree follows it.
+    let high = RAM_BASE
+        .checked_add((mem_size / 2).min(INITRD_MAX_OFFSET))
+        .ok_or(beyond(Region::Initrd, RAM_BASE, initrd_len))?;
+    let initrd_start = high.max(kernel_end).align_up(INITRD_ALIGN).ok_or(beyond(
+        Region::Initrd,
+        kernel_end,
+        initrd_len,
+    ))?;
+    let initrd_end = fit(Region::Initrd, initrd_start, initrd_len, ram_end)?;
+
+    let dtb = match dtb {
+        DtbPlacement::AfterInitrd => {
+            initrd_end
+                .align_up(DTB_ALIGN)
+                .ok_or(beyond(Region::DeviceTree, initrd_end, 0))?
+        }
+        DtbPlacement::RamBase => RAM_BASE,
+    };
+    Ok(Layout {
+        kernel: (kernel_start, footprint),
+        initrd: (initrd_len != 0).then_some((initrd_start, initrd_len)),
+        dtb,
+        ram_end,
+    })
+}
+
 /// Loads a guest: checks everything, then writes the kernel, the initrd and the device tree
 /// through `mem`. Nothing is written unless the whole layout fits in `cfg.mem_size`.
 pub fn load_with(
@@ -213,63 +321,10 @@ pub fn load_with(
     if !vcpus_ok {
         return Err(LoadError::BadVcpuCount(cfg.vcpus));
     }
-    let ram_end = match RAM_BASE.checked_add(cfg.mem_size) {
-        Some(end) if cfg.mem_size != 0 => end,
-        _ => return Err(LoadError::BadMemorySize(cfg.mem_size)),
-    };
-    if cfg.kernel.is_empty() {
-        return Err(LoadError::EmptyKernel);
-    }
-
-    // Kernel: where, how much memory it occupies, and the room below it for the device tree
-    // (the Image's 2 MiB-aligned base, or QEMU's raw offset).
-    let (offset, footprint, dtb_limit) = match image::inspect(cfg.kernel)? {
-        KernelKind::Image(h) => (
-            IMAGE_BASE_OFFSET.saturating_add(h.text_offset),
-            h.image_size,
-            IMAGE_BASE_OFFSET,
-        ),
-        KernelKind::Raw => (
-            RAW_KERNEL_OFFSET,
-            cfg.kernel.len() as u64,
-            RAW_KERNEL_OFFSET,
-        ),
-    };
-    let kernel_start = RAM_BASE.checked_add(offset).ok_or(LoadError::DoesNotFit {
-        region: Region::Kernel,
-        start: RAM_BASE,
-        size: footprint,
-        ram_end,
-    })?;
-    let kernel_end = fit(Region::Kernel, kernel_start, footprint, ram_end)?;
-
-    // Initrd: high if it fits there, else right after the kernel.
-    let initrd = match cfg.initrd.filter(|i| !i.is_empty()) {
-        None => None,
-        Some(data) => {
-            let size = data.len() as u64;
-            let after_kernel = kernel_end
-                .align_up(INITRD_ALIGN)
-                .ok_or(LoadError::DoesNotFit {
-                    region: Region::Initrd,
-                    start: kernel_end,
-                    size,
-                    ram_end,
-                })?;
-            // Half of RAM need not be aligned (RAM not a multiple of 4 MiB): round down.
-            let high_offset = (cfg.mem_size / 2).min(INITRD_MAX_OFFSET) & !(INITRD_ALIGN - 1);
-            let high = RAM_BASE
-                .checked_add(high_offset)
-                .map_or(after_kernel, |h| h.max(after_kernel));
-            let start = match fit(Region::Initrd, high, size, ram_end) {
-                Ok(_) => high,
-                Err(e) => fit(Region::Initrd, after_kernel, size, ram_end)
-                    .map(|_| after_kernel)
-                    .map_err(|_| e)?,
-            };
-            Some((start, data, size))
-        }
-    };
+    let initrd_data = cfg.initrd.filter(|i| !i.is_empty());
+    let initrd_len = initrd_data.map_or(0, |d| d.len() as u64);
+    let at = layout(cfg.kernel, initrd_len, cfg.mem_size, machine.dtb)?;
+    let (kernel_start, _) = at.kernel;
 
     let (slots, n) = machine.devices.slots();
     let mut virtio = [VirtioMmioSlot(0); VirtioKind::ALL.len()];
@@ -280,31 +335,37 @@ pub fn load_with(
         vcpus: cfg.vcpus,
         mem_size: cfg.mem_size,
         cmdline: cfg.cmdline,
-        initrd: initrd.map(|(start, _, size)| (start, size)),
+        initrd: at.initrd,
         psci_method: machine.psci_method,
         virtio_mmio: &virtio[..n],
         pl011: machine.devices.contains(DeviceSet::PL011),
+        pl031: machine.devices.contains(DeviceSet::PL031),
     })?;
     let dtb_size = dtb.len() as u64;
-    if dtb_size > dtb_limit {
-        return Err(LoadError::DeviceTreeTooLarge {
-            size: dtb_size,
-            limit: dtb_limit,
-        });
+    if machine.dtb == DtbPlacement::RamBase {
+        // At RAM base the tree must end below the kernel and the initrd.
+        let below = at.initrd.map_or(kernel_start, |(i, _)| i.min(kernel_start));
+        let limit = below.raw() - RAM_BASE.raw();
+        if dtb_size > limit {
+            return Err(LoadError::DeviceTreeTooLarge {
+                size: dtb_size,
+                limit,
+            });
+        }
     }
-    fit(Region::DeviceTree, RAM_BASE, dtb_size, ram_end)?;
+    fit(Region::DeviceTree, at.dtb, dtb_size, at.ram_end)?;
 
     mem.write(kernel_start, cfg.kernel)?;
-    if let Some((start, data, _)) = initrd {
+    if let (Some((start, _)), Some(data)) = (at.initrd, initrd_data) {
         mem.write(start, data)?;
     }
-    mem.write(RAM_BASE, &dtb)?;
+    mem.write(at.dtb, &dtb)?;
 
     Ok(BootInfo {
         entry: kernel_start,
-        dtb: RAM_BASE,
-        kernel: (kernel_start, footprint),
-        initrd: initrd.map(|(start, _, size)| (start, size)),
+        dtb: at.dtb,
+        kernel: at.kernel,
+        initrd: at.initrd,
         dtb_size,
     })
 }
@@ -312,6 +373,7 @@ pub fn load_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image;
     use crate::image::testing::{image, modern_flags};
     use crate::memory::VecMemory;
     use alloc::vec;
@@ -340,13 +402,14 @@ mod tests {
     }
 
     #[test]
-    fn image_goes_2mib_plus_text_offset_and_dtb_at_ram_base() {
+    fn image_goes_at_text_offset_or_2mib_up_and_dtb_after_the_initrd_spot() {
         let kernel = image(0x4000, 0, 0x1_0000, modern_flags());
         let mut mem = ram(64 * MIB);
         let info = load(&cfg(&kernel, None, 64 * MIB), &mut mem).unwrap();
         assert_eq!(info.entry, GuestPhysAddr(0x4020_0000));
         assert_eq!(info.kernel, (GuestPhysAddr(0x4020_0000), 0x1_0000));
-        assert_eq!(info.dtb, GuestPhysAddr(0x4000_0000));
+        // No initrd: the tree goes where it would start, half of 64 MiB in.
+        assert_eq!(info.dtb, GuestPhysAddr(0x4200_0000));
         assert_eq!(info.initrd, None);
         assert_eq!(read(&mem, info.entry, kernel.len()), kernel);
         let dtb = read(&mem, info.dtb, info.dtb_size as usize);
@@ -354,9 +417,10 @@ mod tests {
         assert_eq!(fdt.chosen().bootargs(), Some("console=ttyAMA0"));
         assert_eq!(fdt.find_node("/cpus").unwrap().children().count(), 2);
 
+        // A text_offset of 4 KiB or more is taken as it is, from RAM base.
         let kernel = image(0x4000, 0x8_0000, 0x4000, 0);
         let info = load(&cfg(&kernel, None, 64 * MIB), &mut ram(64 * MIB)).unwrap();
-        assert_eq!(info.entry, GuestPhysAddr(0x4028_0000));
+        assert_eq!(info.entry, GuestPhysAddr(0x4008_0000));
     }
 
     #[test]
@@ -367,7 +431,8 @@ mod tests {
         assert_eq!(info.entry, GuestPhysAddr(0x4008_0000));
         assert_eq!(info.kernel, (GuestPhysAddr(0x4008_0000), 300));
         assert_eq!(read(&mem, info.entry, kernel.len()), kernel);
-        assert!(info.dtb_size < RAW_KERNEL_OFFSET);
+        assert_eq!(info.dtb, GuestPhysAddr(0x4080_0000));
+        assert_eq!(read(&mem, info.dtb, 4), [0xd0, 0x0d, 0xfe, 0xed]);
     }
 
     #[test]
@@ -391,22 +456,29 @@ mod tests {
         let info = load(&cfg(&kernel, Some(&initrd), 32 * MIB), &mut ram(32 * MIB)).unwrap();
         assert_eq!(info.initrd.unwrap().0, GuestPhysAddr(0x4100_0000));
 
-        // A kernel whose bss reaches past the halfway mark: the next 2 MiB boundary after it,
-        // counted by image_size, not by the file's length.
+        // A kernel whose bss reaches past the halfway mark: the next page after it, counted
+        // by image_size, not by the file's length.
         let big = image(0x4000, 0, 20 * MIB + 1, modern_flags());
         let info = load(&cfg(&big, Some(&initrd), 32 * MIB), &mut ram(32 * MIB)).unwrap();
-        assert_eq!(
-            info.initrd.unwrap().0,
-            GuestPhysAddr(0x4000_0000 + 24 * MIB)
-        );
+        assert_eq!(info.initrd.unwrap().0, GuestPhysAddr(0x4160_1000));
+        assert_eq!(info.dtb, GuestPhysAddr(0x4180_0000));
     }
 
     #[test]
-    fn initrd_too_big_for_the_high_spot_goes_after_the_kernel() {
+    fn initrd_too_big_for_its_spot_is_refused_not_moved() {
+        // QEMU refuses it too ("too big to fit into RAM after the kernel").
         let kernel = image(0x4000, 0, 0x1_0000, modern_flags());
         let initrd = vec![1u8; (20 * MIB) as usize];
-        let info = load(&cfg(&kernel, Some(&initrd), 32 * MIB), &mut ram(32 * MIB)).unwrap();
-        assert_eq!(info.initrd, Some((GuestPhysAddr(0x4040_0000), 20 * MIB)));
+        let err = load(&cfg(&kernel, Some(&initrd), 32 * MIB), &mut ram(32 * MIB)).unwrap_err();
+        assert_eq!(
+            err,
+            LoadError::DoesNotFit {
+                region: Region::Initrd,
+                start: GuestPhysAddr(0x4100_0000),
+                size: 20 * MIB,
+                ram_end: GuestPhysAddr(0x4200_0000),
+            }
+        );
     }
 
     #[test]
@@ -511,14 +583,23 @@ mod tests {
     }
 
     #[test]
-    fn a_device_tree_too_big_for_the_raw_gap_is_refused() {
+    fn a_device_tree_at_ram_base_must_end_below_the_kernel() {
         // A command line bigger than 0x80000 bytes makes the tree overlap a raw kernel.
         let cmdline = "x".repeat(RAW_KERNEL_OFFSET as usize);
         let c = GuestConfig {
             cmdline: &cmdline,
             ..cfg(b"raw kernel", None, 16 * MIB)
         };
-        let err = load(&c, &mut ram(16 * MIB)).unwrap_err();
+        let at_base = MachineOptions {
+            dtb: DtbPlacement::RamBase,
+            ..MachineOptions::default()
+        };
+        let small = GuestConfig { cmdline: "", ..c };
+        let info = load_with(&small, &at_base, &mut ram(16 * MIB)).unwrap();
+        assert_eq!(info.dtb, RAM_BASE);
+        // After the initrd spot, the same tree fits.
+        assert!(load(&c, &mut ram(16 * MIB)).is_ok());
+        let err = load_with(&c, &at_base, &mut ram(16 * MIB)).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -537,6 +618,7 @@ mod tests {
         let opts = MachineOptions {
             psci_method: PsciMethod::Smc,
             devices: DeviceSet::PL011.with(DeviceSet::VIRTIO_BLK),
+            dtb: DtbPlacement::AfterInitrd,
         };
         let mut mem = ram(16 * MIB);
         let info = load_with(&cfg(&kernel, None, 16 * MIB), &opts, &mut mem).unwrap();
@@ -554,6 +636,7 @@ mod tests {
             .count();
         assert_eq!(virtio, 1, "only the set's virtio devices");
         assert!(fdt.find_node("/pl011@9000000").is_some());
+        assert!(fdt.find_node("/pl031@9010000").is_none(), "not in the set");
     }
 
     #[test]
@@ -562,6 +645,7 @@ mod tests {
         let opts = MachineOptions {
             psci_method: PsciMethod::Hvc,
             devices: DeviceSet::ALL.without(DeviceSet::PL011),
+            dtb: DtbPlacement::AfterInitrd,
         };
         let mut mem = ram(16 * MIB);
         let info = load_with(&cfg(&kernel, None, 16 * MIB), &opts, &mut mem).unwrap();
@@ -581,17 +665,70 @@ mod tests {
         assert!(fdt.find_node("/pl011@9000000").is_none());
     }
 
-    /// Found by the `image_loader` fuzz target: with RAM that is not a multiple of 4 MiB,
-    /// half of it is not 2 MiB aligned, and the initrd went there unaligned, although
-    /// [`INITRD_ALIGN`] is its documented alignment.
+    /// RAM that is not a multiple of 4 MiB: half of it is not 2 MiB aligned. The initrd goes
+    /// there all the same (it is page aligned), and the tree to the next 2 MiB.
     #[test]
-    fn initrd_high_spot_keeps_initrd_align() {
+    fn initrd_high_spot_is_page_aligned_and_the_tree_2mib() {
         let kernel = [0x1fu8; 0x100];
         let initrd = [0xa5u8; 0x1000];
         let info = load(&cfg(&kernel, Some(&initrd), 159 * MIB), &mut ram(159 * MIB)).unwrap();
         let (start, _) = info.initrd.unwrap();
-        // Half of 159 MiB is 79.5 MiB: the initrd goes at 78 MiB.
-        assert_eq!(start.raw() - RAM_BASE.raw(), 78 * MIB, "initrd at {start}");
-        assert_eq!((start.raw() - RAM_BASE.raw()) % INITRD_ALIGN, 0);
+        assert_eq!(start.raw() - RAM_BASE.raw(), 79 * MIB + MIB / 2);
+        assert_eq!(info.dtb.raw() - RAM_BASE.raw(), 80 * MIB);
+        // Odd RAM sizes: half of it rounded up to a page.
+        let info = load(
+            &cfg(&kernel, Some(&initrd), 0x100_1001),
+            &mut ram(0x100_1001),
+        )
+        .unwrap();
+        assert_eq!(info.initrd.unwrap().0, GuestPhysAddr(0x4080_1000));
+    }
+
+    /// A raw kernel (no Image header) padded to `len` bytes.
+    fn raw_kernel(len: usize) -> Vec<u8> {
+        let mut k = vec![0u8; len];
+        k[..4].copy_from_slice(&0x1400_0000u32.to_le_bytes());
+        k
+    }
+
+    /// QEMU 7.2 (Debian 12's `qemu-system-aarch64`, `-nodefaults -M virt,gic-version=3 -cpu max
+    /// -m N -kernel K [-initrd I]`), measured with tests/guests `handoff`, which prints x0,
+    /// where it runs and `/chosen`'s initrd range. The kernels: that program padded with zeros
+    /// to 256 KiB ("small") or to 70 MiB + 0x123 ("big", more than half of 128 MiB), and the
+    /// same program behind an Image header with text_offset 0x7f000 and image_size 80 MiB
+    /// ("image", as the `handoff-image` scenario builds it); the initrd 0x12345 bytes.
+    #[test]
+    fn placement_matches_qemu_virt_measured() {
+        const SMALL: usize = 0x4_0000;
+        const BIG: usize = 70 << 20 | 0x123;
+        const INITRD: u64 = 0x1_2345;
+        let mut wrapped = image::header(0x1400_0400, 0x7_f000, 80 * MIB, 0).to_vec();
+        wrapped.resize(0x1000 + 0x6310, 0);
+        let small = raw_kernel(SMALL);
+        let big = raw_kernel(BIG);
+        // (RAM MiB, kernel, initrd length, x0, entry, initrd start).
+        type Case<'a> = (u64, &'a [u8], u64, u64, u64, u64);
+        let cases: [Case; 12] = [
+            (128, &small, 0, 0x4400_0000, 0x4008_0000, 0),
+            (128, &small, INITRD, 0x4420_0000, 0x4008_0000, 0x4400_0000),
+            (512, &small, 0, 0x4800_0000, 0x4008_0000, 0),
+            (512, &small, INITRD, 0x4820_0000, 0x4008_0000, 0x4800_0000),
+            (1024, &small, 0, 0x4800_0000, 0x4008_0000, 0),
+            (1024, &small, INITRD, 0x4820_0000, 0x4008_0000, 0x4800_0000),
+            (4096, &small, 0, 0x4800_0000, 0x4008_0000, 0),
+            (4096, &small, INITRD, 0x4820_0000, 0x4008_0000, 0x4800_0000),
+            (128, &big, 0, 0x4480_0000, 0x4008_0000, 0),
+            (128, &big, INITRD, 0x4480_0000, 0x4008_0000, 0x4468_1000),
+            (128, &wrapped, 0, 0x4520_0000, 0x4007_f000, 0),
+            (512, &wrapped, INITRD, 0x4820_0000, 0x4007_f000, 0x4800_0000),
+        ];
+        for (mib, kernel, initrd, x0, entry, initrd_at) in cases {
+            let at = layout(kernel, initrd, mib * MIB, DtbPlacement::AfterInitrd).unwrap();
+            let what = alloc::format!("{mib} MiB, kernel {:#x}, initrd {initrd:#x}", kernel.len());
+            assert_eq!(at.dtb, GuestPhysAddr(x0), "x0, {what}");
+            assert_eq!(at.kernel.0, GuestPhysAddr(entry), "entry, {what}");
+            let want = (initrd != 0).then_some((GuestPhysAddr(initrd_at), initrd));
+            assert_eq!(at.initrd, want, "initrd, {what}");
+        }
     }
 }

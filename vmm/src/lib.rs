@@ -1,4 +1,4 @@
-//! rhyve's VMM: the device models (PL011, virtio) the EL1 VMM partition runs for its guests.
+//! rhyve's VMM: the device models (PL011, PL031, virtio) the EL1 VMM partition runs for its guests.
 //!
 //! Of rhyve's images only the partition program (`src/main.rs`, `partition/`) links this
 //! crate; the EL2 core never does (the host fuzzers and tests drive the models too). What the core needs before a guest exists (VM descriptions, the boot bundle,
@@ -14,4 +14,5 @@ extern crate std;
 
 pub mod cfi_flash;
 pub mod pl011;
+pub mod pl031;
 pub mod virtio;

@@ -1,6 +1,6 @@
 //! The privilege line, checked on the EL2 image: the core links no device model.
 //!
-//! Device models (`vmm::pl011`, `vmm::virtio`) run in the VMM partition at EL1; the core links
+//! Device models (`vmm::pl011`, `vmm::pl031`, `vmm::virtio`) run in the VMM partition at EL1; the core links
 //! only `abi` and `vmboot`. A dependency that pulls a model back into the core still builds, so
 //! `cargo xtask test` reads the image's symbol table after building it and fails on any name
 //! from those modules ([`FORBIDDEN`]): an `nm -C | grep` without needing binutils.
@@ -19,7 +19,7 @@ use crate::image::{check_header, u16_at, u32_at, u64_at, ElfError, EHDR_SIZE};
 use crate::scenarios::Outcome;
 
 /// The modules whose code must not be in the core's image: `(crate, module)`.
-pub const FORBIDDEN: [(&str, &str); 2] = [("vmm", "virtio"), ("vmm", "pl011")];
+pub const FORBIDDEN: [(&str, &str); 3] = [("vmm", "virtio"), ("vmm", "pl011"), ("vmm", "pl031")];
 
 /// The step's name in `cargo xtask test`.
 pub const STEP: &str = "image-symbols";

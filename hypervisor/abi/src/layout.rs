@@ -27,6 +27,13 @@ pub const PL011_SIZE: u64 = 0x1000;
 /// The PL011's interrupt (SPI 1).
 pub const PL011_INTID: IntId = IntId::spi(1);
 
+/// PL031 real-time clock.
+pub const PL031_BASE: GuestPhysAddr = GuestPhysAddr(0x0901_0000);
+/// Size of the PL031's frame.
+pub const PL031_SIZE: u64 = 0x1000;
+/// The PL031's interrupt (SPI 2).
+pub const PL031_INTID: IntId = IntId::spi(2);
+
 /// First virtio-mmio slot.
 pub const VIRTIO_MMIO_BASE: GuestPhysAddr = GuestPhysAddr(0x0A00_0000);
 /// Size of one virtio-mmio slot.
@@ -59,11 +66,12 @@ pub const fn gicr_base(index: usize) -> Option<GuestPhysAddr> {
     }
 }
 
-/// Whether `ipa` belongs to a device the VMM partition models (the PL011 and the virtio-mmio
-/// slots); the core emulates the GIC itself.
+/// Whether `ipa` belongs to a device the VMM partition models (the PL011, the PL031 and the
+/// virtio-mmio slots); the core emulates the GIC itself.
 pub const fn vmm_device(ipa: GuestPhysAddr) -> bool {
     let a = ipa.0;
     (a >= PL011_BASE.0 && a < PL011_BASE.0 + PL011_SIZE)
+        || (a >= PL031_BASE.0 && a < PL031_BASE.0 + PL031_SIZE)
         || (a >= VIRTIO_MMIO_BASE.0
             && a < VIRTIO_MMIO_BASE.0 + VIRTIO_MMIO_STRIDE * VIRTIO_MMIO_SLOTS)
 }

@@ -24,7 +24,7 @@ use crate::types::{GuestPhysAddr, IntId, VcpuId, VmId};
 use core::fmt;
 
 /// The ABI version [`call::VERSION`] returns. Bump it on any incompatible change.
-pub const VERSION: u64 = 2;
+pub const VERSION: u64 = 3;
 
 /// Function IDs (SMCCC: fast call, SMC64, owner 6 = vendor-specific hypervisor service).
 pub mod call {
@@ -56,6 +56,12 @@ pub mod call {
     /// [`super::host_device_page`]`(x1)`), x3 = the frame's size, x4 = 1 if its interrupt
     /// comes to the VMM as [`super::Request::HostIrq`]. InvalidArgument past the last one.
     pub const HOST_DEVICE: u32 = 0xC600_0008;
+    /// The machine's time of day ([`super::WallClock`]): x1 = seconds since the Unix epoch at
+    /// boot, x2 = the physical counter (CNTPCT) then, x3 = its frequency (CNTFRQ), x4 = the
+    /// counter now. The VMM works out the time from them ([`super::WallClock::seconds_at`]):
+    /// it cannot read CNTPCT itself (EL1's access depends on CNTHCTL_EL2, which an upcall does
+    /// not set), and its CNTVCT carries the offset of whichever guest ran last.
+    pub const CLOCK: u32 = 0xC600_0009;
     /// The VMM cannot go on: x1 bytes of message packed in x2-x7. Does not return.
     pub const PANIC: u32 = 0xC600_00FF;
 }
@@ -145,6 +151,45 @@ pub const fn guest_window(vm: VmId) -> Option<GuestPhysAddr> {
         ))
     } else {
         None
+    }
+}
+
+/// The machine's time of day, as the core read it at boot: its RTC's seconds paired with the
+/// physical counter, so that the time at any later count is `seconds + elapsed / frequency`.
+/// A machine without an RTC starts at 0 (1970).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct WallClock {
+    /// Seconds since the Unix epoch at `count`.
+    pub seconds: u64,
+    /// CNTPCT when `seconds` was read.
+    pub count: u64,
+    /// CNTFRQ: counter ticks per second.
+    pub frequency: u64,
+}
+
+impl WallClock {
+    /// Seconds since the Unix epoch at counter value `now`. A count before the pairing (or a
+    /// counter without a frequency) gives the boot time itself: the clock never goes back.
+    pub const fn seconds_at(self, now: u64) -> u64 {
+        if self.frequency == 0 {
+            return self.seconds;
+        }
+        self.seconds
+            .saturating_add(now.saturating_sub(self.count) / self.frequency)
+    }
+
+    /// x1-x3 of [`call::CLOCK`]'s answer (x4, the counter now, is added by the core).
+    pub const fn to_regs(self) -> [u64; 3] {
+        [self.seconds, self.count, self.frequency]
+    }
+
+    /// From x1-x3.
+    pub const fn from_regs(r: [u64; 3]) -> Self {
+        Self {
+            seconds: r[0],
+            count: r[1],
+            frequency: r[2],
+        }
     }
 }
 
@@ -344,7 +389,8 @@ impl fmt::Display for Mac {
 /// device at the slot [`VirtioKind::slot`] gives it, so the two always agree. A VM
 /// description's `devices` list names them ([`Self::EACH`]).
 ///
-/// Bit 0 is the PL011; the virtio kind at slot `s` is bit `1 + s` ([`VirtioKind::device`]).
+/// Bit 0 is the PL011, bit 1 the PL031; the virtio kind at slot `s` is bit
+/// [`Self::VIRTIO_FIRST_BIT`]` + s` ([`VirtioKind::device`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct DeviceSet(pub u32);
 
@@ -353,6 +399,12 @@ impl DeviceSet {
     pub const NONE: Self = Self(0);
     /// The PL011 UART (the console `console=ttyAMA0` names).
     pub const PL011: Self = Self(1 << 0);
+    /// The PL031 real-time clock.
+    pub const PL031: Self = Self(1 << 1);
+    /// The devices at fixed places of their own, before the virtio kinds, with their names.
+    const PLATFORM: [(Self, &'static str); 2] = [(Self::PL011, "pl011"), (Self::PL031, "pl031")];
+    /// The bit of the virtio kind at slot 0: the first above the platform devices'.
+    pub const VIRTIO_FIRST_BIT: u32 = Self::PLATFORM.len() as u32;
     /// virtio-console: hvc0 and a second port.
     pub const VIRTIO_CONSOLE: Self = VirtioKind::Console.device();
     /// virtio-blk.
@@ -361,17 +413,22 @@ impl DeviceSet {
     pub const VIRTIO_NET: Self = VirtioKind::Net.device();
     /// virtio-rng.
     pub const VIRTIO_RNG: Self = VirtioKind::Rng.device();
-    /// How many devices there are: the PL011 and the virtio kinds.
-    pub const COUNT: usize = 1 + VirtioKind::ALL.len();
+    /// How many devices there are: the platform devices and the virtio kinds.
+    pub const COUNT: usize = Self::PLATFORM.len() + VirtioKind::ALL.len();
     /// Each device alone, with its name in a VM description's `devices` list, in the order a
-    /// description lists them: the PL011, then the virtio kinds in slot order.
+    /// description lists them: the PL011, the PL031, then the virtio kinds in slot order.
     pub const EACH: [(Self, &'static str); Self::COUNT] = {
         let mut each = [(Self::PL011, "pl011"); Self::COUNT];
         let mut i = 0;
-        while i < VirtioKind::ALL.len() {
-            let kind = VirtioKind::ALL[i];
-            each[1 + i] = (kind.device(), kind.name());
+        while i < Self::PLATFORM.len() {
+            each[i] = Self::PLATFORM[i];
             i += 1;
+        }
+        let mut k = 0;
+        while k < VirtioKind::ALL.len() {
+            let kind = VirtioKind::ALL[k];
+            each[Self::PLATFORM.len() + k] = (kind.device(), kind.name());
+            k += 1;
         }
         each
     };
@@ -497,9 +554,10 @@ impl VirtioKind {
         None
     }
 
-    /// The [`DeviceSet`] bit of this kind: bit `1 + slot`, above the PL011's.
+    /// The [`DeviceSet`] bit of this kind: bit [`DeviceSet::VIRTIO_FIRST_BIT`]` + slot`,
+    /// above the platform devices'.
     pub const fn device(self) -> DeviceSet {
-        DeviceSet(1 << (1 + self.slot()))
+        DeviceSet(1 << (DeviceSet::VIRTIO_FIRST_BIT + self.slot()))
     }
 
     /// The guest interrupt of this kind's slot.
@@ -965,6 +1023,7 @@ mod tests {
     fn device_sets_map_to_fixed_distinct_slots() {
         assert_eq!(DeviceSet::ALL.slots(), ([0, 1, 2, 3], 4));
         assert_eq!(DeviceSet::PL011.slots().1, 0, "a UART is not a virtio slot");
+        assert_eq!(DeviceSet::PL031.slots().1, 0, "nor is an RTC");
         let (slots, n) = DeviceSet::VIRTIO_RNG.with(DeviceSet::VIRTIO_BLK).slots();
         assert_eq!(
             &slots[..n],
@@ -988,19 +1047,26 @@ mod tests {
     #[test]
     fn every_device_has_one_bit_and_one_name() {
         // The bits are the interface's: VmStart carries them.
-        let bits: [u32; DeviceSet::COUNT] = [1, 2, 4, 8, 16];
+        let bits: [u32; DeviceSet::COUNT] = [1, 2, 4, 8, 16, 32];
         for (i, (device, name)) in DeviceSet::EACH.into_iter().enumerate() {
             assert_eq!(device.0, bits[i], "{name}");
             assert_eq!(DeviceSet::named(name), Some(device));
             assert!(device.names().eq([name]));
         }
-        assert_eq!(DeviceSet::ALL.0, 0x1f);
+        assert_eq!(DeviceSet::ALL.0, 0x3f);
+        assert_eq!(DeviceSet::named("pl031"), Some(DeviceSet::PL031));
         assert_eq!(DeviceSet::named("virtio-gpu"), None);
         assert_eq!(DeviceSet::NONE.names().count(), 0);
-        let set = DeviceSet::VIRTIO_RNG.with(DeviceSet::PL011);
-        assert!(set.names().eq(["pl011", "virtio-rng"]), "in EACH order");
+        let set = DeviceSet::VIRTIO_RNG
+            .with(DeviceSet::PL011)
+            .with(DeviceSet::PL031);
+        assert!(
+            set.names().eq(["pl011", "pl031", "virtio-rng"]),
+            "in EACH order"
+        );
         for kind in VirtioKind::ALL {
-            assert_eq!(DeviceSet::EACH[1 + kind.slot() as usize].1, kind.name());
+            let at = DeviceSet::VIRTIO_FIRST_BIT + kind.slot();
+            assert_eq!(DeviceSet::EACH[at as usize].1, kind.name());
         }
     }
 
@@ -1063,6 +1129,32 @@ mod tests {
         let mut bad = regs;
         bad[1] = 5 | 0x0100_5e00_0001 << 16;
         assert_eq!(Request::from_regs(bad), None);
+    }
+
+    #[test]
+    fn the_wall_clock_runs_with_the_counter_and_never_goes_back() {
+        let c = WallClock {
+            seconds: 1_700_000_000,
+            count: 5_000,
+            frequency: 1_000,
+        };
+        assert_eq!(WallClock::from_regs(c.to_regs()), c);
+        assert_eq!(c.seconds_at(5_000), 1_700_000_000);
+        assert_eq!(c.seconds_at(5_999), 1_700_000_000, "whole seconds");
+        assert_eq!(c.seconds_at(65_000), 1_700_000_060);
+        assert_eq!(c.seconds_at(0), 1_700_000_000, "before the pairing");
+        assert_eq!(
+            c.seconds_at(u64::MAX),
+            1_700_000_000 + (u64::MAX - 5_000) / 1_000
+        );
+        let no_freq = WallClock { frequency: 0, ..c };
+        assert_eq!(no_freq.seconds_at(1 << 40), 1_700_000_000);
+        let huge = WallClock {
+            seconds: u64::MAX,
+            ..c
+        };
+        assert_eq!(huge.seconds_at(1 << 40), u64::MAX, "saturates");
+        assert_eq!(WallClock::default().seconds_at(123), 0, "no RTC: 1970");
     }
 
     #[test]

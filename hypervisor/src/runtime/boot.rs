@@ -96,7 +96,8 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
     let vms = machine::set_vms(vms);
     lifecycle::set_vmm_fault(plat.vmm_fault);
     if vms.iter().any(|vm| vm.spec.served) {
-        match partition::create(&mut free, cpu0, nr, plat.virtio_mmio.as_slice()) {
+        let clock = wall_clock(&plat);
+        match partition::create(&mut free, cpu0, nr, plat.virtio_mmio.as_slice(), clock) {
             Ok(p) => p.enable_host_irqs(&machine.gicd, cpu0.aff),
             Err(e) => log::error!("{e}: the VMs it would serve do not start"),
         }
@@ -122,6 +123,26 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
     }
     start_secondaries(machine);
     cpu_loop(cpu0)
+}
+
+/// The machine's time of day: its RTC's seconds, read once here (its frame identity-mapped as
+/// device memory, as every address outside RAM is), paired with the physical counter. Guests'
+/// RTCs run from it. Without an RTC the time starts at 0 (1970), and the log says so.
+fn wall_clock(plat: &Platform) -> abi::vmm::WallClock {
+    // SAFETY: the frame of the tree's `arm,pl031` node; reading RTCDR has no side effect.
+    let seconds = plat
+        .rtc
+        .and_then(|base| unsafe { bsp::pl031::read_seconds(base as usize) });
+    let clock = abi::vmm::WallClock {
+        seconds: seconds.map_or(0, u64::from),
+        count: crate::arch::timer::now(),
+        frequency: crate::arch::timer::frequency(),
+    };
+    match seconds {
+        Some(s) => log::info!("machine time: {s} s since 1970 (its PL031 RTC)"),
+        None => log::warn!("the machine has no PL031 RTC: guests' clocks start at 1970"),
+    }
+    clock
 }
 
 fn free_ram(plat: &Platform, dtb: usize, dtb_size: usize, image_base: usize) -> FreeRam {

@@ -19,7 +19,7 @@ use super::{console, input, irq};
 use crate::arch::el1::El1State;
 use crate::arch::exception::{self, ExitKind, GuestRegs};
 use crate::arch::stage2::{Stage2, BLOCK_SIZE, PAGE_SIZE};
-use crate::arch::{tlb, trap};
+use crate::arch::{timer, tlb, trap};
 use crate::exit::{self, Exit};
 use crate::hostdev::{self, HostDevice, Transport};
 use crate::vmmcall::{self, Served, ServedVm, VmmCall};
@@ -59,6 +59,8 @@ pub struct Partition {
     cpus: Vec<Mutex<VmmCpu>>,
     /// Host-physical address of the partition's RAM (for its devices' DMA).
     ram_pa: u64,
+    /// The machine's time of day, read at boot.
+    clock: vabi::WallClock,
     /// The machine's devices it drives (`hostdev`), each mapped at its page of the VMM's view.
     host: [HostDevice; vabi::MAX_HOST_DEVICES],
     host_len: usize,
@@ -115,6 +117,7 @@ pub fn create(
     cpu: &PerCpu,
     nr_cpus: usize,
     virtio: &[VirtioMmioNode],
+    clock: vabi::WallClock,
 ) -> Result<&'static Partition, &'static str> {
     let size = vabi::VMM_RAM_SIZE;
     let pa = free
@@ -155,6 +158,7 @@ pub fn create(
         alive: AtomicBool::new(true),
         mapped: [const { AtomicBool::new(false) }; vabi::MAX_VMS],
         ram_pa: pa,
+        clock,
         host,
         host_len,
         host_irq: [const { AtomicBool::new(false) }; vabi::MAX_HOST_DEVICES],
@@ -424,6 +428,14 @@ impl Partition {
                             regs.x[0] = Status::Ok.to_reg();
                             regs.x[1] = self.ram_pa;
                         }
+                        Ok(VmmCall::Clock) => {
+                            let [seconds, count, frequency] = self.clock.to_regs();
+                            regs.x[0] = Status::Ok.to_reg();
+                            regs.x[1] = seconds;
+                            regs.x[2] = count;
+                            regs.x[3] = frequency;
+                            regs.x[4] = timer::now();
+                        }
                         Ok(VmmCall::HostDevice { index }) => {
                             let found = self.host[..self.host_len]
                                 .get(index)
@@ -460,6 +472,7 @@ impl Partition {
             | VmmCall::Wait(_)
             | VmmCall::Panic { .. }
             | VmmCall::HostInfo
+            | VmmCall::Clock
             | VmmCall::HostDevice { .. } => return Status::InvalidArgument,
         };
         // Outside a request (at its boot) the VMM acts on no VM.
@@ -518,6 +531,7 @@ impl Partition {
             | VmmCall::Wait(_)
             | VmmCall::Panic { .. }
             | VmmCall::HostInfo
+            | VmmCall::Clock
             | VmmCall::HostDevice { .. } => Status::InvalidArgument,
         }
     }

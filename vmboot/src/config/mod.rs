@@ -52,7 +52,7 @@
 //! | `kernel` | a file of the boot bundle `"path"`, or host RAM `{ addr = A, size = S }` (S > 0) | required |
 //! | `initrd` | as `kernel` | none |
 //! | `cmdline` | string | `""` |
-//! | `devices` | any of `"pl011"`, `"virtio-console"`, `"virtio-blk"`, `"virtio-net"`, `"virtio-rng"` (the names of [`DeviceSet::EACH`]), none twice | `["pl011"]` |
+//! | `devices` | any of `"pl011"`, `"pl031"`, `"virtio-console"`, `"virtio-blk"`, `"virtio-net"`, `"virtio-rng"` (the names of [`DeviceSet::EACH`]), none twice | `["pl011", "pl031"]` |
 //! | `disk` | `{ file = "path", offset = "64M", size = "128M", readonly = true }`, every key optional, or `"path"` for `{ file = "path" }`: the slice of the machine's disk, `offset` and `size` as `memory` (multiples of 512; `size` > 0); `file` names the image the host tool attaches as the machine's disk (see below); needs `"virtio-blk"` | the whole disk, writable, when the VM has `"virtio-blk"`; `offset` 0, `size` to the end, `readonly` false, no `file` |
 //! | `mac` | `"52:54:00:12:34:56"`, unicast, not zero, not in rhyve's default range `02:72:68:xx:xx:xx`, not an earlier VM's; needs `"virtio-net"` | none: `02:72:68:00:<vm id>:00` |
 //! | `autostart` | boolean | `true` |
@@ -101,8 +101,8 @@ pub const MAX_NAME: usize = 16;
 /// The unit of a disk's `offset` and `size`: a sector of the machine's disk.
 pub const SECTOR_BYTES: u64 = 512;
 
-/// What a VM gets when its table has no `devices` key: the console.
-pub const DEFAULT_DEVICES: DeviceSet = DeviceSet::PL011;
+/// What a VM gets when its table has no `devices` key: the console and the real-time clock.
+pub const DEFAULT_DEVICES: DeviceSet = DeviceSet::PL011.with(DeviceSet::PL031);
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;

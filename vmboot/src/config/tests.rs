@@ -57,7 +57,7 @@ memory = 0x4000_0000
 kernel = { addr = 0x4800_0000, size = 0x100_0000 }
 initrd = "guest/initramfs.cpio"
 cmdline = "console=ttyAMA0 a=\"b\" c\\d\te\n#not a comment"
-devices = ["pl011", "virtio-console", "virtio-blk", "virtio-net", "virtio-rng"]
+devices = ["pl011", "pl031", "virtio-console", "virtio-blk", "virtio-net", "virtio-rng"]
 disk = { file = "db.img", readonly = true }
 mac = "52:54:00:AB:cd:56"
 autostart = false
@@ -555,7 +555,7 @@ fn devices_rules() {
     );
     for (v, reason) in [
         ("[\"pl011\", \"pl011\"]", "\"pl011\" listed twice"),
-        ("[\"virtio-gpu\"]", "unknown device \"virtio-gpu\" (known: pl011, virtio-console, virtio-blk, virtio-net, virtio-rng)"),
+        ("[\"virtio-gpu\"]", "unknown device \"virtio-gpu\" (known: pl011, pl031, virtio-console, virtio-blk, virtio-net, virtio-rng)"),
         ("[1]", "expected an array of device names, found an array"),
         ("\"pl011\"", "expected an array of device names, found a string"),
     ] {
@@ -992,7 +992,7 @@ fn to_toml_round_trips() {
     assert_eq!(
         base_desc().to_toml(),
         "[[vm]]\nname = \"web\"\nvcpus = 1\nmemory = \"256M\"\nkernel = \"Image\"\n\
-         cmdline = \"\"\ndevices = [\"pl011\"]\nautostart = true\n"
+         cmdline = \"\"\ndevices = [\"pl011\", \"pl031\"]\nautostart = true\n"
     );
 }
 

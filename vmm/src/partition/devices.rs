@@ -1,7 +1,7 @@
 //! The devices the VMM models for each VM it serves, and the answer to each request.
 //!
-//! A VM has the devices of its [`DeviceSet`] (from its VmStart): the PL011 and virtio-mmio
-//! slots at the fixed places `VirtioKind::slot` gives, the same the loader described in the
+//! A VM has the devices of its [`DeviceSet`] (from its VmStart): the PL011, the PL031 and
+//! virtio-mmio slots at the fixed places `VirtioKind::slot` gives, the same the loader described in the
 //! guest's device tree. Guest RAM is reached only through the VM's [`WindowMemory`].
 //!
 //! Lock order: one VM's devices -> the switch -> a device of the machine (`super::host`);
@@ -14,7 +14,8 @@ use super::guest_mem::WindowMemory;
 use super::hvc;
 use super::net::NetPort;
 use abi::layout::{
-    PL011_BASE, PL011_INTID, PL011_SIZE, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
+    PL011_BASE, PL011_INTID, PL011_SIZE, PL031_BASE, PL031_INTID, PL031_SIZE, VIRTIO_MMIO_BASE,
+    VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
 };
 use abi::vmm::{
     pack, unpack, DeviceSet, DiskSlice, FaultPlan, Request, Response, Status, UartShadow,
@@ -23,6 +24,7 @@ use abi::vmm::{
 use abi::{GuestPhysAddr, VmId};
 use spin::{Mutex, Once};
 use vmm::pl011::Pl011;
+use vmm::pl031::{self, Pl031};
 use vmm::virtio::blk::VirtioBlk;
 use vmm::virtio::console::VirtioConsole;
 use vmm::virtio::mmio::{self, MmioSlot};
@@ -42,6 +44,27 @@ struct Uart {
     /// Test hook: the write on which the UART model panics.
     panic_on_write: Option<u32>,
     writes: u32,
+}
+
+/// A VM's RTC.
+struct Rtc {
+    model: Pl031,
+    /// The line as the core last heard it.
+    level: bool,
+}
+
+/// The machine's time of day, as the core tells it. The VMM asks at each reading rather than
+/// reading the counter itself: at EL1 CNTPCT is readable only if the core's CNTHCTL_EL2 says
+/// so, which an upcall does not set, and CNTVCT carries the offset of whichever guest ran
+/// last. A guest reads its RTC rarely (at boot, for `hwclock`), so one more call costs little.
+struct MachineClock;
+
+impl pl031::Clock for MachineClock {
+    fn now(&mut self) -> u64 {
+        // Without an answer (a core that cannot say) the time is 1970, as on a machine
+        // without an RTC.
+        hvc::clock().map_or(0, |(clock, count)| clock.seconds_at(count))
+    }
 }
 
 /// Entropy for a VM's virtio-rng: RNDR when the CPU has it, else the machine's own
@@ -72,6 +95,7 @@ impl EntropySource for Entropy {
 struct VmDevices {
     mem: WindowMemory,
     uart: Option<Uart>,
+    rtc: Option<Rtc>,
     console: Option<MmioTransport<VirtioConsole<PortOut>>>,
     blk: Option<MmioTransport<VirtioBlk<GuestDisk>>>,
     net: Option<MmioTransport<VirtioNet<NetPort>>>,
@@ -191,6 +215,16 @@ fn mmio(dev: &mut VmDevices, ipa: GuestPhysAddr, size: u8, write: bool, data: u6
         }
         return resp;
     }
+    if let Some(off) = ipa.0.checked_sub(PL031_BASE.0).filter(|o| *o < PL031_SIZE) {
+        let Some(rtc) = dev.rtc.as_mut() else {
+            return Response::error();
+        };
+        if write {
+            rtc.model.write(off, data as u32, &mut MachineClock);
+            return Response::ok(0);
+        }
+        return Response::ok(u64::from(rtc.model.read(off, &mut MachineClock)));
+    }
     let Some(off) = ipa
         .0
         .checked_sub(VIRTIO_MMIO_BASE.0)
@@ -267,6 +301,11 @@ fn with_vm(vm: VmId, f: impl FnOnce(&mut VmDevices) -> Response) -> Response {
         return Response::error();
     };
     let mut resp = f(dev);
+    if let Some(rtc) = dev.rtc.as_mut().filter(|r| r.model.waiting()) {
+        // The model has no timer: an armed, unmasked match is checked at each request of its
+        // VM (only then, so the clock costs no call otherwise).
+        rtc.model.poll(&mut MachineClock);
+    }
     if let Some(net) = dev.net.as_mut() {
         // Replies to what the guest just sent may be in already: take them now rather than
         // at the card's interrupt.
@@ -329,6 +368,10 @@ fn start(
             panic_on_write: fault.pl011_panic_on_write(),
             writes: 0,
         }),
+        rtc: set.contains(DeviceSet::PL031).then(|| Rtc {
+            model: Pl031::new(),
+            level: false,
+        }),
         console: has(VirtioKind::Console).then(|| {
             MmioTransport::new(VirtioConsole::new(
                 PortOut::console(vm),
@@ -368,6 +411,12 @@ fn update_lines(vm: VmId, dev: &mut VmDevices) {
             uart.level = level;
         }
     }
+    if let Some(rtc) = dev.rtc.as_mut() {
+        let level = rtc.model.irq_level();
+        if level != rtc.level && set(PL031_INTID, level) {
+            rtc.level = level;
+        }
+    }
     for (i, kind) in VirtioKind::ALL.into_iter().enumerate() {
         let Some(level) = dev.slot(kind).map(|(s, _)| s.irq_level()) else {
             continue;
@@ -383,6 +432,10 @@ fn lower_lines(vm: VmId, dev: &mut VmDevices) {
     if let Some(uart) = dev.uart.as_mut().filter(|u| u.level) {
         uart.level = false;
         let _ = hvc::set_irq(vm, PL011_INTID, false);
+    }
+    if let Some(rtc) = dev.rtc.as_mut().filter(|r| r.level) {
+        rtc.level = false;
+        let _ = hvc::set_irq(vm, PL031_INTID, false);
     }
     for (i, kind) in VirtioKind::ALL.into_iter().enumerate() {
         if dev.levels[i] {

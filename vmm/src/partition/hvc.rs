@@ -56,6 +56,13 @@ pub fn host_info() -> Option<u64> {
     (Status::from_reg(r[0]) == Some(Status::Ok)).then_some(r[1])
 }
 
+/// The machine's time of day and the counter now, from the core ([`call::CLOCK`]).
+pub fn clock() -> Option<(abi::vmm::WallClock, u64)> {
+    let r = hvc(call::CLOCK, [0; 7]);
+    (Status::from_reg(r[0]) == Some(Status::Ok))
+        .then(|| (abi::vmm::WallClock::from_regs([r[1], r[2], r[3]]), r[4]))
+}
+
 /// The description of host device `index` (x0-x7 of HOST_DEVICE), if there is one.
 pub fn host_device(index: u64) -> Option<[u64; 8]> {
     let r = hvc(call::HOST_DEVICE, [index, 0, 0, 0, 0, 0, 0]);

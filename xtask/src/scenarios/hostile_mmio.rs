@@ -1,5 +1,5 @@
 //! `hostile-mmio`: tests/guests/src/bin/mmio.rs on one vCPU. Loads and stores of every width
-//! (aligned and not) to the emulated GICD, GICR and PL011; the no-syndrome forms (LDP/STP,
+//! (aligned and not) to the emulated GICD, GICR and PL011, and the PL031's registers; the no-syndrome forms (LDP/STP,
 //! pre/post-index, LDXR/STXR) on emulated regions; accesses and instruction fetches to holes,
 //! above RAM, at the top of and beyond the 40-bit IPA space. Expects the emulated values or
 //! an injected synchronous external abort (EC 0x25/0x21, FSC 0x10).
@@ -49,6 +49,11 @@ const CASES: &[&str] = &[
     "pl011-unknown-r32",
     "pl011-unaligned-r32",
     "pl011-next-page-r32",
+    "pl031-periphid-r32",
+    "pl031-dr-r32",
+    "pl031-lr-w32-dr",
+    "pl031-unknown-r32",
+    "pl031-next-page-r32",
     "gicd-ldp",
     "gicd-stp",
     "pl011-ldr-postindex",

@@ -53,7 +53,8 @@ pub trait Scenario {
     fn vms(&self, _guest: &GuestFiles) -> Option<VmsBoot> {
         None
     }
-    /// Sets up what the run needs besides the guest (a disk image); nothing by default.
+    /// Sets up what the run needs (a disk image, a generated kernel or initrd), before the
+    /// bundle is written; nothing by default.
     fn prepare(&self) -> Result<(), String> {
         Ok(())
     }
@@ -146,6 +147,10 @@ fn log_path(name: &str) -> PathBuf {
 /// Runs one scenario and applies the common checks and its own.
 pub fn run(s: &dyn Scenario, ctx: &Context) -> Outcome {
     let name = s.name();
+    // First: what it sets up may be a file the bundle below packs.
+    if let Err(e) = s.prepare() {
+        return Outcome::not_run(name, e);
+    }
     let mut boot = s.boot(&ctx.guest);
     if let Some(n) = ctx.vcpus_override {
         boot.vcpus = n;
@@ -165,9 +170,6 @@ pub fn run(s: &dyn Scenario, ctx: &Context) -> Outcome {
     };
     if let (Host::Rhyve { .. }, Some(args)) = (&ctx.host, s.hypervisor_args()) {
         machine.append = Some(args);
-    }
-    if let Err(e) = s.prepare() {
-        return Outcome::not_run(name, e);
     }
     machine
         .extra

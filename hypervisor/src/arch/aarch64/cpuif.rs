@@ -19,11 +19,13 @@ macro_rules! lr_access {
 }
 
 /// How many list registers this CPU has (ICH_VTR_EL2.ListRegs + 1).
+#[inline]
 pub fn list_registers() -> usize {
     ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1
 }
 
 /// ICH_LR<n>_EL2 (0 for a register that does not exist).
+#[inline]
 pub fn read_lr(n: usize) -> u64 {
     lr_access!(
         n,
@@ -48,6 +50,7 @@ pub fn read_lr(n: usize) -> u64 {
 }
 
 /// Writes ICH_LR<n>_EL2 (nothing for a register that does not exist).
+#[inline]
 pub fn write_lr(n: usize, value: u64) {
     lr_access!(
         n,
@@ -72,23 +75,27 @@ pub fn write_lr(n: usize, value: u64) {
 }
 
 /// ICH_ELRSR_EL2: the list registers that hold nothing.
+#[inline]
 pub fn empty_lrs() -> u64 {
     read_sysreg!("ich_elrsr_el2")
 }
 
 /// ICH_EISR_EL2: the list registers whose interrupt the guest ended and that asked for a
 /// maintenance interrupt on it.
+#[inline]
 pub fn eoi_lrs() -> u64 {
     read_sysreg!("ich_eisr_el2")
 }
 
 /// Writes ICH_HCR_EL2.
+#[inline]
 pub fn set_control(hcr: u64) {
     write_sysreg!("ich_hcr_el2", hcr);
 }
 
 /// Clears the active priorities and the virtual machine control state (a vCPU starting
 /// afresh), and turns the interface on without maintenance interrupts.
+#[inline]
 pub fn reset_state() {
     write_sysreg!("ich_ap0r0_el2", 0);
     write_sysreg!("ich_ap1r0_el2", 0);

@@ -12,6 +12,7 @@ use crate::inject::El1Entry;
 
 /// Puts the EL1 system registers in the state the arm64 boot protocol expects (MMU and caches
 /// off, timers off; SCTLR_EL1 `sctlr`), for a vCPU starting afresh.
+#[inline]
 pub fn reset_for_boot(sctlr: u64) {
     write_sysreg!("sctlr_el1", sctlr);
     write_sysreg!("tcr_el1", 0);
@@ -33,12 +34,14 @@ pub fn reset_for_boot(sctlr: u64) {
 }
 
 /// VBAR_EL1: where the guest's exception vectors are.
+#[inline]
 pub fn vector_base() -> u64 {
     read_sysreg!("vbar_el1")
 }
 
 /// Writes the EL1 exception registers of an exception delivered into the guest (the vCPU then
 /// resumes at the entry's PC with its PSTATE).
+#[inline]
 pub fn deliver(e: &El1Entry) {
     write_sysreg!("esr_el1", e.esr_el1);
     if let Some(far) = e.far_el1 {

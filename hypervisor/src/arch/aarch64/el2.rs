@@ -6,6 +6,7 @@ pub use crate::arch::GuestControls;
 
 /// Loads `c` into the CPU (they are the VMM's during an upcall, and another VM's when this
 /// CPU ran one).
+#[inline]
 pub fn load_guest_controls(c: &GuestControls) {
     write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
     write_sysreg!("vmpidr_el2", c.vmpidr);

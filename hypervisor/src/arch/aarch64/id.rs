@@ -5,6 +5,7 @@ use crate::arch::regs::read_sysreg;
 
 /// Reads the ID register `S3_0_C0_C<crm>_<op2>` (CRm 1..=7: the space HCR_EL2.TID3 traps;
 /// unallocated encodings there read as zero). Anything else reads as zero.
+#[inline]
 pub fn read(crm: u8, op2: u8) -> u64 {
     macro_rules! id_regs {
         ($($crm:literal: $($op2:literal)*;)*) => {

@@ -4,16 +4,19 @@
 use crate::arch::regs::{read_sysreg, write_sysreg, CNT_CTL};
 
 /// The physical count (CNTPCT_EL0).
+#[inline]
 pub fn now() -> u64 {
     read_sysreg!("cntpct_el0")
 }
 
 /// Counter ticks per second (CNTFRQ_EL0).
+#[inline]
 pub fn frequency() -> u64 {
     read_sysreg!("cntfrq_el0")
 }
 
 /// Arms the EL2 physical timer to fire at physical count `at`, or turns it off.
+#[inline]
 pub fn set_hyp_deadline(at: Option<u64>) {
     match at {
         Some(at) => {
@@ -25,6 +28,7 @@ pub fn set_hyp_deadline(at: Option<u64>) {
 }
 
 /// Turns the EL1 virtual and physical timers off (a vCPU stopped, or nobody to take them).
+#[inline]
 pub fn silence_guest_timers() {
     write_sysreg!("cntv_ctl_el0", 0);
     write_sysreg!("cntp_ctl_el0", 0);

@@ -3,6 +3,7 @@
 /// Drops this CPU's stage-1 and stage-2 TLB entries of the VMID in VTTBR_EL2 (a vCPU or the
 /// VMM partition starting afresh, or another vCPU of the same VM taking the CPU: it must not
 /// use entries whose local invalidations it did not see).
+#[inline]
 pub fn flush_guest_local() {
     // SAFETY: TLB invalidation only discards cached translations; the barriers order it
     // before the next guest access.

@@ -15,7 +15,7 @@ fn main() {}
 
 #[cfg(target_os = "none")]
 mod guest {
-    use abi::layout::{PL011_BASE, VIRTIO_MMIO_BASE};
+    use abi::layout::{PL011_BASE, PL031_BASE, VIRTIO_MMIO_BASE};
     use tg::esr::{ec, fsc, Expect};
     use tg::rt::access::*;
     use tg::rt::exception::trap;
@@ -23,6 +23,10 @@ mod guest {
     use tg::rt::{Tester, RAM_END};
 
     const UART: u64 = PL011_BASE.0;
+    const RTC: u64 = PL031_BASE.0;
+    /// RTCDR and RTCLR (PL031 TRM table 3-1).
+    const RTCDR: u64 = 0x000;
+    const RTCLR: u64 = 0x008;
     /// UARTFR, UARTFR.TXFE, UARTIMSC, UARTPeriphID0, UARTPCellID0.
     const FR: u64 = 0x018;
     const FR_TXFE: u64 = 1 << 7;
@@ -284,6 +288,43 @@ mod guest {
             let next = UART + 0x1000;
             t.expect_trap(
                 "pl011-next-page-r32",
+                Expect::injected_dabt(next, false),
+                || read32(next),
+            );
+
+            // --- PL031: the guest sets its own clock and nothing else.
+            t.expect_value(
+                "pl031-periphid-r32",
+                || {
+                    (0..4).fold(0, |acc, i| {
+                        acc | read32(RTC + PERIPH_ID0 + 4 * i) << (8 * i)
+                    })
+                },
+                |v| v == 0x0014_1031,
+                "0x00141031",
+            );
+            t.expect_value(
+                "pl031-dr-r32",
+                || read32(RTC + RTCDR),
+                |v| v > 0,
+                "the machine's time (not 0)",
+            );
+            write32(RTC + RTCLR, 1000);
+            t.expect_value(
+                "pl031-lr-w32-dr",
+                || read32(RTC + RTCDR),
+                |v| (1000..1100).contains(&v),
+                "1000 and a little (the loaded time, running)",
+            );
+            t.expect_value(
+                "pl031-unknown-r32",
+                || read32(RTC + 0x100),
+                |v| v == 0,
+                "0 (RAZ)",
+            );
+            let next = RTC + 0x1000;
+            t.expect_trap(
+                "pl031-next-page-r32",
                 Expect::injected_dabt(next, false),
                 || read32(next),
             );

@@ -1,9 +1,10 @@
 //! Entry points: the primary vCPU's boot stub and the PSCI CPU_ON entry of secondaries.
 //!
 //! rhyve loads the raw binary at RAM base + 0x80000, which is where linker/test-guest.ld links
-//! it, and enters `_start` at EL1h with the MMU off, DAIF masked and x0 = the device tree.
+//! it, and enters `_start` at EL1h with the MMU off, DAIF masked, x0 = the device tree and
+//! x1-x3 = 0 (QEMU's `-kernel` handoff). The stub first keeps x0-x3 as they were ([`entry_regs`]).
 //! The build makes a static PIE (the target's rustflags in .cargo/config.toml), so the stub
-//! applies its R_AARCH64_RELATIVE relocations first; since it runs where it is linked, each
+//! then applies its R_AARCH64_RELATIVE relocations; since it runs where it is linked, each
 //! slot simply gets its addend. Then: stack, .bss zeroed, VBAR_EL1, Rust.
 
 use core::arch::global_asm;
@@ -24,6 +25,11 @@ static mut TG_STACK: Stack<STACK_SIZE> = Stack([0; STACK_SIZE]);
 static mut SECONDARY_STACKS: [Stack<SECONDARY_STACK_SIZE>; MAX_SECONDARIES] =
     [const { Stack([0; SECONDARY_STACK_SIZE]) }; MAX_SECONDARIES];
 
+/// x0-x3 as the guest was entered with them. In .data, not .bss: the stub writes it before
+/// it zeroes .bss.
+#[link_section = ".data.tg_entry_regs"]
+static mut TG_ENTRY_REGS: [u64; 4] = [0; 4];
+
 global_asm!(
     include_str!("../../../../linker/relocate.S"),
     r#"
@@ -31,6 +37,10 @@ global_asm!(
     .global _start
 _start:
     msr     daifset, #0xf
+    adrp    x4, {entry_regs}
+    add     x4, x4, :lo12:{entry_regs}
+    stp     x0, x1, [x4]
+    stp     x2, x3, [x4, #16]
     mov     x19, x0
     // Linked where it runs: each slot gets its addend (base 0).
     mov     x1, xzr
@@ -65,6 +75,7 @@ tg_secondary_entry:
 8:  wfe
     b       8b
 "#,
+    entry_regs = sym TG_ENTRY_REGS,
     stack = sym TG_STACK,
     stack_size = const STACK_SIZE,
     primary = sym primary_main,
@@ -114,19 +125,37 @@ pub fn dtb() -> u64 {
     DTB.load(Ordering::Relaxed) as u64
 }
 
+/// x0-x3 as the guest was entered with them.
+pub fn entry_regs() -> [u64; 4] {
+    // SAFETY: written once by the boot stub before any Rust runs, only read after.
+    unsafe { core::ptr::addr_of!(TG_ENTRY_REGS).read() }
+}
+
+/// The guest RAM outside this program's image that the tree at `dtb` may span: up to the
+/// image if it lies below it, else up to the end of the RAM every test guest has. `None` if
+/// `dtb` is in neither part.
+pub fn dtb_room(dtb: u64) -> Option<u64> {
+    let (image_start, image_end) = super::image_extent();
+    if (abi::layout::RAM_BASE.0..image_start).contains(&dtb) {
+        Some(image_start - dtb)
+    } else if (image_end..super::RAM_END).contains(&dtb) {
+        Some(super::RAM_END - dtb)
+    } else {
+        None
+    }
+}
+
 /// Hands `f` the command line in the device tree rhyve built (`/chosen/bootargs`), or `None`
-/// if there is no readable tree below the guest's image or no such property. The tree lies in
-/// guest RAM the program does not own: a guest that overwrites that RAM reads it first.
+/// if there is no readable tree outside the guest's image or no such property. The tree lies
+/// in guest RAM the program does not own: a guest that overwrites that RAM reads it first.
 pub fn with_bootargs<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
     let dtb = dtb();
-    let (image_start, _) = super::image_extent();
-    if !(abi::layout::RAM_BASE.0..image_start).contains(&dtb) {
+    let Some(room) = dtb_room(dtb) else {
         return f(None);
-    }
-    // SAFETY: guest RAM between the tree and this program's image: always readable, and no
+    };
+    // SAFETY: guest RAM outside this program's image (dtb_room): always readable, and no
     // Rust object lives there, so nothing writes it while the slice exists.
-    let bytes =
-        unsafe { core::slice::from_raw_parts(dtb as *const u8, (image_start - dtb) as usize) };
+    let bytes = unsafe { core::slice::from_raw_parts(dtb as *const u8, room as usize) };
     let tree = fdt::Fdt::new(bytes).ok();
     let args = tree
         .as_ref()
