@@ -3,7 +3,7 @@
 //! method and any list of virtio-mmio slots.
 //!
 //! Invariants: it refuses exactly what it documents, with the documented error; otherwise the
-//! blob parses back with the `fdt` crate and has exactly 9 + (pl011) + vCPUs + slots nodes: one `cpu`
+//! blob parses back with the `fdt` crate and has exactly 9 + (pl011) + (pl031) + vCPUs + slots nodes: one `cpu`
 //! node per vCPU with its MPIDR affinity as `reg`, the memory node's `reg` = (RAM_BASE,
 //! size), the GIC's `reg` covering one redistributor per vCPU, `/chosen` holding the command
 //! line and initrd range given, the PSCI method, and one virtio-mmio node per slot, in order,
@@ -20,7 +20,7 @@ use fdt::Fdt;
 use vmboot::fdt::{generate, DeviceTreeConfig, FdtError, PsciMethod, VirtioMmioSlot};
 
 /// Nodes every tree has: root, chosen, aliases, memory, cpus, psci, intc, timer, apb-pclk
-/// (plus pl011 when the machine has one).
+/// (plus the pl011 and the pl031 when the machine has them).
 const FIXED_NODES: usize = 9;
 
 fn prop<'a>(node: FdtNode<'_, 'a>, name: &str) -> &'a [u8] {
@@ -52,15 +52,20 @@ pub fn check_tree(
     mem_size: u64,
     cmdline: &str,
     initrd: Option<(u64, u64)>,
-    machine: Option<(PsciMethod, &[VirtioMmioSlot], bool)>,
+    machine: Option<(PsciMethod, &[VirtioMmioSlot], bool, bool)>,
 ) {
-    let (psci, slots, pl011) = machine.unwrap_or((PsciMethod::Hvc, &[], true));
+    let (psci, slots, pl011, pl031) = machine.unwrap_or((PsciMethod::Hvc, &[], true, false));
     let fdt = Fdt::new(blob).unwrap_or_else(|e| panic!("generated blob does not parse: {e:?}"));
     assert_eq!(fdt.total_size(), blob.len());
     assert_eq!(
         fdt.all_nodes().count(),
-        FIXED_NODES + usize::from(pl011) + vcpus as usize + slots.len(),
+        FIXED_NODES + usize::from(pl011) + usize::from(pl031) + vcpus as usize + slots.len(),
         "node count"
+    );
+    assert_eq!(
+        fdt.find_node("/pl031@9010000").is_some(),
+        pl031,
+        "pl031 node"
     );
     assert_eq!(
         fdt.find_node("/pl011@9000000").is_some(),
@@ -229,7 +234,7 @@ fn one(u: &mut Unstructured) -> arbitrary::Result<()> {
             mem_size,
             &cmdline,
             initrd,
-            Some((psci, &slots, pl011)),
+            Some((psci, &slots, pl011, pl031)),
         ),
     }
     Ok(())

@@ -6,6 +6,7 @@
 //! libFuzzer. The same functions replay the committed seeds in `tests/seeds.rs`.
 
 pub mod bundle;
+pub mod cfi_flash;
 pub mod config;
 pub mod exit_decode;
 pub mod fdt_generate;
@@ -32,6 +33,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("psci", psci::run),
     ("vgic_mmio", vgic_mmio::run),
     ("pl011", pl011::run),
+    ("cfi_flash", cfi_flash::run),
     ("image_loader", image_loader::run),
     ("bundle", bundle::run),
     ("config", config::run),

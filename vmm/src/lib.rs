@@ -12,6 +12,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod cfi_flash;
 pub mod pl011;
 pub mod pl031;
 pub mod virtio;

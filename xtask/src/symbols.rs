@@ -19,7 +19,12 @@ use crate::image::{check_header, u16_at, u32_at, u64_at, ElfError, EHDR_SIZE};
 use crate::scenarios::Outcome;
 
 /// The modules whose code must not be in the core's image: `(crate, module)`.
-pub const FORBIDDEN: [(&str, &str); 3] = [("vmm", "virtio"), ("vmm", "pl011"), ("vmm", "pl031")];
+pub const FORBIDDEN: [(&str, &str); 4] = [
+    ("vmm", "virtio"),
+    ("vmm", "pl011"),
+    ("vmm", "pl031"),
+    ("vmm", "cfi_flash"),
+];
 
 /// The step's name in `cargo xtask test`.
 pub const STEP: &str = "image-symbols";
