@@ -63,7 +63,11 @@ fn obeys_rules(vm: &VmDesc) -> bool {
         && vm.cpus != Some(0)
         && vm.mem_size.is_multiple_of(MEM_ALIGN)
         && (MIN_MEM..=MAX_MEM).contains(&vm.mem_size)
-        && valid_source(&vm.kernel)
+        && match (&vm.kernel, &vm.firmware) {
+            (Some(k), None) => valid_source(k),
+            (None, Some(f)) => valid_source(f) && vm.initrd.is_none() && vm.cmdline.is_empty(),
+            _ => false,
+        }
         && vm.initrd.as_ref().is_none_or(valid_source)
         && representable(&vm.cmdline)
         && vm.disk.as_ref().is_none_or(|d| {
@@ -141,7 +145,8 @@ fn check_text(text: &str) {
             vcpus: 1,
             cpus: None,
             mem_size: MIN_MEM,
-            kernel: Source::Bundle("k".into()),
+            kernel: Some(Source::Bundle("k".into())),
+            firmware: None,
             initrd: None,
             cmdline: String::new(),
             devices: DEFAULT_DEVICES,
@@ -167,12 +172,13 @@ fn check_error(e: &ConfigError, lines: usize) {
 
 /// Text of `[[vm]]` tables made of likely keys and values, to reach the field checks.
 fn generate(u: &mut Unstructured) -> Result<String> {
-    const KEYS: [&str; 14] = [
+    const KEYS: [&str; 15] = [
         "name",
         "vcpus",
         "cpus",
         "memory",
         "kernel",
+        "firmware",
         "initrd",
         "cmdline",
         "devices",
@@ -302,7 +308,16 @@ fn check_written(u: &mut Unstructured) -> Result<()> {
         } else {
             u.arbitrary()?
         },
-        kernel: source(u)?,
+        kernel: if u.ratio(7, 8)? {
+            Some(source(u)?)
+        } else {
+            None
+        },
+        firmware: if u.ratio(1, 4)? {
+            Some(source(u)?)
+        } else {
+            None
+        },
         initrd: if u.arbitrary()? {
             Some(source(u)?)
         } else {

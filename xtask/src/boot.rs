@@ -82,7 +82,8 @@ pub fn single_vm_config(guest: &GuestBoot) -> String {
         vcpus: guest.vcpus,
         cpus: None,
         mem_size: guest.mem_mib << 20,
-        kernel: Source::Bundle(KERNEL_FILE.into()),
+        kernel: Some(Source::Bundle(KERNEL_FILE.into())),
+        firmware: None,
         initrd: guest
             .initrd
             .as_ref()

@@ -192,7 +192,11 @@ pub fn write_bundle(config: &Path, bundle: &Path) -> Result<Packed> {
             })?;
             files.push((name.to_string(), bytes));
         }
-        for (what, src) in [("kernel", Some(&vm.kernel)), ("initrd", vm.initrd.as_ref())] {
+        for (what, src) in [
+            ("kernel", vm.kernel.as_ref()),
+            ("firmware", vm.firmware.as_ref()),
+            ("initrd", vm.initrd.as_ref()),
+        ] {
             if let Some(Source::Memory { addr, size }) = src {
                 println!(
                     "xtask: note: vm \"{}\": its {what} is in host memory at {addr:#x} ({size:#x} bytes): \
@@ -231,7 +235,8 @@ mod tests {
             vcpus,
             cpus,
             mem_size: mem_mib << 20,
-            kernel: Source::Bundle("k".into()),
+            kernel: Some(Source::Bundle("k".into())),
+            firmware: None,
             initrd: None,
             cmdline: String::new(),
             devices: DEFAULT_DEVICES,

@@ -34,7 +34,10 @@ pub fn boot_bundle(plat: &Platform) -> Bundle<'static> {
 pub fn preloaded(descs: &[Result<VmDesc, config::ConfigError>]) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     for d in descs.iter().flatten() {
-        for src in core::iter::once(&d.kernel).chain(d.initrd.as_ref()) {
+        for src in [d.kernel.as_ref(), d.firmware.as_ref(), d.initrd.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             if let Source::Memory { addr, size } = *src {
                 out.push((addr, size));
             }
@@ -93,15 +96,24 @@ pub fn build_vms(
                 continue;
             }
         };
-        let kernel = source_bytes(bundle, &d.kernel, "kernel", ram);
+        // The parser saw to it that a VM has a kernel or a firmware, not both.
+        let kernel = d
+            .kernel
+            .as_ref()
+            .map_or(Ok(&[][..]), |s| source_bytes(bundle, s, "kernel", ram));
+        let firmware = d
+            .firmware
+            .as_ref()
+            .map(|s| source_bytes(bundle, s, "firmware", ram))
+            .transpose();
         let initrd = d
             .initrd
             .as_ref()
             .map(|s| source_bytes(bundle, s, "initrd", ram))
             .transpose();
-        let (kernel, initrd) = match (kernel, initrd) {
-            (Ok(k), Ok(i)) => (k, i),
-            (Err(e), _) | (_, Err(e)) => {
+        let (kernel, firmware, initrd) = match (kernel, firmware, initrd) {
+            (Ok(k), Ok(f), Ok(i)) => (k, f, i),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 log::error!(
                     "configuration: vm \"{}\": {e}: that VM is not started",
                     d.name
@@ -124,6 +136,7 @@ pub fn build_vms(
             vcpus: d.vcpus,
             mem_size: d.mem_size,
             kernel,
+            firmware,
             initrd,
             cmdline: d.cmdline,
             autostart: d.autostart,

@@ -28,8 +28,10 @@ pub struct VmSpec {
     pub vcpus: u32,
     /// Guest RAM size in bytes.
     pub mem_size: u64,
-    /// The kernel (in memory that stays reserved for ever).
+    /// The kernel (in memory that stays reserved for ever); empty when the VM boots firmware.
     pub kernel: &'static [u8],
+    /// The firmware it runs from its flash at address 0 instead of a kernel, if any.
+    pub firmware: Option<&'static [u8]>,
     /// The initrd, if any.
     pub initrd: Option<&'static [u8]>,
     /// The kernel command line.

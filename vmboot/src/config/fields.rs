@@ -6,12 +6,13 @@ use alloc::format;
 use alloc::string::{String, ToString};
 
 /// The keys of a `[[vm]]` table.
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 12] = [
     "name",
     "vcpus",
     "cpus",
     "memory",
     "kernel",
+    "firmware",
     "initrd",
     "cmdline",
     "devices",
@@ -45,6 +46,7 @@ pub(super) struct Fields {
     pub(super) cpus: Option<u64>,
     pub(super) mem_size: Option<u64>,
     pub(super) kernel: Option<Source>,
+    pub(super) firmware: Option<Source>,
     pub(super) initrd: Option<Source>,
     pub(super) cmdline: Option<String>,
     pub(super) devices: Option<DeviceSet>,
@@ -62,6 +64,7 @@ impl Fields {
             "cpus" => self.cpus = Some(cpus(v)?),
             "memory" => self.mem_size = Some(memory(v)?),
             "kernel" => self.kernel = Some(source("kernel", v)?),
+            "firmware" => self.firmware = Some(source("firmware", v)?),
             "initrd" => self.initrd = Some(source("initrd", v)?),
             "cmdline" => match v {
                 Value::Str(s) => self.cmdline = Some(s.clone()),

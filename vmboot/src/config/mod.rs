@@ -49,7 +49,8 @@
 //! | `vcpus` | 1..=[`MAX_VCPUS`] | 1 |
 //! | `cpus` | physical CPUs that may run it, `[0, 1]`: each 0..=63, none twice, not empty | any |
 //! | `memory` | `"256M"`, `"1G"`, `"65536K"` or bytes; a multiple of 2 MiB, 16 MiB..=[`MAX_MEM`] | required |
-//! | `kernel` | a file of the boot bundle `"path"`, or host RAM `{ addr = A, size = S }` (S > 0) | required |
+//! | `kernel` | a file of the boot bundle `"path"`, or host RAM `{ addr = A, size = S }` (S > 0) | required, unless `firmware` |
+//! | `firmware` | as `kernel`: a firmware image (U-Boot's `u-boot.bin`, EDK2's `QEMU_EFI.fd`), at most 64 MiB, run from flash at address 0; the VM gets QEMU virt's two flash banks, the second for the firmware's variables; not with `kernel`, `initrd` or a `cmdline` | none |
 //! | `initrd` | as `kernel` | none |
 //! | `cmdline` | string | `""` |
 //! | `devices` | any of `"pl011"`, `"pl031"`, `"virtio-console"`, `"virtio-blk"`, `"virtio-net"`, `"virtio-rng"` (the names of [`DeviceSet::EACH`]), none twice | `["pl011", "pl031"]` |
@@ -119,8 +120,11 @@ pub struct VmDesc {
     pub cpus: Option<u64>,
     /// Guest RAM in bytes: a multiple of [`MEM_ALIGN`], [`MIN_MEM`]..=[`MAX_MEM`].
     pub mem_size: u64,
-    /// The kernel.
-    pub kernel: Source,
+    /// The kernel, booted directly (QEMU's `-kernel`); `None` when the VM boots `firmware`.
+    pub kernel: Option<Source>,
+    /// Firmware run from the VM's flash at address 0 (QEMU's `-bios`), which boots the OS from
+    /// the VM's disk; `None` when the VM boots `kernel`.
+    pub firmware: Option<Source>,
     /// The initrd, if any.
     pub initrd: Option<Source>,
     /// The kernel command line.
@@ -417,7 +421,39 @@ impl Table<'_> {
         };
         let name = f.name.ok_or_else(|| missing("name"))?;
         let mem_size = f.mem_size.ok_or_else(|| missing("memory"))?;
-        let kernel = f.kernel.ok_or_else(|| missing("kernel"))?;
+        match (&f.kernel, &f.firmware) {
+            (None, None) => {
+                return Err(err(
+                    self.line,
+                    Some("kernel".into()),
+                    "missing: every [[vm]] needs a kernel or a firmware".into(),
+                ))
+            }
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    line_of("firmware"),
+                    Some("firmware".into()),
+                    "a VM boots a kernel or a firmware, not both (the firmware loads the OS from the VM's disk)".into(),
+                ))
+            }
+            _ => {}
+        }
+        if f.firmware.is_some() {
+            if f.initrd.is_some() {
+                return Err(err(
+                    line_of("initrd"),
+                    Some("initrd".into()),
+                    "a VM that boots a firmware has no initrd: the firmware loads it from the VM's disk".into(),
+                ));
+            }
+            if f.cmdline.as_deref().is_some_and(|c| !c.is_empty()) {
+                return Err(err(
+                    line_of("cmdline"),
+                    Some("cmdline".into()),
+                    "a VM that boots a firmware has no command line: its boot loader gives the kernel one".into(),
+                ));
+            }
+        }
         let devices = f.devices.unwrap_or(DEFAULT_DEVICES);
         if f.disk.is_some() && !devices.contains(DeviceSet::VIRTIO_BLK) {
             return Err(err(
@@ -445,7 +481,8 @@ impl Table<'_> {
             vcpus: f.vcpus.unwrap_or(1),
             cpus: f.cpus,
             mem_size,
-            kernel,
+            kernel: f.kernel,
+            firmware: f.firmware,
             initrd: f.initrd,
             cmdline: f.cmdline.unwrap_or_default(),
             devices,

@@ -30,7 +30,8 @@ fn base_desc() -> VmDesc {
         vcpus: 1,
         cpus: None,
         mem_size: 256 << 20,
-        kernel: Source::Bundle("Image".into()),
+        kernel: Some(Source::Bundle("Image".into())),
+        firmware: None,
         initrd: None,
         cmdline: String::new(),
         devices: DEFAULT_DEVICES,
@@ -69,10 +70,11 @@ autostart = false
             vcpus: 4,
             cpus: Some(1 | 1 << 3 | 1 << 63),
             mem_size: 1 << 30,
-            kernel: Source::Memory {
+            kernel: Some(Source::Memory {
                 addr: 0x4800_0000,
                 size: 0x100_0000
-            },
+            }),
+            firmware: None,
             initrd: Some(Source::Bundle("guest/initramfs.cpio".into())),
             cmdline: "console=ttyAMA0 a=\"b\" c\\d\te\n#not a comment".into(),
             devices: DeviceSet::ALL,
@@ -299,7 +301,7 @@ fn bad_values_and_trailing_text() {
 fn unknown_and_duplicate_keys() {
     assert_eq!(
         refused(&with("cpu = [1]")),
-        "vm \"web\" (line 5): field \"cpu\": unknown key (known: name, vcpus, cpus, memory, kernel, initrd, cmdline, devices, disk, mac, autostart)"
+        "vm \"web\" (line 5): field \"cpu\": unknown key (known: name, vcpus, cpus, memory, kernel, firmware, initrd, cmdline, devices, disk, mac, autostart)"
     );
     assert_eq!(
         refused(&with("memory = \"512M\"")),
@@ -319,7 +321,7 @@ fn required_keys() {
     );
     assert_eq!(
         refused("[[vm]]\nname = \"a\"\nmemory = \"16M\"\n"),
-        "vm \"a\" (line 1): field \"kernel\": missing: every [[vm]] needs one"
+        "vm \"a\" (line 1): field \"kernel\": missing: every [[vm]] needs a kernel or a firmware"
     );
 }
 
@@ -941,10 +943,11 @@ fn to_toml_round_trips() {
         vcpus: 3,
         cpus: Some(1 << 5 | 1 << 63),
         mem_size: 34 << 20,
-        kernel: Source::Memory {
+        kernel: Some(Source::Memory {
             addr: 0x4800_0000,
             size: 0x10_0000,
-        },
+        }),
+        firmware: None,
         initrd: Some(Source::Bundle("a \"b\"\\c\nd\te".into())),
         cmdline: "console=ttyAMA0 # not a comment".into(),
         devices: DeviceSet::VIRTIO_BLK.with(DeviceSet::VIRTIO_NET),
@@ -1001,8 +1004,29 @@ fn bundle_files_lists_kernel_then_initrd() {
     let mut vm = base_desc();
     vm.initrd = Some(Source::Bundle("rd".into()));
     assert_eq!(vm.bundle_files().collect::<Vec<_>>(), ["Image", "rd"]);
-    vm.kernel = Source::Memory { addr: 0, size: 1 };
+    vm.kernel = Some(Source::Memory { addr: 0, size: 1 });
     assert_eq!(vm.bundle_files().collect::<Vec<_>>(), ["rd"]);
+}
+
+#[test]
+fn firmware_instead_of_a_kernel() {
+    let text = "[[vm]]\nname = \"fw\"\nmemory = \"256M\"\nfirmware = \"QEMU_EFI.fd\"\n\
+                devices = [\"pl011\", \"pl031\", \"virtio-blk\"]\n";
+    let vm = one(text).unwrap();
+    assert_eq!(vm.kernel, None);
+    assert_eq!(vm.firmware, Some(Source::Bundle("QEMU_EFI.fd".into())));
+    assert_eq!(vm.bundle_files().collect::<Vec<_>>(), ["QEMU_EFI.fd"]);
+    assert_eq!(one(&vm.to_toml()), Ok(vm.clone()), "it writes back");
+    let both = format!("{text}kernel = \"Image\"\n");
+    assert_eq!(
+        one(&both).unwrap_err().to_string(),
+        "vm \"fw\" (line 4): field \"firmware\": a VM boots a kernel or a firmware, not both (the firmware loads the OS from the VM's disk)"
+    );
+    let initrd = format!("{text}initrd = \"rd\"\n");
+    assert_eq!(one(&initrd).unwrap_err().field.as_deref(), Some("initrd"));
+    let cmdline = format!("{text}cmdline = \"quiet\"\n");
+    assert_eq!(one(&cmdline).unwrap_err().field.as_deref(), Some("cmdline"));
+    assert!(one(&format!("{text}cmdline = \"\"\n")).is_ok(), "an empty one is none");
 }
 
 #[test]

@@ -30,7 +30,12 @@ impl VmDesc {
             s.push_str("]\n");
         }
         writeln!(s, "memory = {}", Size(self.mem_size))?;
-        writeln!(s, "kernel = {}", self.kernel)?;
+        if let Some(kernel) = &self.kernel {
+            writeln!(s, "kernel = {kernel}")?;
+        }
+        if let Some(firmware) = &self.firmware {
+            writeln!(s, "firmware = {firmware}")?;
+        }
         if let Some(initrd) = &self.initrd {
             writeln!(s, "initrd = {initrd}")?;
         }
@@ -63,9 +68,10 @@ impl VmDesc {
         writeln!(s, "autostart = {}", self.autostart)
     }
 
-    /// The names of the boot bundle's files this VM needs (its kernel, then its initrd).
+    /// The names of the boot bundle's files this VM needs (its kernel or firmware, then its
+    /// initrd).
     pub fn bundle_files(&self) -> impl Iterator<Item = &str> {
-        [Some(&self.kernel), self.initrd.as_ref()]
+        [self.kernel.as_ref(), self.firmware.as_ref(), self.initrd.as_ref()]
             .into_iter()
             .flatten()
             .filter_map(|s| match s {

@@ -198,10 +198,10 @@ impl Scenario for Overcommit {
         // Its kernel is already in the machine's RAM, where QEMU's loader put it.
         let config = VmDesc {
             vcpus: OVER_VCPUS,
-            kernel: Source::Memory {
+            kernel: Some(Source::Memory {
                 addr: LOADER_ADDR,
                 size,
-            },
+            }),
             ..linux("wide", ALPHA_MIB, "console=ttyAMA0 quiet rhyve.test=1")
         }
         .to_toml();
