@@ -3,7 +3,7 @@
 //! method and any list of virtio-mmio slots.
 //!
 //! Invariants: it refuses exactly what it documents, with the documented error; otherwise the
-//! blob parses back with the `fdt` crate and has exactly 9 + (pl011) + (pl031) + vCPUs + slots nodes: one `cpu`
+//! blob parses back with the `fdt` crate and has exactly 9 + (pl011) + (pl031) + (flash) + vCPUs + slots nodes: one `cpu`
 //! node per vCPU with its MPIDR affinity as `reg`, the memory node's `reg` = (RAM_BASE,
 //! size), the GIC's `reg` covering one redistributor per vCPU, `/chosen` holding the command
 //! line and initrd range given, the PSCI method, and one virtio-mmio node per slot, in order,
@@ -20,7 +20,7 @@ use fdt::Fdt;
 use vmboot::fdt::{generate, DeviceTreeConfig, FdtError, PsciMethod, VirtioMmioSlot};
 
 /// Nodes every tree has: root, chosen, aliases, memory, cpus, psci, intc, timer, apb-pclk
-/// (plus the pl011 and the pl031 when the machine has them).
+/// (plus the pl011, the pl031 and the flash when the machine has them).
 const FIXED_NODES: usize = 9;
 
 fn prop<'a>(node: FdtNode<'_, 'a>, name: &str) -> &'a [u8] {
@@ -52,16 +52,23 @@ pub fn check_tree(
     mem_size: u64,
     cmdline: &str,
     initrd: Option<(u64, u64)>,
-    machine: Option<(PsciMethod, &[VirtioMmioSlot], bool, bool)>,
+    machine: Option<(PsciMethod, &[VirtioMmioSlot], bool, bool, bool)>,
 ) {
-    let (psci, slots, pl011, pl031) = machine.unwrap_or((PsciMethod::Hvc, &[], true, false));
+    let (psci, slots, pl011, pl031, flash) =
+        machine.unwrap_or((PsciMethod::Hvc, &[], true, false, false));
     let fdt = Fdt::new(blob).unwrap_or_else(|e| panic!("generated blob does not parse: {e:?}"));
     assert_eq!(fdt.total_size(), blob.len());
     assert_eq!(
         fdt.all_nodes().count(),
-        FIXED_NODES + usize::from(pl011) + usize::from(pl031) + vcpus as usize + slots.len(),
+        FIXED_NODES
+            + usize::from(pl011)
+            + usize::from(pl031)
+            + usize::from(flash)
+            + vcpus as usize
+            + slots.len(),
         "node count"
     );
+    assert_eq!(fdt.find_node("/flash@0").is_some(), flash, "flash node");
     assert_eq!(
         fdt.find_node("/pl031@9010000").is_some(),
         pl031,
@@ -181,6 +188,7 @@ fn one(u: &mut Unstructured) -> arbitrary::Result<()> {
     };
     let pl011: bool = u.arbitrary()?;
     let pl031: bool = u.arbitrary()?;
+    let flash: bool = u.arbitrary()?;
     let mut slots = Vec::new();
     for _ in 0..u.arbitrary::<u8>()? % 12 {
         slots.push(VirtioMmioSlot(match u.arbitrary::<u8>()? {
@@ -198,6 +206,7 @@ fn one(u: &mut Unstructured) -> arbitrary::Result<()> {
         virtio_mmio: &slots,
         pl011,
         pl031,
+        flash,
     };
     let result = generate(&cfg);
 
@@ -234,7 +243,7 @@ fn one(u: &mut Unstructured) -> arbitrary::Result<()> {
             mem_size,
             &cmdline,
             initrd,
-            Some((psci, &slots, pl011, pl031)),
+            Some((psci, &slots, pl011, pl031, flash)),
         ),
     }
     Ok(())

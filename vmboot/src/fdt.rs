@@ -6,9 +6,10 @@
 //! `timer/arm,arch_timer.yaml`, `arm/psci.yaml`, `serial/pl011.yaml`, `virtio/mmio.yaml`).
 
 use abi::layout::{
-    GICD_BASE, GICD_SIZE, GICR_BASE, GICR_STRIDE, HTIMER_INTID, MAX_VCPUS, NR_SPIS, PL011_BASE,
-    PL011_INTID, PL011_SIZE, PL031_BASE, PL031_INTID, PL031_SIZE, PTIMER_INTID, RAM_BASE,
-    STIMER_INTID, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SPI_BASE, VIRTIO_MMIO_STRIDE, VTIMER_INTID,
+    FLASH_BANKS, FLASH_BANK_SIZE, FLASH_BASE, GICD_BASE, GICD_SIZE, GICR_BASE, GICR_STRIDE,
+    HTIMER_INTID, MAX_VCPUS, NR_SPIS, PL011_BASE, PL011_INTID, PL011_SIZE, PL031_BASE, PL031_INTID,
+    PL031_SIZE, PTIMER_INTID, RAM_BASE, STIMER_INTID, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SPI_BASE,
+    VIRTIO_MMIO_STRIDE, VTIMER_INTID,
 };
 use abi::{GuestPhysAddr, IntId, VcpuId};
 use alloc::format;
@@ -16,6 +17,9 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 use vm_fdt::FdtWriter;
+
+/// Bytes on the flash banks' bus (QEMU virt's "width" 4: two x16 chips side by side).
+const FLASH_BANK_WIDTH: u32 = 4;
 
 /// Phandle of the interrupt controller.
 pub const GIC_PHANDLE: u32 = 1;
@@ -97,6 +101,8 @@ pub struct DeviceTreeConfig<'a> {
     pub pl011: bool,
     /// Whether the machine has the PL031 real-time clock.
     pub pl031: bool,
+    /// Whether the machine has QEMU virt's two CFI flash banks (a VM that boots firmware).
+    pub flash: bool,
 }
 
 /// Why a device tree could not be made.
@@ -267,6 +273,18 @@ pub fn generate(cfg: &DeviceTreeConfig) -> Result<Vec<u8>, FdtError> {
         w.end_node(node)?;
     }
 
+    if cfg.flash {
+        // As QEMU virt's `virt_flash_fdt`: one node, a `reg` entry per bank, 32-bit wide.
+        let node = w.begin_node(&format!("flash@{:x}", FLASH_BASE.raw()))?;
+        w.property_string("compatible", "cfi-flash")?;
+        let reg: Vec<u64> = (0..FLASH_BANKS)
+            .flat_map(|b| [FLASH_BASE.raw() + b * FLASH_BANK_SIZE, FLASH_BANK_SIZE])
+            .collect();
+        w.property_array_u64("reg", &reg)?;
+        w.property_u32("bank-width", FLASH_BANK_WIDTH)?;
+        w.end_node(node)?;
+    }
+
     w.end_node(root)?;
     Ok(w.finish()?)
 }
@@ -362,6 +380,7 @@ mod tests {
             virtio_mmio: &[],
             pl011: true,
             pl031: true,
+            flash: false,
         }
     }
 
@@ -549,6 +568,26 @@ mod tests {
         })
         .unwrap();
         assert!(!without.windows(5).any(|w| w == b"pl031"));
+    }
+
+    #[test]
+    fn flash_as_qemu_virt_describes_it_or_not_at_all() {
+        let blob = generate(&DeviceTreeConfig {
+            flash: true,
+            ..config(1)
+        })
+        .unwrap();
+        let fdt = Fdt::new(&blob).unwrap();
+        let flash = fdt.find_node("/flash@0").unwrap();
+        assert_eq!(string_list(flash, "compatible"), ["cfi-flash"]);
+        assert_eq!(
+            u64s(flash, "reg"),
+            [0, 0x0400_0000, 0x0400_0000, 0x0400_0000],
+            "two banks of 64 MiB"
+        );
+        assert_eq!(u32s(flash, "bank-width"), [4]);
+        let without = generate(&config(1)).unwrap();
+        assert!(!without.windows(9).any(|w| w == b"cfi-flash"));
     }
 
     #[test]

@@ -26,11 +26,16 @@
 //!
 //! [`DtbPlacement::RamBase`] instead puts the tree at RAM base, below the kernel, as QEMU
 //! does for firmware (`arm_setup_firmware_boot`), for boots that start firmware later.
+//!
+//! A VM that boots firmware ([`load_firmware`]) gets only the tree, at RAM base, as QEMU virt
+//! gives `-bios` firmware: the firmware itself runs from flash at 0 (the core maps it there),
+//! and the boot vCPU starts at 0 with x0 = 0 (the CPU's reset state; firmware for QEMU virt
+//! looks for the tree at RAM base).
 
 use crate::fdt::{self, DeviceTreeConfig, FdtError, PsciMethod, VirtioMmioSlot};
 use crate::image::{self, ImageError, KernelKind};
 use crate::memory::{GuestMemory, MemoryError};
-use abi::layout::{MAX_VCPUS, RAM_BASE};
+use abi::layout::{FLASH_BASE, MAX_VCPUS, RAM_BASE};
 use abi::vmm::{DeviceSet, VirtioKind};
 use abi::GuestPhysAddr;
 use core::fmt;
@@ -105,12 +110,14 @@ pub struct BootInfo {
     /// The device tree's address: x0 at entry.
     pub dtb: GuestPhysAddr,
     /// The kernel's load address and the memory it occupies (an Image's `image_size`, bss
-    /// included; a raw binary's length).
+    /// included; a raw binary's length); for firmware, its place in flash and its length.
     pub kernel: (GuestPhysAddr, u64),
     /// The initrd's address and length, if there is one.
     pub initrd: Option<(GuestPhysAddr, u64)>,
     /// The device tree's size in bytes.
     pub dtb_size: u64,
+    /// x0 at entry: the device tree's address for a kernel, 0 for firmware.
+    pub x0: u64,
 }
 
 /// A part of the guest image, for error messages.
@@ -340,6 +347,7 @@ pub fn load_with(
         virtio_mmio: &virtio[..n],
         pl011: machine.devices.contains(DeviceSet::PL011),
         pl031: machine.devices.contains(DeviceSet::PL031),
+        flash: machine.devices.contains(DeviceSet::FLASH),
     })?;
     let dtb_size = dtb.len() as u64;
     if machine.dtb == DtbPlacement::RamBase {
@@ -367,6 +375,53 @@ pub fn load_with(
         kernel: at.kernel,
         initrd: at.initrd,
         dtb_size,
+        x0: at.dtb.raw(),
+    })
+}
+
+/// Loads a VM that boots firmware: the device tree at RAM base, and nothing else (the
+/// firmware is in the VM's flash, and finds the OS on the VM's disk). The tree has no initrd
+/// and an empty command line; it describes the flash banks if `machine.devices` has them.
+pub fn load_firmware(
+    vcpus: u32,
+    mem_size: u64,
+    firmware_len: u64,
+    machine: &MachineOptions,
+    mem: &mut dyn GuestMemory,
+) -> Result<BootInfo, LoadError> {
+    if usize::try_from(vcpus).map_or(true, |n| !(1..=MAX_VCPUS).contains(&n)) {
+        return Err(LoadError::BadVcpuCount(vcpus));
+    }
+    let ram_end = match RAM_BASE.checked_add(mem_size) {
+        Some(end) if mem_size != 0 => end,
+        _ => return Err(LoadError::BadMemorySize(mem_size)),
+    };
+    let (slots, n) = machine.devices.slots();
+    let mut virtio = [VirtioMmioSlot(0); VirtioKind::ALL.len()];
+    for (dst, src) in virtio.iter_mut().zip(&slots[..n]) {
+        *dst = VirtioMmioSlot(*src);
+    }
+    let dtb = fdt::generate(&DeviceTreeConfig {
+        vcpus,
+        mem_size,
+        cmdline: "",
+        initrd: None,
+        psci_method: machine.psci_method,
+        virtio_mmio: &virtio[..n],
+        pl011: machine.devices.contains(DeviceSet::PL011),
+        pl031: machine.devices.contains(DeviceSet::PL031),
+        flash: machine.devices.contains(DeviceSet::FLASH),
+    })?;
+    let dtb_size = dtb.len() as u64;
+    fit(Region::DeviceTree, RAM_BASE, dtb_size, ram_end)?;
+    mem.write(RAM_BASE, &dtb)?;
+    Ok(BootInfo {
+        entry: FLASH_BASE,
+        dtb: RAM_BASE,
+        kernel: (FLASH_BASE, firmware_len),
+        initrd: None,
+        dtb_size,
+        x0: 0,
     })
 }
 
@@ -730,5 +785,44 @@ mod tests {
             let want = (initrd != 0).then_some((GuestPhysAddr(initrd_at), initrd));
             assert_eq!(at.initrd, want, "initrd, {what}");
         }
+    }
+
+    #[test]
+    fn firmware_gets_the_tree_at_ram_base_and_starts_at_0_with_x0_0() {
+        let machine = MachineOptions {
+            devices: DeviceSet::PL011.with(DeviceSet::FLASH),
+            ..MachineOptions::default()
+        };
+        let mut mem = ram(64 * MIB);
+        let info = load_firmware(1, 64 * MIB, 0x1234, &machine, &mut mem).unwrap();
+        assert_eq!(info.entry, GuestPhysAddr(0));
+        assert_eq!(info.x0, 0);
+        assert_eq!(info.dtb, RAM_BASE);
+        assert_eq!(info.initrd, None);
+        assert_eq!(info.kernel, (GuestPhysAddr(0), 0x1234));
+        let dtb = read(&mem, RAM_BASE, info.dtb_size as usize);
+        let fdt = ::fdt::Fdt::new(&dtb).unwrap();
+        assert!(fdt.find_node("/flash@0").is_some());
+        assert_eq!(fdt.chosen().bootargs(), Some(""));
+        assert_eq!(
+            load_firmware(0, 64 * MIB, 1, &machine, &mut mem),
+            Err(LoadError::BadVcpuCount(0))
+        );
+        let mut tiny = VecMemory::new(RAM_BASE, 16);
+        assert!(matches!(
+            load_firmware(1, 16, 1, &machine, &mut tiny),
+            Err(LoadError::DoesNotFit {
+                region: Region::DeviceTree,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_kernel_gets_the_tree_in_x0() {
+        let kernel = image(0x4000, 0, 0x1_0000, modern_flags());
+        let mut mem = ram(64 * MIB);
+        let info = load(&cfg(&kernel, None, 64 * MIB), &mut mem).unwrap();
+        assert_eq!(info.x0, info.dtb.raw());
     }
 }

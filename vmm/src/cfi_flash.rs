@@ -221,6 +221,36 @@ impl FlashBacking for Vec<u8> {
     }
 }
 
+/// A bank with nothing behind it: every byte reads as `fill`, and nothing can be stored.
+/// What the unbacked part of a write-protected bank needs (QEMU fills `-bios` flash past the
+/// image with zeros), since the model never stores into a write-protected bank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blank {
+    /// Size in bytes.
+    pub size: u64,
+    /// What every byte reads as.
+    pub fill: u8,
+}
+
+impl FlashBacking for Blank {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BackingError> {
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > self.size) {
+            return Err(BackingError::OutOfRange);
+        }
+        buf.fill(self.fill);
+        Ok(())
+    }
+
+    fn write(&mut self, _offset: u64, _data: &[u8]) -> Result<(), BackingError> {
+        Err(BackingError::Io)
+    }
+}
+
 /// `offset..offset + len` as indices, if it lies within `size` bytes.
 fn byte_range(offset: u64, len: usize, size: usize) -> Option<core::ops::Range<usize>> {
     let start = usize::try_from(offset).ok()?;

@@ -3,6 +3,23 @@
 
 use crate::types::{GuestPhysAddr, IntId};
 
+/// QEMU virt's flash: two banks of CFI flash, the firmware's at 0 and its variables' above.
+pub const FLASH_BASE: GuestPhysAddr = GuestPhysAddr(0);
+/// Size of one flash bank.
+pub const FLASH_BANK_SIZE: u64 = 64 << 20;
+/// Number of flash banks.
+pub const FLASH_BANKS: u64 = 2;
+
+/// The flash bank `ipa` is in and its offset there, if it is in one.
+pub const fn flash_bank(ipa: GuestPhysAddr) -> Option<(usize, u64)> {
+    let off = ipa.0.wrapping_sub(FLASH_BASE.0);
+    if off < FLASH_BANK_SIZE * FLASH_BANKS {
+        Some(((off / FLASH_BANK_SIZE) as usize, off % FLASH_BANK_SIZE))
+    } else {
+        None
+    }
+}
+
 /// Base of guest RAM.
 pub const RAM_BASE: GuestPhysAddr = GuestPhysAddr(0x4000_0000);
 
@@ -66,11 +83,12 @@ pub const fn gicr_base(index: usize) -> Option<GuestPhysAddr> {
     }
 }
 
-/// Whether `ipa` belongs to a device the VMM partition models (the PL011, the PL031 and the
-/// virtio-mmio slots); the core emulates the GIC itself.
+/// Whether `ipa` belongs to a device the VMM partition models (the flash banks, the PL011,
+/// the PL031 and the virtio-mmio slots); the core emulates the GIC itself.
 pub const fn vmm_device(ipa: GuestPhysAddr) -> bool {
     let a = ipa.0;
-    (a >= PL011_BASE.0 && a < PL011_BASE.0 + PL011_SIZE)
+    flash_bank(ipa).is_some()
+        || (a >= PL011_BASE.0 && a < PL011_BASE.0 + PL011_SIZE)
         || (a >= PL031_BASE.0 && a < PL031_BASE.0 + PL031_SIZE)
         || (a >= VIRTIO_MMIO_BASE.0
             && a < VIRTIO_MMIO_BASE.0 + VIRTIO_MMIO_STRIDE * VIRTIO_MMIO_SLOTS)

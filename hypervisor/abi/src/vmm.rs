@@ -24,7 +24,7 @@ use crate::types::{GuestPhysAddr, IntId, VcpuId, VmId};
 use core::fmt;
 
 /// The ABI version [`call::VERSION`] returns. Bump it on any incompatible change.
-pub const VERSION: u64 = 3;
+pub const VERSION: u64 = 4;
 
 /// Function IDs (SMCCC: fast call, SMC64, owner 6 = vendor-specific hypervisor service).
 pub mod call {
@@ -401,6 +401,10 @@ impl DeviceSet {
     pub const PL011: Self = Self(1 << 0);
     /// The PL031 real-time clock.
     pub const PL031: Self = Self(1 << 1);
+    /// QEMU virt's two CFI flash banks ([`crate::layout::FLASH_BASE`]): what a VM that boots
+    /// firmware runs from and keeps its variables in. Not named in a description's `devices`
+    /// (its `firmware` brings it), so outside [`Self::EACH`] and [`Self::ALL`].
+    pub const FLASH: Self = Self(1 << 31);
     /// The devices at fixed places of their own, before the virtio kinds, with their names.
     const PLATFORM: [(Self, &'static str); 2] = [(Self::PL011, "pl011"), (Self::PL031, "pl031")];
     /// The bit of the virtio kind at slot 0: the first above the platform devices'.
@@ -460,7 +464,7 @@ impl DeviceSet {
 
     /// Only the bits that name a device.
     pub const fn known(self) -> Self {
-        Self(self.0 & Self::ALL.0)
+        Self(self.0 & (Self::ALL.0 | Self::FLASH.0))
     }
 
     /// The device a VM description's `devices` list calls `name`.
@@ -750,6 +754,56 @@ pub struct Response {
     pub console: [u64; 2],
     /// The state of the request's VM's UART after this request, for the core's fast path.
     pub uart: UartShadow,
+    /// After an access to a flash bank: which banks read as their array, so the core maps them
+    /// for direct reads (and which it must unmap, so that reads reach the model). Carried
+    /// in x3 above the console length.
+    pub flash: FlashView,
+}
+
+/// Which flash banks read as their array (CFI read-array mode) after a request, as the VMM
+/// says. A bank in read-array mode is mapped read-only into the guest, so reads (and the
+/// firmware's instruction fetches) cost no exit and only writes reach the model; in any other
+/// mode (status, identifier, CFI query) reads must reach the model, so the core unmaps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlashView {
+    /// The view is given: the request touched the flash (otherwise the core leaves the
+    /// mappings as they are).
+    pub valid: bool,
+    /// Bank i reads as its array.
+    pub array: [bool; 2],
+}
+
+impl FlashView {
+    /// No view: the mappings stay as they are.
+    pub const NONE: Self = Self {
+        valid: false,
+        array: [false; 2],
+    };
+    const SHIFT: u32 = 8;
+    const VALID: u64 = 1 << Self::SHIFT;
+    const ARRAY0: u64 = 1 << (Self::SHIFT + 1);
+    const ARRAY1: u64 = 1 << (Self::SHIFT + 2);
+
+    /// As bits 8-10 of a register.
+    pub const fn to_bits(self) -> u64 {
+        if !self.valid {
+            return 0;
+        }
+        Self::VALID
+            | if self.array[0] { Self::ARRAY0 } else { 0 }
+            | if self.array[1] { Self::ARRAY1 } else { 0 }
+    }
+
+    /// From bits 8-10 of a register.
+    pub const fn from_bits(r: u64) -> Self {
+        if r & Self::VALID == 0 {
+            return Self::NONE;
+        }
+        Self {
+            valid: true,
+            array: [r & Self::ARRAY0 != 0, r & Self::ARRAY1 != 0],
+        }
+    }
 }
 
 /// What the core may do for a VM's UART without an upcall, as the VMM last said (x6 of
@@ -810,6 +864,7 @@ impl Response {
             console_len: 0,
             console: [0; 2],
             uart: UartShadow::NONE,
+            flash: FlashView::NONE,
         }
     }
 
@@ -821,6 +876,7 @@ impl Response {
             console_len: 0,
             console: [0; 2],
             uart: UartShadow::NONE,
+            flash: FlashView::NONE,
         }
     }
 
@@ -829,7 +885,7 @@ impl Response {
         [
             self.status.to_reg(),
             self.value,
-            self.console_len as u64,
+            self.console_len as u64 | self.flash.to_bits(),
             self.console[0],
             self.console[1],
             self.uart.to_reg(),
@@ -843,15 +899,17 @@ impl Response {
             Some(Status::Ok) => Status::Ok,
             _ => Status::DeviceError,
         };
-        let len = if r[2] > RESPONSE_CONSOLE_CHUNK as u64 {
+        let raw_len = r[2] & 0xff;
+        let len = if raw_len > RESPONSE_CONSOLE_CHUNK as u64 {
             RESPONSE_CONSOLE_CHUNK as u8
         } else {
-            r[2] as u8
+            raw_len as u8
         };
         Self {
             status,
             value: r[1],
             console_len: len,
+            flash: FlashView::from_bits(r[2]),
             console: [r[3], r[4]],
             uart: UartShadow::from_reg(r[5]),
         }
@@ -996,6 +1054,12 @@ mod tests {
             fr: 0x90,
         };
         assert_eq!(Response::from_regs(r.to_regs()), r);
+        for array in [[false, false], [true, false], [false, true], [true, true]] {
+            r.flash = FlashView { valid: true, array };
+            assert_eq!(Response::from_regs(r.to_regs()), r, "{array:?}");
+        }
+        r.flash = FlashView::NONE;
+        assert_eq!(Response::from_regs(r.to_regs()).flash, FlashView::NONE);
         let bad = Response::from_regs([77, 5, 1000, 0, 0, 0]);
         assert_eq!(
             bad.status,
@@ -1095,8 +1159,14 @@ mod tests {
             mac: None,
         };
         let mut regs = r.to_regs();
-        regs[5] |= 1 << 31;
+        regs[5] |= 1 << 30;
         assert_eq!(Request::from_regs(regs), Some(r));
+        regs[5] |= DeviceSet::FLASH.0 as u64;
+        let with_flash = Request::from_regs(regs);
+        assert!(
+            matches!(with_flash, Some(Request::VmStart { devices, .. }) if devices == DeviceSet::ALL.with(DeviceSet::FLASH)),
+            "the flash is known though no description names it"
+        );
     }
 
     #[test]

@@ -130,8 +130,14 @@ pub fn build_vms(
         };
         // The parser refused any VM whose writable slice overlaps another's.
         let disk = d.disk_slice();
+        // Firmware runs from QEMU virt's flash, which the VMM models.
+        let devices = if firmware.is_some() {
+            d.devices.with(DeviceSet::FLASH)
+        } else {
+            d.devices
+        };
         let spec = VmSpec {
-            served: d.devices != DeviceSet::NONE,
+            served: devices != DeviceSet::NONE,
             name: d.name,
             vcpus: d.vcpus,
             mem_size: d.mem_size,
@@ -140,7 +146,7 @@ pub fn build_vms(
             initrd,
             cmdline: d.cmdline,
             autostart: d.autostart,
-            devices: d.devices,
+            devices,
             disk,
             mac: d.mac,
         };

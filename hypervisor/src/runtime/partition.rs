@@ -500,10 +500,12 @@ impl Partition {
                 if flag.load(Ordering::Acquire) {
                     return Status::Ok;
                 }
-                if vm.ram.size > vabi::GUEST_WINDOW_SIZE {
+                // Its RAM and, after it, its variable flash (which the VMM's model programs).
+                let size = vm.vmm_window_size();
+                if size > vabi::GUEST_WINDOW_SIZE {
                     return Status::InvalidArgument;
                 }
-                match self.stage2.lock().map_ram(window, vm.ram.pa, vm.ram.size) {
+                match self.stage2.lock().map_ram(window, vm.ram.pa, size) {
                     Ok(()) => {
                         flag.store(true, Ordering::Release);
                         Status::Ok

@@ -152,22 +152,7 @@ fn handle_sync(
     let trap::Syndrome { esr, far, hpfar } = trap::syndrome();
     let skip = exit::instruction_len(esr);
     match exit::decode(esr, far, hpfar) {
-        Exit::Mmio(access) => {
-            slot.count(Counter::Mmio);
-            match emulate_mmio(cpu, vm, v, regs, &access) {
-                Ok(()) => regs.elr += skip,
-                Err(why) => {
-                    if why == MmioError::Unclaimed {
-                        WARN_ABORT.warn(format_args!(
-                            "VM {} vCPU {}: access to {} which nothing emulates: abort injected",
-                            vm.id.0, v.0, access.ipa
-                        ));
-                    }
-                    let write = access.write;
-                    inject(regs, GuestException::DataAbort { far, write });
-                }
-            }
-        }
+        Exit::Mmio(access) => mmio_exit(cpu, vm, v, slot, regs, &access, far, skip),
         Exit::DataAbortNoSyndrome { ipa, far, write } => {
             WARN_NO_SYNDROME.warn(format_args!(
                 "VM {} vCPU {}: access to {} without a syndrome (pair/writeback/SIMD): abort injected",
@@ -184,12 +169,23 @@ fn handle_sync(
             inject(regs, GuestException::InstructionAbort { far });
         }
         Exit::PermissionFault {
-            far, write, fetch, ..
+            far,
+            write,
+            fetch,
+            access,
         } => {
-            if fetch {
-                inject(regs, GuestException::InstructionAbort { far });
-            } else {
-                inject(regs, GuestException::DataAbort { far, write });
+            // A write to flash in read-array mode (mapped read-only): a command for the
+            // flash's model. HPFAR_EL2 does not give the address of a permission fault.
+            let flash = match (fetch, access) {
+                (false, Some(ls)) if vm.flash.is_some() => trap::translate_far(far, write)
+                    .map(|ipa| ls.at(GuestPhysAddr(ipa)))
+                    .filter(|a| vm.is_flash(a.ipa)),
+                _ => None,
+            };
+            match flash {
+                Some(access) => mmio_exit(cpu, vm, v, slot, regs, &access, far, skip),
+                None if fetch => inject(regs, GuestException::InstructionAbort { far }),
+                None => inject(regs, GuestException::DataAbort { far, write }),
             }
         }
         Exit::Abort(a) => {
@@ -288,6 +284,35 @@ fn flush_uart(cpu: &PerCpu, vm: &Vm, v: VcpuId) {
     }
 }
 
+/// A described load or store to a device: emulated and stepped over, or answered with an
+/// abort.
+#[allow(clippy::too_many_arguments)]
+fn mmio_exit(
+    cpu: &PerCpu,
+    vm: &Vm,
+    v: VcpuId,
+    slot: &VcpuSlot,
+    regs: &mut GuestRegs,
+    access: &MmioAccess,
+    far: u64,
+    skip: u64,
+) {
+    slot.count(Counter::Mmio);
+    match emulate_mmio(cpu, vm, v, regs, access) {
+        Ok(()) => regs.elr += skip,
+        Err(why) => {
+            if why == MmioError::Unclaimed {
+                WARN_ABORT.warn(format_args!(
+                    "VM {} vCPU {}: access to {} which nothing emulates: abort injected",
+                    vm.id.0, v.0, access.ipa
+                ));
+            }
+            let write = access.write;
+            inject(regs, GuestException::DataAbort { far, write });
+        }
+    }
+}
+
 /// UARTDR's offset in the PL011 frame (PL011 TRM 3.3.1).
 const UARTDR: u64 = 0x000;
 /// UARTFR's offset (PL011 TRM 3.3.3).
@@ -329,7 +354,9 @@ fn emulate_mmio(
         } else {
             Some(vm.vgic.mmio_read(v, a.ipa, size))
         }
-    } else if abi::layout::vmm_device(a.ipa) {
+    } else if abi::layout::vmm_device(a.ipa)
+        && (abi::layout::flash_bank(a.ipa).is_none() || vm.flash.is_some())
+    {
         let Some(p) = partition::get() else {
             return Err(MmioError::DeviceFailed);
         };
@@ -357,6 +384,9 @@ fn emulate_mmio(
         };
         match p.request(cpu, vm, Some(v), req) {
             Ok(resp) if resp.status == abi::vmm::Status::Ok => {
+                if resp.flash.valid {
+                    vm.set_flash_array(resp.flash.array);
+                }
                 partition::deliver_input(cpu, vm, Some(v));
                 (!a.write).then_some(resp.value)
             }

@@ -10,7 +10,7 @@ use crate::arch::context::CpuContext;
 use crate::arch::exception::GuestRegs;
 use crate::arch::stage2::{Stage2, BLOCK_SIZE};
 use crate::vgic::Vgic;
-use abi::layout::{MAX_VCPUS, RAM_BASE};
+use abi::layout::{FLASH_BANKS, FLASH_BANK_SIZE, FLASH_BASE, MAX_VCPUS, RAM_BASE};
 use abi::vmm::{DeviceSet, DiskSlice, Mac};
 use abi::{GuestPhysAddr, HostPhysAddr, VcpuId, VmId};
 use alloc::string::String;
@@ -158,8 +158,10 @@ pub struct Vm {
     pub vgic: Vgic,
     /// Its RAM.
     pub ram: GuestRam,
-    /// Kept alive for the hardware walker.
-    _stage2: Stage2,
+    /// Its flash banks, if it boots firmware.
+    pub flash: Option<Flash>,
+    /// Its stage-2 tables: read by the hardware walker, changed only for the flash.
+    stage2: spin::Mutex<Stage2>,
     /// VTTBR_EL2 value.
     pub vttbr: u64,
     /// VTCR_EL2 value.
@@ -184,6 +186,44 @@ pub struct Vm {
     pub started: AtomicBool,
 }
 
+/// A firmware VM's flash: QEMU virt's two banks, in host RAM carved with the VM's RAM.
+///
+/// Bank 1 (the variables, 64 MiB) lies right after the RAM, so the VMM partition reaches it
+/// through its window on the VM at the RAM's size, and its CFI model programs and erases it
+/// there. Bank 0 (the firmware, write-protected) follows, as much of it as the firmware
+/// needs in 2 MiB blocks; the rest of bank 0 is never mapped and reads through the model as
+/// zeros. A bank in read-array mode is mapped read-only, so reads and fetches cost no exit
+/// and writes fault to the model; in any other mode it is unmapped, so its reads reach the
+/// model too (status, identifier, CFI query).
+pub struct Flash {
+    /// Host address of each bank's backing.
+    pa: [HostPhysAddr; FLASH_BANKS as usize],
+    /// Bytes of each bank that are backed (and mapped in read-array mode).
+    len: [u64; FLASH_BANKS as usize],
+    /// Whether each bank is mapped now, changed with the stage-2 lock held.
+    mapped: spin::Mutex<[bool; FLASH_BANKS as usize]>,
+}
+
+impl Flash {
+    /// The guest-physical base of bank `b`.
+    fn base(b: usize) -> GuestPhysAddr {
+        GuestPhysAddr(FLASH_BASE.0 + b as u64 * FLASH_BANK_SIZE)
+    }
+
+    /// Copies `firmware` to the start of bank 0's backing, zeroes the rest of it.
+    fn load_firmware(&self, firmware: &[u8]) {
+        let len = self.len[0] as usize;
+        let n = firmware.len().min(len);
+        // SAFETY: bank 0's backing is `len` bytes of host RAM carved for this VM alone, and
+        // no vCPU of it runs (it is being built or reset); `n` <= `len`.
+        unsafe {
+            let dst = self.pa[0].0 as *mut u8;
+            core::ptr::copy_nonoverlapping(firmware.as_ptr(), dst, n);
+            core::ptr::write_bytes(dst.add(n), 0, len - n);
+        }
+    }
+}
+
 /// Why a VM could not be built.
 #[derive(Debug)]
 pub enum VmError {
@@ -198,6 +238,10 @@ pub enum VmError {
     Stage2(crate::arch::stage2::Stage2Error),
     /// The loader refused the guest.
     Load(loader::LoadError),
+    /// The firmware is empty or larger than a flash bank.
+    FirmwareSize(u64),
+    /// The VM's RAM and its variable flash do not fit the VMM partition's window on it.
+    FirmwareMemory(u64),
 }
 
 impl fmt::Display for VmError {
@@ -214,22 +258,36 @@ impl fmt::Display for VmError {
             Self::NoRam(s) => write!(f, "no {s:#x} bytes of free RAM left for the guest"),
             Self::Stage2(e) => write!(f, "stage-2 tables: {e:?}"),
             Self::Load(e) => write!(f, "loading the guest: {e}"),
+            Self::FirmwareSize(n) => write!(
+                f,
+                "the firmware is {n:#x} bytes: it must be 1 byte to {FLASH_BANK_SIZE:#x} (a flash bank)"
+            ),
+            Self::FirmwareMemory(s) => write!(
+                f,
+                "guest RAM of {s:#x} bytes leaves no room for the variable flash in the VMM's {:#x}-byte window: give it less",
+                abi::vmm::GUEST_WINDOW_SIZE
+            ),
         }
     }
 }
 
-/// Loads kernel, initrd and a generated device tree into `ram`.
+/// Loads kernel, initrd and a generated device tree into `ram`; for a VM that boots
+/// firmware, only the tree (the firmware is in its flash).
 fn load(spec: &VmSpec, ram: &mut GuestRam) -> Result<BootInfo, VmError> {
+    let machine = loader::MachineOptions {
+        devices: spec.devices,
+        ..Default::default()
+    };
+    if let Some(fw) = spec.firmware {
+        return loader::load_firmware(spec.vcpus, ram.size, fw.len() as u64, &machine, ram)
+            .map_err(VmError::Load);
+    }
     let cfg = GuestConfig {
         vcpus: spec.vcpus,
         mem_size: ram.size,
         kernel: spec.kernel,
         initrd: spec.initrd,
         cmdline: &spec.cmdline,
-    };
-    let machine = loader::MachineOptions {
-        devices: spec.devices,
-        ..Default::default()
     };
     let boot = loader::load_with(&cfg, &machine, ram).map_err(VmError::Load)?;
     crate::arch::cpu::invalidate_icache();
@@ -256,7 +314,22 @@ impl Vm {
         if size == 0 || !size.is_multiple_of(BLOCK_SIZE) {
             return Err(VmError::BadMemSize(size));
         }
-        let pa = free.carve(size, BLOCK_SIZE).ok_or(VmError::NoRam(size))?;
+        // A firmware VM's flash: bank 1 whole, bank 0 as far as the firmware reaches.
+        let flash_len = match spec.firmware {
+            None => None,
+            Some(fw) => {
+                let n = fw.len() as u64;
+                if n == 0 || n > FLASH_BANK_SIZE {
+                    return Err(VmError::FirmwareSize(n));
+                }
+                if size + FLASH_BANK_SIZE > abi::vmm::GUEST_WINDOW_SIZE {
+                    return Err(VmError::FirmwareMemory(size));
+                }
+                Some([n.next_multiple_of(BLOCK_SIZE), FLASH_BANK_SIZE])
+            }
+        };
+        let total = size + flash_len.map_or(0, |l| l[0] + l[1]);
+        let pa = free.carve(total, BLOCK_SIZE).ok_or(VmError::NoRam(total))?;
         let mut ram = GuestRam {
             ipa: RAM_BASE,
             pa: HostPhysAddr(pa),
@@ -266,6 +339,22 @@ impl Vm {
         stage2
             .map_ram(RAM_BASE, HostPhysAddr(pa), size)
             .map_err(VmError::Stage2)?;
+        let flash = flash_len.map(|len| Flash {
+            pa: [HostPhysAddr(pa + size + len[1]), HostPhysAddr(pa + size)],
+            len,
+            mapped: spin::Mutex::new([true; FLASH_BANKS as usize]),
+        });
+        if let (Some(f), Some(fw)) = (&flash, spec.firmware) {
+            f.load_firmware(fw);
+            // A new part is erased: every bit set.
+            // SAFETY: bank 1's backing is host RAM carved for this VM alone, not yet running.
+            unsafe { core::ptr::write_bytes(f.pa[1].0 as *mut u8, 0xff, f.len[1] as usize) };
+            for b in 0..FLASH_BANKS as usize {
+                stage2
+                    .map_rom(Flash::base(b), f.pa[b], f.len[b])
+                    .map_err(VmError::Stage2)?;
+            }
+        }
         let boot = load(&spec, &mut ram)?;
         let vmid = id.0 as u8 + 1;
         let vcpus = placement
@@ -284,7 +373,7 @@ impl Vm {
             })
             .collect::<Vec<_>>();
         if spec.autostart {
-            vcpus[0].request_on(boot.entry.0, boot.dtb.0);
+            vcpus[0].request_on(boot.entry.0, boot.x0);
         }
         log::info!(
             "VM {} \"{}\": {} vCPUs on CPUs {:?}, {} MiB RAM at host {:#x}, entry {}, device tree {}{}",
@@ -302,9 +391,10 @@ impl Vm {
             id,
             vgic: Vgic::new(nr),
             ram,
+            flash,
             vttbr: stage2.vttbr(vmid),
             vtcr: stage2.vtcr(),
-            _stage2: stage2,
+            stage2: spin::Mutex::new(stage2),
             cntvoff: crate::arch::timer::now(),
             vcpus,
             alive: AtomicBool::new(spec.autostart),
@@ -326,6 +416,9 @@ impl Vm {
     pub fn reload(&self) -> Result<BootInfo, VmError> {
         let mut ram = self.ram;
         let boot = load(&self.spec, &mut ram)?;
+        // The flash comes back in read-array mode (the VMM resets its models on VmStart); the
+        // variables in bank 1 stay, as a machine's flash keeps them over a reset.
+        self.set_flash_array([true; FLASH_BANKS as usize]);
         self.vgic.reset();
         for slot in self.vcpus.iter() {
             slot.set_power(Power::Off);
@@ -333,9 +426,51 @@ impl Vm {
         Ok(boot)
     }
 
-    /// Starts vCPU 0 at the kernel's entry with the device tree in x0, as `boot` says.
+    /// Starts vCPU 0 at the entry with x0 as `boot` says (the kernel with its device tree,
+    /// or the firmware at 0 with x0 = 0).
     pub fn start_boot_vcpu(&self, boot: &BootInfo) {
-        self.vcpus[0].request_on(boot.entry.0, boot.dtb.0);
+        self.vcpus[0].request_on(boot.entry.0, boot.x0);
+    }
+
+    /// How much of the VM's host memory the VMM partition's window on it shows: its RAM, and
+    /// its variable flash (bank 1) right after.
+    pub fn vmm_window_size(&self) -> u64 {
+        self.ram.size + self.flash.as_ref().map_or(0, |f| f.len[1])
+    }
+
+    /// Maps each flash bank that reads as its array (read-only, so reads cost no exit) and
+    /// unmaps each that does not (so its reads reach the VMM's model), as the VMM said after
+    /// a flash access. Unmapping invalidates the VM's TLB entries on every CPU: called by a
+    /// vCPU of this VM (whose VTTBR_EL2 is loaded) or while none of its vCPUs runs.
+    pub fn set_flash_array(&self, array: [bool; FLASH_BANKS as usize]) {
+        let Some(f) = &self.flash else { return };
+        let mut mapped = f.mapped.lock();
+        let mut stage2 = self.stage2.lock();
+        let mut unmapped = false;
+        for (b, want) in array.into_iter().enumerate() {
+            if mapped[b] == want {
+                continue;
+            }
+            let done = if want {
+                stage2.map_rom(Flash::base(b), f.pa[b], f.len[b])
+            } else {
+                unmapped = true;
+                stage2.unmap_blocks(Flash::base(b), f.len[b])
+            };
+            match done {
+                Ok(()) => mapped[b] = want,
+                // Aligned ranges the VM was built with: cannot fail short of a bug.
+                Err(e) => log::error!("VM {}: flash bank {b}: stage 2: {e:?}", self.id.0),
+            }
+        }
+        if unmapped {
+            crate::arch::tlb::flush_guest_all();
+        }
+    }
+
+    /// Whether `ipa` is in a flash bank this VM has.
+    pub fn is_flash(&self, ipa: GuestPhysAddr) -> bool {
+        self.flash.is_some() && abi::layout::flash_bank(ipa).is_some()
     }
 
     /// The slot of `v`, if it exists.

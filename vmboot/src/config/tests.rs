@@ -1026,7 +1026,10 @@ fn firmware_instead_of_a_kernel() {
     assert_eq!(one(&initrd).unwrap_err().field.as_deref(), Some("initrd"));
     let cmdline = format!("{text}cmdline = \"quiet\"\n");
     assert_eq!(one(&cmdline).unwrap_err().field.as_deref(), Some("cmdline"));
-    assert!(one(&format!("{text}cmdline = \"\"\n")).is_ok(), "an empty one is none");
+    assert!(
+        one(&format!("{text}cmdline = \"\"\n")).is_ok(),
+        "an empty one is none"
+    );
 }
 
 #[test]

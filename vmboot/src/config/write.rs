@@ -71,13 +71,17 @@ impl VmDesc {
     /// The names of the boot bundle's files this VM needs (its kernel or firmware, then its
     /// initrd).
     pub fn bundle_files(&self) -> impl Iterator<Item = &str> {
-        [self.kernel.as_ref(), self.firmware.as_ref(), self.initrd.as_ref()]
-            .into_iter()
-            .flatten()
-            .filter_map(|s| match s {
-                Source::Bundle(name) => Some(name.as_str()),
-                Source::Memory { .. } => None,
-            })
+        [
+            self.kernel.as_ref(),
+            self.firmware.as_ref(),
+            self.initrd.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| match s {
+            Source::Bundle(name) => Some(name.as_str()),
+            Source::Memory { .. } => None,
+        })
     }
 }
 

@@ -22,7 +22,7 @@ fn make_cmd(command: u8, port: u8, chip: u8) -> u64 {
 }
 
 /// EDK2's `SEND_NOR_COMMAND`: a 32-bit write of the command on both chips.
-fn send(f: &mut CfiFlash<Vec<u8>>, offset: u64, command: u8) {
+fn send<B: FlashBacking>(f: &mut CfiFlash<B>, offset: u64, command: u8) {
     f.write(offset, 4, make_cmd(command, 4, 2));
 }
 
@@ -32,7 +32,7 @@ const SR_ERRORS: u64 = 0x003A_003A;
 
 /// EDK2's `NorFlashWaitForStatus`: Read Status, then poll until both chips are ready;
 /// returns the status word.
-fn wait_ready(f: &mut CfiFlash<Vec<u8>>, offset: u64) -> u64 {
+fn wait_ready<B: FlashBacking>(f: &mut CfiFlash<B>, offset: u64) -> u64 {
     send(f, offset, cmd::READ_STATUS);
     for _ in 0..16 {
         let sr = f.read(offset, 4);
@@ -485,4 +485,35 @@ fn hostile_sequences_never_panic() {
             Protection::Writable => assert_ne!(contents, image),
         }
     }
+}
+
+#[test]
+fn a_blank_write_protected_bank_answers_queries_and_reads_its_fill() {
+    let blank = Blank {
+        size: SMALL.size(),
+        fill: 0,
+    };
+    let mut f = CfiFlash::new(SMALL, blank, Protection::WriteProtected).unwrap();
+    assert_eq!(f.read(0x100, 4), 0, "read-array: the fill");
+    // U-Boot's probe of the firmware bank: CFI query, then back to read-array.
+    send(&mut f, 0x55 * 4, cmd::CFI_QUERY);
+    assert!(!f.in_read_array());
+    let qry: Vec<u8> = (0x10..0x13).map(|i| f.read(i * 4, 4) as u8).collect();
+    assert_eq!(qry, b"QRY");
+    send(&mut f, 0, cmd::READ_ARRAY);
+    assert!(f.in_read_array());
+    // A program changes nothing and fails; nothing is stored.
+    send(&mut f, 0x40, cmd::PROGRAM);
+    f.write(0x40, 4, 0x1234_5678);
+    assert_eq!(wait_ready(&mut f, 0x40), SR_READY | 0x0010_0010);
+    send(&mut f, 0, cmd::READ_ARRAY);
+    assert_eq!(f.read(0x40, 4), 0);
+    assert_eq!(
+        Blank {
+            size: 8,
+            fill: 0xff
+        }
+        .read(4, &mut [0; 5]),
+        Err(BackingError::OutOfRange)
+    );
 }

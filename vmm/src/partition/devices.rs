@@ -10,19 +10,20 @@
 use super::console::PortOut;
 use super::disk::GuestDisk;
 use super::entropy::Rndr;
-use super::guest_mem::WindowMemory;
+use super::guest_mem::{WindowFlash, WindowMemory};
 use super::hvc;
 use super::net::NetPort;
 use abi::layout::{
-    PL011_BASE, PL011_INTID, PL011_SIZE, PL031_BASE, PL031_INTID, PL031_SIZE, VIRTIO_MMIO_BASE,
-    VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
+    flash_bank, FLASH_BANK_SIZE, PL011_BASE, PL011_INTID, PL011_SIZE, PL031_BASE, PL031_INTID,
+    PL031_SIZE, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
 };
 use abi::vmm::{
-    pack, unpack, DeviceSet, DiskSlice, FaultPlan, Request, Response, Status, UartShadow,
-    VirtioKind, MAX_VMS, RESPONSE_CONSOLE_CHUNK, UART_TX_CHUNK,
+    pack, unpack, DeviceSet, DiskSlice, FaultPlan, FlashView, Request, Response, Status,
+    UartShadow, VirtioKind, MAX_VMS, RESPONSE_CONSOLE_CHUNK, UART_TX_CHUNK,
 };
 use abi::{GuestPhysAddr, VmId};
 use spin::{Mutex, Once};
+use vmm::cfi_flash::{Blank, CfiFlash, Geometry, Protection};
 use vmm::pl011::Pl011;
 use vmm::pl031::{self, Pl031};
 use vmm::virtio::blk::VirtioBlk;
@@ -51,6 +52,42 @@ struct Rtc {
     model: Pl031,
     /// The line as the core last heard it.
     level: bool,
+}
+
+/// A firmware VM's flash: QEMU virt's two banks.
+struct Flash {
+    /// Bank 0, the firmware's: write-protected. The core maps the firmware's blocks for direct
+    /// reads; the model answers commands, and reads of the rest (zeros, as QEMU gives them).
+    firmware: CfiFlash<Blank>,
+    /// Bank 1, the variables', in the host memory after the VM's RAM.
+    vars: CfiFlash<WindowFlash>,
+}
+
+impl Flash {
+    fn new(vm: VmId, ram_size: u64) -> Option<Self> {
+        let g = Geometry::QEMU_VIRT;
+        let blank = Blank {
+            size: g.size(),
+            fill: 0,
+        };
+        Some(Self {
+            firmware: CfiFlash::new(g, blank, Protection::WriteProtected).ok()?,
+            vars: CfiFlash::new(
+                g,
+                WindowFlash::new(vm, ram_size, FLASH_BANK_SIZE)?,
+                Protection::Writable,
+            )
+            .ok()?,
+        })
+    }
+
+    /// Which banks read as their array now: the core maps those for direct reads.
+    fn view(&self) -> FlashView {
+        FlashView {
+            valid: true,
+            array: [self.firmware.in_read_array(), self.vars.in_read_array()],
+        }
+    }
 }
 
 /// The machine's time of day, as the core tells it. The VMM asks at each reading rather than
@@ -94,6 +131,7 @@ impl EntropySource for Entropy {
 /// One VM's devices.
 struct VmDevices {
     mem: WindowMemory,
+    flash: Option<Flash>,
     uart: Option<Uart>,
     rtc: Option<Rtc>,
     console: Option<MmioTransport<VirtioConsole<PortOut>>>,
@@ -194,6 +232,20 @@ pub fn handle(req: Request) -> Response {
 
 /// A guest load or store to one of the VM's devices.
 fn mmio(dev: &mut VmDevices, ipa: GuestPhysAddr, size: u8, write: bool, data: u64) -> Response {
+    if let Some((bank, off)) = flash_bank(ipa) {
+        let Some(flash) = dev.flash.as_mut() else {
+            return Response::error();
+        };
+        let mut resp = Response::ok(0);
+        match (bank, write) {
+            (0, true) => flash.firmware.write(off, size, data),
+            (0, false) => resp.value = flash.firmware.read(off, size),
+            (_, true) => flash.vars.write(off, size, data),
+            (_, false) => resp.value = flash.vars.read(off, size),
+        }
+        resp.flash = flash.view();
+        return resp;
+    }
     if let Some(off) = ipa.0.checked_sub(PL011_BASE.0).filter(|o| *o < PL011_SIZE) {
         let Some(uart) = dev.uart.as_mut() else {
             return Response::error();
@@ -359,9 +411,18 @@ fn start(
     let Some(mem) = WindowMemory::new(vm, ram_base, ram_size) else {
         return Response::error();
     };
+    let flash = if set.contains(DeviceSet::FLASH) {
+        match Flash::new(vm, ram_size) {
+            Some(f) => Some(f),
+            None => return Response::error(),
+        }
+    } else {
+        None
+    };
     let has = |kind: VirtioKind| set.has_virtio(kind);
     let devices = VmDevices {
         mem,
+        flash,
         uart: set.contains(DeviceSet::PL011).then(|| Uart {
             model: Pl011::new(),
             level: false,

@@ -9,6 +9,7 @@
 use abi::vmm::{guest_window, GUEST_WINDOW_SIZE};
 use abi::{GuestPhysAddr, VmId};
 use vmboot::memory::{ram_offset, GuestMemory, MemoryError};
+use vmm::cfi_flash::{BackingError, FlashBacking};
 
 /// One VM's RAM through its window.
 pub struct WindowMemory {
@@ -57,6 +58,59 @@ impl GuestMemory for WindowMemory {
         let src = self.host(ipa, buf.len())?;
         // SAFETY: as in `write`: the range lies in the mapped window, disjoint from `buf`.
         unsafe { core::ptr::copy_nonoverlapping(src as *const u8, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+}
+
+/// A VM's variable flash (bank 1) through its window: the host memory the core carved right
+/// after the VM's RAM and maps there (see the core's `runtime::vm::Flash`). The guest reads
+/// it directly while it reads as its array; the model programs and erases it here.
+pub struct WindowFlash {
+    /// Where the bank starts in the VMM's view.
+    start: usize,
+    /// Its size in bytes.
+    size: u64,
+}
+
+impl WindowFlash {
+    /// VM `vm`'s bank of `size` bytes after its `ram_size` bytes of RAM, if both fit its window.
+    pub fn new(vm: VmId, ram_size: u64, size: u64) -> Option<Self> {
+        let window = guest_window(vm)?;
+        if ram_size.checked_add(size)? > GUEST_WINDOW_SIZE {
+            return None;
+        }
+        Some(Self {
+            start: usize::try_from(window.0.checked_add(ram_size)?).ok()?,
+            size,
+        })
+    }
+
+    /// The address in the VMM's view of `len` bytes at `offset`, if they lie in the bank.
+    fn host(&self, offset: u64, len: usize) -> Result<usize, BackingError> {
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= self.size => Ok(self.start + offset as usize),
+            _ => Err(BackingError::OutOfRange),
+        }
+    }
+}
+
+impl FlashBacking for WindowFlash {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BackingError> {
+        let src = self.host(offset, buf.len())?;
+        // SAFETY: `host` checked the range lies in the bank, which the core mapped in the
+        // VM's window with its RAM (read/write, normal memory); disjoint from `buf`.
+        unsafe { core::ptr::copy_nonoverlapping(src as *const u8, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), BackingError> {
+        let dst = self.host(offset, data.len())?;
+        // SAFETY: as in `read`.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst as *mut u8, data.len()) };
         Ok(())
     }
 }

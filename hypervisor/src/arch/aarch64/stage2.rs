@@ -25,7 +25,7 @@ register_bitfields! {u64,
         /// Shareability.
         SH OFFSET(8) NUMBITS(2) [Inner = 3],
         /// Stage-2 access permissions.
-        S2AP OFFSET(6) NUMBITS(2) [ReadWrite = 3],
+        S2AP OFFSET(6) NUMBITS(2) [ReadOnly = 1, ReadWrite = 3],
         /// Stage-2 memory attributes (FWB = 0): Normal, outer and inner write-back.
         /// Device-nGnRE for a device's registers.
         MEMATTR OFFSET(2) NUMBITS(4) [NormalWriteBack = 0b1111, DeviceNGnRE = 0b0001],
@@ -126,6 +126,59 @@ impl Stage2 {
         pa: HostPhysAddr,
         size: u64,
     ) -> Result<(), Stage2Error> {
+        self.map_blocks(ipa, pa, size, S2_DESC::S2AP::ReadWrite)
+    }
+
+    /// Maps `size` bytes of normal, cacheable memory at `ipa` to `pa`, readable and executable
+    /// but not writable: a write is a stage-2 permission fault (flash in read-array mode).
+    pub fn map_rom(
+        &mut self,
+        ipa: GuestPhysAddr,
+        pa: HostPhysAddr,
+        size: u64,
+    ) -> Result<(), Stage2Error> {
+        self.map_blocks(ipa, pa, size, S2_DESC::S2AP::ReadOnly)
+    }
+
+    /// Removes the 2 MiB blocks mapped over `[ipa, ipa + size)`; the caller invalidates the
+    /// TLBs (the entries may be cached on every CPU that ran the VM).
+    pub fn unmap_blocks(&mut self, ipa: GuestPhysAddr, size: u64) -> Result<(), Stage2Error> {
+        if !ipa.0.is_multiple_of(BLOCK_SIZE) || !size.is_multiple_of(BLOCK_SIZE) {
+            return Err(Stage2Error::Unaligned);
+        }
+        let end = ipa.0.checked_add(size).ok_or(Stage2Error::OutOfRange)?;
+        if end > 1u64 << self.ipa_bits {
+            return Err(Stage2Error::OutOfRange);
+        }
+        let mut a = ipa.0;
+        while a < end {
+            let l1 = (a >> L1_SHIFT) as usize;
+            // SAFETY: `l1` < root_tables * ENTRIES because `a` < 2^ipa_bits.
+            let l1e = unsafe { *self.root.add(l1) };
+            if l1e & S2_DESC::VALID::SET.value != 0 && l1e & S2_DESC::TYPE::Table.value != 0 {
+                let l2 = (l1e & S2_DESC::ADDR.mask << S2_DESC::ADDR.shift) as *mut u64;
+                let idx = ((a >> L2_SHIFT) as usize) % ENTRIES;
+                // SAFETY: `l2` is a level-2 table this code allocated; idx < ENTRIES.
+                let e = unsafe { &mut *l2.add(idx) };
+                if *e & S2_DESC::TYPE::Table.value == 0 {
+                    *e = 0;
+                } else {
+                    return Err(Stage2Error::Overlap);
+                }
+            }
+            a += BLOCK_SIZE;
+        }
+        super::cpu::dsb_sy();
+        Ok(())
+    }
+
+    fn map_blocks(
+        &mut self,
+        ipa: GuestPhysAddr,
+        pa: HostPhysAddr,
+        size: u64,
+        access: tock_registers::fields::FieldValue<u64, S2_DESC::Register>,
+    ) -> Result<(), Stage2Error> {
         if !ipa.0.is_multiple_of(BLOCK_SIZE)
             || !pa.0.is_multiple_of(BLOCK_SIZE)
             || !size.is_multiple_of(BLOCK_SIZE)
@@ -155,7 +208,7 @@ impl Stage2 {
             let block = (S2_DESC::VALID::SET
                 + S2_DESC::TYPE::Block
                 + S2_DESC::MEMATTR::NormalWriteBack
-                + S2_DESC::S2AP::ReadWrite
+                + access
                 + S2_DESC::SH::Inner
                 + S2_DESC::AF::SET
                 + S2_DESC::XN::Executable

@@ -9,3 +9,19 @@ pub fn flush_guest_local() {
     // before the next guest access.
     unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
 }
+
+/// Drops every CPU's stage-1 and stage-2 TLB entries of the VMID in VTTBR_EL2 (inner
+/// shareable broadcast): after a mapping of that VM was removed.
+#[inline]
+pub fn flush_guest_all() {
+    // SAFETY: as above; the DSB ISH waits for every CPU to complete the invalidation.
+    unsafe {
+        core::arch::asm!(
+            "dsb ishst",
+            "tlbi vmalls12e1is",
+            "dsb ish",
+            "isb",
+            options(nostack)
+        )
+    };
+}

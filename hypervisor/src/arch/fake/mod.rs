@@ -6,6 +6,7 @@ extern crate std;
 
 use crate::arch::{GuestControls, Syndrome};
 use crate::inject::El1Entry;
+use alloc::vec::Vec;
 use core::cell::RefCell;
 
 /// Most list registers a GICv3 CPU interface has.
@@ -26,6 +27,9 @@ pub struct Cpu {
     pub guest_tlb_flushes: u32,
     /// The syndrome of the last exception to EL2.
     pub syndrome: Syndrome,
+    /// What the guest's stage 1 maps (virtual page -> guest-physical page), for
+    /// `trap::translate_far`.
+    pub stage1: Vec<(u64, u64)>,
     /// ELR_EL2.
     pub elr_el2: u64,
     /// How many list registers exist.
@@ -94,6 +98,11 @@ pub mod tlb {
     pub fn flush_guest_local() {
         super::with_cpu(|c| c.guest_tlb_flushes += 1);
     }
+
+    /// Counts a broadcast flush of the current VMID's entries.
+    pub fn flush_guest_all() {
+        super::with_cpu(|c| c.guest_tlb_flushes += 1);
+    }
 }
 
 /// See `arch/aarch64/trap.rs`.
@@ -108,6 +117,16 @@ pub mod trap {
     /// ELR_EL2.
     pub fn return_address() -> u64 {
         super::with_cpu(|c| c.elr_el2)
+    }
+
+    /// `far` through the test's stage 1 (`Cpu::stage1`); reads and writes alike.
+    pub fn translate_far(far: u64, _write: bool) -> Option<u64> {
+        super::with_cpu(|c| {
+            c.stage1
+                .iter()
+                .find(|(va, _)| *va == far & !0xfff)
+                .map(|(_, ipa)| ipa | (far & 0xfff))
+        })
     }
 }
 
