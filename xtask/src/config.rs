@@ -29,7 +29,12 @@ pub struct Needs {
 
 /// The machine `vms` need.
 pub fn needs(vms: &[&VmDesc]) -> Needs {
-    let mem: u64 = vms.iter().map(|vm| vm.mem_size).sum();
+    // A VM that boots firmware also has its flash banks in host RAM (at most both whole).
+    let flash = abi::layout::FLASH_BANK_SIZE * abi::layout::FLASH_BANKS;
+    let mem: u64 = vms
+        .iter()
+        .map(|vm| vm.mem_size + if vm.firmware.is_some() { flash } else { 0 })
+        .sum();
     let cpus = vms
         .iter()
         .map(|vm| {
@@ -379,6 +384,16 @@ mod tests {
         );
         let wide = vm(8, None, 16);
         assert_eq!(needs(&[&a, &wide]).cpus, 8);
+        let firmware = VmDesc {
+            kernel: None,
+            firmware: Some(Source::Bundle("QEMU_EFI.fd".into())),
+            ..vm(1, None, 256)
+        };
+        assert_eq!(
+            needs(&[&firmware]).guest_mem_mib,
+            256 + 128,
+            "its flash banks too"
+        );
         assert_eq!(
             needs(&[]),
             Needs {
