@@ -14,9 +14,12 @@ pub fn flush_guest_local() {
 /// shareable broadcast): after a mapping of that VM was removed.
 #[inline]
 pub fn flush_guest_all() {
-    // SAFETY: as above; the DSB ISH waits for every CPU to complete the invalidation.
+    // SAFETY: as above; the ISB makes a VTTBR_EL2 just written (the VM's, back from an
+    // upcall) the one whose VMID is invalidated, the DSB ISH waits for every CPU to complete
+    // the invalidation.
     unsafe {
         core::arch::asm!(
+            "isb",
             "dsb ishst",
             "tlbi vmalls12e1is",
             "dsb ish",
