@@ -19,6 +19,12 @@
 #                  and its card's address
 #   rhyve.rtc=1    read the RTC (/dev/rtc0), set the system time from it, then write another
 #                  time to it and read that back; print each, power off
+#   rhyve.boot=TAG booted by a firmware's loader from the disk (the tests of U-Boot and UEFI):
+#                  print the TAG that loader's configuration gave and whether the kernel
+#                  came through UEFI, power off
+#   rhyve.efivar=1 (with rhyve.boot) mount efivarfs; if the test variable is absent, write it
+#                  with a fresh random value and reboot (the firmware runs again); once it is
+#                  there, print the value read and power off
 #   rhyve.net=PORT bring eth0 up with QEMU user networking's static address, send 4 MiB of
 #                  random text to the host's PORT (HTTP POST to 10.0.2.2), power off
 #   otherwise      an interactive shell on the console
@@ -151,6 +157,39 @@ if has_param rhyve.rtc=1; then
 		echo "RHYVE-RTC-WROTE 1234567890 $(cat /sys/class/rtc/rtc0/since_epoch)"
 	else
 		echo "RHYVE-RTC-MISSING"
+	fi
+	echo RHYVE-TEST-DONE
+	poweroff -f
+fi
+
+tag=$(param_value rhyve.boot)
+if [ -n "$tag" ]; then
+	efi=0
+	[ -d /sys/firmware/efi ] && efi=1
+	echo "RHYVE-BOOT $tag efi=$efi"
+	if has_param rhyve.efivar=1; then
+		# A variable of rhyve's own vendor GUID, non-volatile, seen at boot and run time.
+		vars=/sys/firmware/efi/efivars
+		var="$vars/RhyveTest-72687976-6500-4e56-8a52-54455354ffff"
+		insmod /lib/modules/efi/efivarfs.ko
+		mount -t efivarfs efivarfs "$vars" || echo "RHYVE-EFIVAR-MOUNT-FAILED"
+		if [ -e "$var" ]; then
+			# The first 4 bytes of the file are the attributes.
+			echo "RHYVE-EFIVAR-READ $(dd if="$var" bs=1 skip=4 2>/dev/null)"
+			echo RHYVE-TEST-DONE
+			poweroff -f
+		fi
+		value="rhyve-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+		# Attributes NON_VOLATILE | BOOTSERVICE_ACCESS | RUNTIME_ACCESS (7, little-endian),
+		# then the data: efivarfs takes the whole variable in one write.
+		printf '\007\000\000\000%s' "$value" >/tmp/efivar
+		if cat /tmp/efivar >"$var"; then
+			echo "RHYVE-EFIVAR-WROTE $value"
+		else
+			echo "RHYVE-EFIVAR-WRITE-FAILED"
+		fi
+		umount "$vars"
+		reboot -f
 	fi
 	echo RHYVE-TEST-DONE
 	poweroff -f

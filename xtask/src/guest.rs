@@ -20,7 +20,7 @@ const KERNEL_META: &str = "linux-image-cloud-arm64";
 /// Busybox, statically linked (the initramfs has no libc).
 const BUSYBOX_PKG: &str = "busybox-static";
 /// Bumped when the initramfs layout below changes, so caches rebuild.
-const INITRAMFS_LAYOUT: u32 = 2;
+const INITRAMFS_LAYOUT: u32 = 3;
 /// The kernel's virtio drivers (modules in Debian's cloud kernel), in the order `/init` loads
 /// them: each after what it depends on. They go to `/lib/modules/virtio/NAME.ko`.
 pub const VIRTIO_MODULES: &[&str] = &[
@@ -34,8 +34,13 @@ pub const VIRTIO_MODULES: &[&str] = &[
     "drivers/net/net_failover",
     "drivers/net/virtio_net",
 ];
-/// Where the modules go in the initramfs.
+/// Where the virtio modules go in the initramfs.
 const MODULE_DIR: &str = "/lib/modules/virtio";
+/// The EFI variable filesystem (a module in Debian's cloud kernel), which `/init` loads only
+/// when a test asks for it (`rhyve.efivar=1`): booted without UEFI it would fail to load.
+const EFI_MODULES: &[&str] = &["fs/efivarfs/efivarfs"];
+/// Where the EFI modules go in the initramfs.
+const EFI_MODULE_DIR: &str = "/lib/modules/efi";
 /// Directories every guest tool expects.
 const DIRS: &[&str] = &[
     "/bin",
@@ -51,6 +56,7 @@ const DIRS: &[&str] = &[
     "/lib",
     "/lib/modules",
     MODULE_DIR,
+    EFI_MODULE_DIR,
 ];
 
 /// The guest that `run`, `test` and `bench` boot by default.
@@ -114,7 +120,7 @@ fn needs_root(what: &str, commands: &str) -> Error {
 }
 
 /// apt can fetch arm64 packages only once dpkg knows the architecture.
-fn ensure_arm64_architecture() -> Result<()> {
+pub fn ensure_arm64_architecture() -> Result<()> {
     let archs = sys::output(Command::new("dpkg").arg("--print-foreign-architectures"))?;
     if archs.split_whitespace().any(|a| a == "arm64") {
         return Ok(());
@@ -169,16 +175,17 @@ fn parse_kernel_dependency(out: &str) -> Option<String> {
     })
 }
 
-/// The already downloaded `PKG_VERSION_arm64.deb` in `dir`, if any (the newest by name).
-fn find_deb(pkg: &str, dir: &Path) -> Option<PathBuf> {
+/// The already downloaded `PKG_VERSION_ARCH.deb` in `dir`, if any (the newest by name).
+fn find_deb(pkg: &str, arch: &str, dir: &Path) -> Option<PathBuf> {
     let prefix = format!("{pkg}_");
+    let suffix = format!("_{arch}.deb");
     let mut found: Vec<PathBuf> = fs::read_dir(dir)
         .ok()?
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
             let n = p.file_name().unwrap_or_default().to_string_lossy();
-            n.starts_with(&prefix) && n.ends_with("_arm64.deb")
+            n.starts_with(&prefix) && n.ends_with(&suffix)
         })
         .collect();
     found.sort();
@@ -187,16 +194,27 @@ fn find_deb(pkg: &str, dir: &Path) -> Option<PathBuf> {
 
 /// `apt-get download PKG:arm64` into `dir`, unless it is already there.
 fn download(pkg: &str, dir: &Path) -> Result<PathBuf> {
-    if let Some(deb) = find_deb(pkg, dir) {
+    download_arch(pkg, "arm64", dir)
+}
+
+/// `apt-get download PKG:ARCH` into `dir` (`PKG` alone for `all`, a package of every
+/// architecture), unless it is already there.
+pub fn download_arch(pkg: &str, arch: &str, dir: &Path) -> Result<PathBuf> {
+    if let Some(deb) = find_deb(pkg, arch, dir) {
         return Ok(deb);
     }
-    println!("xtask: apt-get download {pkg}:arm64");
+    let spec = if arch == "all" {
+        pkg.to_string()
+    } else {
+        format!("{pkg}:{arch}")
+    };
+    println!("xtask: apt-get download {spec}");
     let mut cmd = Command::new("apt-get");
     // As root apt drops to the `_apt` user to download, which cannot write to our tree.
     if sys::is_root() {
         cmd.args(["-o", "APT::Sandbox::User=root"]);
     }
-    cmd.args(["download", &format!("{pkg}:arm64")])
+    cmd.args(["download", &spec])
         .current_dir(dir)
         .stdin(Stdio::null());
     if sys::run(&mut cmd).is_err() && sys::is_root() {
@@ -204,23 +222,23 @@ fn download(pkg: &str, dir: &Path) -> Result<PathBuf> {
         sys::apt_update()?;
         sys::run(&mut cmd)?;
     }
-    find_deb(pkg, dir).ok_or_else(|| {
+    find_deb(pkg, arch, dir).ok_or_else(|| {
         Error::Failed(format!(
-            "apt-get download {pkg}:arm64 left no .deb in {}",
+            "apt-get download {spec} left no .deb in {}",
             dir.display()
         ))
     })
 }
 
 /// A stable 64-bit FNV-1a hash, for cache keys (std's hasher may change between releases).
-fn fnv1a(data: &[u8]) -> u64 {
+pub fn fnv1a(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     })
 }
 
 /// A cache key naming a .deb by file name and size.
-fn deb_key(deb: &Path) -> Result<String> {
+pub fn deb_key(deb: &Path) -> Result<String> {
     let len = fs::metadata(deb)
         .ctx(|| format!("reading {}", deb.display()))?
         .len();
@@ -230,14 +248,15 @@ fn deb_key(deb: &Path) -> Result<String> {
     ))
 }
 
-fn key_path(output: &Path) -> PathBuf {
+/// The key file beside `output`: `output.key`.
+pub fn key_path(output: &Path) -> PathBuf {
     let mut p = output.as_os_str().to_owned();
     p.push(".key");
     PathBuf::from(p)
 }
 
 /// Whether `output` exists and was made from the inputs `key` names.
-fn is_current(output: &Path, key: &str) -> bool {
+pub fn is_current(output: &Path, key: &str) -> bool {
     output.is_file() && fs::read_to_string(key_path(output)).is_ok_and(|k| k == key)
 }
 
@@ -333,12 +352,22 @@ fn make_initramfs(busybox_deb: &Path, kernel_deb: &Path, output: &Path) -> Resul
         let p = root.join("bin/busybox");
         fs::read(&p).ctx(|| format!("reading bin/busybox from {}", busybox_deb.display()))
     })?;
-    let modules = with_extracted(kernel_deb, |root| virtio_modules(root, kernel_deb))?;
+    let modules = with_extracted(kernel_deb, |root| {
+        let mut m = kernel_modules(root, kernel_deb, VIRTIO_MODULES, MODULE_DIR)?;
+        m.extend(kernel_modules(root, kernel_deb, EFI_MODULES, EFI_MODULE_DIR)?);
+        Ok(m)
+    })?;
     write_with_key(output, &initramfs(&busybox, &init, &modules), &key)
 }
 
-/// The [`VIRTIO_MODULES`] of the unpacked kernel package at `root`, as (name, contents).
-fn virtio_modules(root: &Path, deb: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+/// The `modules` (paths under `kernel/`, without `.ko`) of the unpacked kernel package at
+/// `root`, as (their path in the initramfs, under `dir`; contents).
+fn kernel_modules(
+    root: &Path,
+    deb: &Path,
+    modules: &[&str],
+    dir: &str,
+) -> Result<Vec<(String, Vec<u8>)>> {
     let base = root.join("lib/modules");
     let version = fs::read_dir(&base)
         .ctx(|| format!("listing {} from {}", base.display(), deb.display()))?
@@ -346,24 +375,24 @@ fn virtio_modules(root: &Path, deb: &Path) -> Result<Vec<(String, Vec<u8>)>> {
         .map(|e| e.path())
         .find(|p| p.is_dir())
         .ok_or_else(|| Error::Failed(format!("{} has no lib/modules/*", deb.display())))?;
-    VIRTIO_MODULES
+    modules
         .iter()
         .map(|m| {
             let p = version.join("kernel").join(format!("{m}.ko"));
-            let name = m.rsplit('/').next().unwrap_or(m).to_string();
+            let name = m.rsplit('/').next().unwrap_or(m);
             let data = fs::read(&p).ctx(|| {
                 format!(
-                    "reading {} from {} (is the virtio driver built in or missing?)",
+                    "reading {} from {} (is the module built in or missing?)",
                     p.display(),
                     deb.display()
                 )
             })?;
-            Ok((name, data))
+            Ok((format!("{dir}/{name}.ko"), data))
         })
         .collect()
 }
 
-/// The initramfs image for `busybox`, the `init` script and kernel `modules` (name, contents).
+/// The initramfs image for `busybox`, the `init` script and kernel `modules` (path, contents).
 fn initramfs(busybox: &[u8], init: &[u8], modules: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut w = cpio::Writer::new();
     for d in DIRS {
@@ -375,8 +404,8 @@ fn initramfs(busybox: &[u8], init: &[u8], modules: &[(String, Vec<u8>)]) -> Vec<
     w.char_dev("/dev/console", 0o600, 5, 1);
     w.file("/bin/busybox", 0o755, busybox);
     w.file("/init", 0o755, init);
-    for (name, data) in modules {
-        w.file(&format!("{MODULE_DIR}/{name}.ko"), 0o644, data);
+    for (path, data) in modules {
+        w.file(path, 0o644, data);
     }
     w.finish()
 }
@@ -405,7 +434,7 @@ mod tests {
 
     #[test]
     fn initramfs_has_what_the_kernel_and_init_need() {
-        let modules = [("virtio".to_string(), b"KO".to_vec())];
+        let modules = [(format!("{MODULE_DIR}/virtio.ko"), b"KO".to_vec())];
         let members = cpio::read(&initramfs(b"BB", b"#!/bin/busybox sh\n", &modules)).unwrap();
         let get = |n: &str| {
             members
