@@ -9,7 +9,7 @@ use vmboot::config::Source;
 
 use crate::error::{IoContext, Result};
 use crate::guest::GuestFiles;
-use crate::qemu::Machine;
+use crate::qemu::{Machine, FLASH_MEM_MIB};
 
 /// What to boot.
 #[derive(Debug, Clone)]
@@ -64,6 +64,76 @@ impl GuestBoot {
             Host::Rhyve { image } => {
                 write_bundle(self, bundle)?;
                 Ok(Machine::rhyve(image, bundle, self.vcpus, self.mem_mib))
+            }
+        }
+    }
+}
+
+/// A guest that boots its own firmware (U-Boot, EDK2) from flash, which loads the OS from the
+/// machine's disk (attached separately): under rhyve one VM whose `firmware` is the bundle's
+/// [`FIRMWARE_FILE`], with a UART, an RTC and the disk; straight, QEMU's `-bios`.
+#[derive(Debug, Clone)]
+pub struct FirmwareBoot {
+    /// The firmware image (`u-boot.bin`, `QEMU_EFI.fd`).
+    pub firmware: PathBuf,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Guest RAM in MiB.
+    pub mem_mib: u64,
+    /// The guest resets on purpose: straight, QEMU restarts the machine (keeping its flash)
+    /// instead of ending at the reset. Under rhyve the hypervisor restarts the VM itself.
+    pub reboots: bool,
+}
+
+/// The name of a firmware VM's image in its bundle.
+pub const FIRMWARE_FILE: &str = "firmware";
+
+/// The devices of a firmware VM: what U-Boot and EDK2 use on QEMU virt, and the disk they boot
+/// from; no network card, which both would try to boot from, slowly, when the disk fails.
+pub const FIRMWARE_DEVICES: DeviceSet = DeviceSet::PL011
+    .with(DeviceSet::PL031)
+    .with(DeviceSet::VIRTIO_BLK);
+
+impl FirmwareBoot {
+    /// The configuration that describes it as the one VM `fw`.
+    pub fn config(&self) -> String {
+        vmboot::config::VmDesc {
+            name: "fw".into(),
+            vcpus: self.vcpus,
+            cpus: None,
+            mem_size: self.mem_mib << 20,
+            kernel: None,
+            firmware: Some(Source::Bundle(FIRMWARE_FILE.into())),
+            initrd: None,
+            cmdline: String::new(),
+            devices: FIRMWARE_DEVICES,
+            disk: None,
+            mac: None,
+            autostart: true,
+        }
+        .to_toml()
+    }
+
+    /// The QEMU machine for this boot; under rhyve, first writes the boot bundle to `bundle`.
+    pub fn machine(&self, host: &Host, bundle: &Path) -> Result<Machine> {
+        match host {
+            Host::Straight => {
+                let mut m = Machine::straight_firmware(&self.firmware, self.vcpus, self.mem_mib);
+                m.reboot = self.reboots;
+                Ok(m)
+            }
+            Host::Rhyve { image } => {
+                write_config_bundle(
+                    &self.config(),
+                    &[(FIRMWARE_FILE.into(), self.firmware.clone())],
+                    bundle,
+                )?;
+                Ok(Machine::rhyve(
+                    image,
+                    bundle,
+                    self.vcpus,
+                    self.mem_mib + FLASH_MEM_MIB,
+                ))
             }
         }
     }
@@ -185,6 +255,61 @@ mod tests {
                 .unwrap()
                 .initrd,
             None
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_firmware_vm_has_its_flash_and_the_disk_and_no_kernel() {
+        let dir = std::env::temp_dir().join(format!("rhyve-xtask-fw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("u-boot.bin"), b"firmware").unwrap();
+        let fw = FirmwareBoot {
+            firmware: dir.join("u-boot.bin"),
+            vcpus: 2,
+            mem_mib: 512,
+            reboots: true,
+        };
+        let bundle_path = dir.join("b.bin");
+        let image = dir.join("rhyve.bin");
+        let m = fw
+            .machine(
+                &Host::Rhyve {
+                    image: image.clone(),
+                },
+                &bundle_path,
+            )
+            .unwrap();
+        // Guest RAM, the hypervisor's and the two flash banks'; rhyve resets the VM itself.
+        assert_eq!(
+            m.mem_mib,
+            512 + crate::qemu::HYPERVISOR_MEM_MIB + FLASH_MEM_MIB
+        );
+        assert_eq!((m.kernel, m.bios, m.reboot), (Some(image), None, false));
+        let bytes = std::fs::read(&bundle_path).unwrap();
+        let bundle = Bundle::parse(&bytes).unwrap();
+        let vms = vmboot::config::parse(bundle.config);
+        let [Ok(vm)] = vms.as_slice() else {
+            panic!("{vms:?}")
+        };
+        assert_eq!(
+            (vm.kernel.as_ref(), vm.initrd.as_ref(), vm.cmdline.as_str()),
+            (None, None, "")
+        );
+        assert_eq!(vm.firmware, Some(Source::Bundle(FIRMWARE_FILE.into())));
+        assert_eq!(vm.devices, FIRMWARE_DEVICES);
+        assert!(vm.devices.contains(DeviceSet::VIRTIO_BLK));
+        assert_eq!(bundle.files, [(FIRMWARE_FILE, &b"firmware"[..])]);
+
+        let straight = fw.machine(&Host::Straight, &bundle_path).unwrap();
+        assert_eq!(
+            (
+                straight.kernel,
+                straight.bios,
+                straight.reboot,
+                straight.mem_mib
+            ),
+            (None, Some(dir.join("u-boot.bin")), true, 512)
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -354,7 +354,12 @@ fn make_initramfs(busybox_deb: &Path, kernel_deb: &Path, output: &Path) -> Resul
     })?;
     let modules = with_extracted(kernel_deb, |root| {
         let mut m = kernel_modules(root, kernel_deb, VIRTIO_MODULES, MODULE_DIR)?;
-        m.extend(kernel_modules(root, kernel_deb, EFI_MODULES, EFI_MODULE_DIR)?);
+        m.extend(kernel_modules(
+            root,
+            kernel_deb,
+            EFI_MODULES,
+            EFI_MODULE_DIR,
+        )?);
         Ok(m)
     })?;
     write_with_key(output, &initramfs(&busybox, &init, &modules), &key)

@@ -15,6 +15,9 @@ use crate::sys;
 const QEMU: &str = "qemu-system-aarch64";
 /// Memory QEMU gives the machine beyond the guest's: the hypervisor and the bundle.
 pub const HYPERVISOR_MEM_MIB: u64 = 256;
+/// Memory the machine needs beyond that for each VM that boots a firmware: its two 64 MiB
+/// flash banks, which rhyve backs with the machine's RAM.
+pub const FLASH_MEM_MIB: u64 = 128;
 /// The fewest CPUs a machine for rhyve gets (one VM's vCPUs then each have a CPU of their own).
 const MIN_HOST_CPUS: u32 = 4;
 
@@ -48,7 +51,12 @@ pub struct Machine {
     /// RAM in MiB.
     pub mem_mib: u64,
     /// What `-kernel` loads.
-    pub kernel: PathBuf,
+    pub kernel: Option<PathBuf>,
+    /// What `-bios` loads: firmware run from the first flash bank (a guest booted straight).
+    pub bios: Option<PathBuf>,
+    /// A captured run lets the guest reset the machine (QEMU restarts it, its flash kept),
+    /// instead of ending QEMU at the reset (`-no-reboot`), which stops a crashing guest.
+    pub reboot: bool,
     /// What `-initrd` loads.
     pub initrd: Option<PathBuf>,
     /// `-append`, for a kernel booted straight.
@@ -65,9 +73,11 @@ impl Machine {
             virtualization: true,
             smp: cpus.max(MIN_HOST_CPUS),
             mem_mib: guest_mem_mib + HYPERVISOR_MEM_MIB,
-            kernel: image.to_path_buf(),
+            kernel: Some(image.to_path_buf()),
+            bios: None,
             initrd: Some(bundle.to_path_buf()),
             append: None,
+            reboot: false,
             extra: Vec::new(),
         }
     }
@@ -78,9 +88,11 @@ impl Machine {
             virtualization: true,
             smp,
             mem_mib,
-            kernel: image.to_path_buf(),
+            kernel: Some(image.to_path_buf()),
+            bios: None,
             initrd: Some(bundle.to_path_buf()),
             append: None,
+            reboot: false,
             extra: Vec::new(),
         }
     }
@@ -97,9 +109,27 @@ impl Machine {
             virtualization: false,
             smp,
             mem_mib,
-            kernel: kernel.to_path_buf(),
+            kernel: Some(kernel.to_path_buf()),
+            bios: None,
             initrd: initrd.map(Path::to_path_buf),
             append: Some(cmdline.to_string()),
+            reboot: false,
+            extra: Vec::new(),
+        }
+    }
+
+    /// A guest's own firmware booted straight by QEMU (`-bios`), no hypervisor: it runs from
+    /// flash at address 0 and boots what it finds on the machine's disk.
+    pub fn straight_firmware(firmware: &Path, smp: u32, mem_mib: u64) -> Self {
+        Self {
+            virtualization: false,
+            smp,
+            mem_mib,
+            kernel: None,
+            bios: Some(firmware.to_path_buf()),
+            initrd: None,
+            append: None,
+            reboot: false,
             extra: Vec::new(),
         }
     }
@@ -126,9 +156,13 @@ impl Machine {
             self.smp.to_string().into(),
             "-m".into(),
             format!("{}M", self.mem_mib).into(),
-            "-kernel".into(),
-            self.kernel.clone().into(),
         ];
+        if let Some(k) = &self.kernel {
+            a.extend(["-kernel".into(), k.clone().into()]);
+        }
+        if let Some(b) = &self.bios {
+            a.extend(["-bios".into(), b.clone().into()]);
+        }
         if let Some(i) = &self.initrd {
             a.extend(["-initrd".into(), i.clone().into()]);
         }
@@ -156,15 +190,8 @@ impl Machine {
     fn captured_command(&self, qemu: &Path) -> Command {
         let mut c = Command::new(qemu);
         c.args(self.args())
-            .args([
-                "-display",
-                "none",
-                "-monitor",
-                "none",
-                "-serial",
-                "stdio",
-                "-no-reboot",
-            ])
+            .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+            .args((!self.reboot).then_some("-no-reboot"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -416,6 +443,7 @@ mod tests {
             Machine::rhyve(image, bundle, 2, 512),
             Machine::rhyve_sized(image, bundle, 4, 768),
             Machine::straight(image, None, "console=ttyAMA0", 2, 512),
+            Machine::straight_firmware(Path::new("QEMU_EFI.fd"), 1, 512),
         ] {
             let args = m.args();
             assert!(has(&args, &["-nodefaults"]), "{args:?}");
@@ -429,5 +457,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn firmware_boots_from_flash_and_may_reset_the_machine() {
+        let mut m = Machine::straight_firmware(Path::new("u-boot.bin"), 1, 512);
+        let args = m.args();
+        assert!(has(&args, &["-M", "virt,gic-version=3"]), "{args:?}");
+        assert!(has(&args, &["-bios", "u-boot.bin"]), "{args:?}");
+        for absent in ["-kernel", "-initrd", "-append"] {
+            assert!(!has(&args, &[absent]), "{args:?}");
+        }
+        let qemu = Path::new(QEMU);
+        let captured = |m: &Machine| -> Vec<OsString> {
+            m.captured_command(qemu)
+                .get_args()
+                .map(Into::into)
+                .collect()
+        };
+        assert!(has(&captured(&m), &["-no-reboot"]));
+        m.reboot = true;
+        assert!(!has(&captured(&m), &["-no-reboot"]));
+        let rhyve = Machine::rhyve(Path::new("rhyve.bin"), Path::new("b.bin"), 1, 512);
+        assert!(has(&rhyve.args(), &["-kernel", "rhyve.bin"]));
+        assert!(!has(&rhyve.args(), &["-bios"]));
     }
 }

@@ -20,7 +20,8 @@ include!(concat!(env!("OUT_DIR"), "/scenario_files.rs"));
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::boot::{self, GuestBoot, Host};
+use crate::boot::{self, FirmwareBoot, GuestBoot, Host};
+use crate::devices::disk_args;
 use crate::guest::GuestFiles;
 use crate::qemu::{self, Capture, Input, Stop};
 use crate::sys;
@@ -51,6 +52,12 @@ pub trait Scenario {
     /// Several VMs to boot under rhyve instead of [`Scenario::boot`]'s one guest (none by
     /// default). Such a scenario cannot boot straight.
     fn vms(&self, _guest: &GuestFiles) -> Option<VmsBoot> {
+        None
+    }
+    /// A firmware to boot instead of [`Scenario::boot`]'s kernel, and the disk it boots from
+    /// (none by default): under rhyve and straight alike. Fetching the firmware and building
+    /// the disk happen here; an error says why they could not.
+    fn firmware(&self, _guest: &GuestFiles) -> Option<Result<FirmwareRun, String>> {
         None
     }
     /// Sets up what the run needs (a disk image, a generated kernel or initrd), before the
@@ -87,6 +94,17 @@ pub struct VmsBoot {
     pub smp: u32,
     /// RAM of the QEMU machine, in MiB (the VMs' and the hypervisor's).
     pub mem_mib: u64,
+}
+
+/// A firmware boot and the machine's disk, which it boots from.
+#[derive(Debug, Clone)]
+pub struct FirmwareRun {
+    /// The firmware and the VM it runs in.
+    pub boot: FirmwareBoot,
+    /// The machine's disk (the firmware VM's whole virtio-blk).
+    pub disk: PathBuf,
+    /// Attached read-only (a cached image the guest must not change).
+    pub read_only: bool,
 }
 
 /// How scenarios are run.
@@ -151,18 +169,34 @@ pub fn run(s: &dyn Scenario, ctx: &Context) -> Outcome {
     if let Err(e) = s.prepare() {
         return Outcome::not_run(name, e);
     }
+    let firmware = match s.firmware(&ctx.guest).transpose() {
+        Ok(f) => f,
+        Err(e) => return Outcome::not_run(name, e),
+    };
     let mut boot = s.boot(&ctx.guest);
     if let Some(n) = ctx.vcpus_override {
         boot.vcpus = n;
     }
     let bundle = sys::build_dir().join("bundles").join(format!("{name}.bin"));
-    let machine = match (s.vms(&ctx.guest), &ctx.host) {
-        (None, _) => boot.machine(&ctx.host, &bundle),
-        (Some(_), Host::Straight) => {
+    let machine = match (firmware, s.vms(&ctx.guest), &ctx.host) {
+        (Some(mut f), _, host) => {
+            if let Some(n) = ctx.vcpus_override {
+                f.boot.vcpus = n;
+            }
+            f.boot.machine(host, &bundle).map(|mut m| {
+                m.extra
+                    .extend(disk_args(&f.disk, f.read_only).into_iter().map(Into::into));
+                m
+            })
+        }
+        (None, None, _) => boot.machine(&ctx.host, &bundle),
+        (None, Some(_), Host::Straight) => {
             return Outcome::not_run(name, "several VMs only run under rhyve".into())
         }
-        (Some(v), Host::Rhyve { image }) => boot::write_config_bundle(&v.config, &v.files, &bundle)
-            .map(|()| qemu::Machine::rhyve_sized(image, &bundle, v.smp, v.mem_mib)),
+        (None, Some(v), Host::Rhyve { image }) => {
+            boot::write_config_bundle(&v.config, &v.files, &bundle)
+                .map(|()| qemu::Machine::rhyve_sized(image, &bundle, v.smp, v.mem_mib))
+        }
     };
     let mut machine = match machine {
         Ok(m) => m,
@@ -212,6 +246,29 @@ pub fn run(s: &dyn Scenario, ctx: &Context) -> Outcome {
     }
 }
 
+/// The reasons `console` fails to show each of `markers` (marker, what it shows) on a line
+/// after the previous one's: empty if they all appear, in this order. Stops at the first
+/// missing one, as the rest would only repeat it.
+pub fn in_order(console: &Capture, markers: &[(&str, &str)]) -> Vec<String> {
+    let mut from = 0;
+    for (marker, what) in markers {
+        match console.lines[from..]
+            .iter()
+            .position(|l| l.text.contains(marker))
+        {
+            Some(i) => from += i + 1,
+            None if console.find(marker).is_some() => {
+                return vec![format!(
+                    "no `{marker}` line after the previous marker's: {what} did not show there \
+                     (the line is earlier: out of order, or not repeated)"
+                )]
+            }
+            None => return vec![format!("no `{marker}` line: {what} did not show")],
+        }
+    }
+    Vec::new()
+}
+
 /// The lines strictly between the first line containing `begin` and the next containing `end`.
 pub fn section<'a>(console: &'a Capture, begin: &str, end: &str) -> Option<Vec<&'a str>> {
     let mut lines = console.lines.iter().skip_while(|l| !l.text.contains(begin));
@@ -229,6 +286,16 @@ pub fn section<'a>(console: &'a Capture, begin: &str, end: &str) -> Option<Vec<&
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markers_must_come_in_order() {
+        let c = Capture::from_text("a 1\nb 2\nc 3\n");
+        assert!(in_order(&c, &[("a", "A"), ("c", "C")]).is_empty());
+        assert!(in_order(&c, &[("c", "C"), ("a", "A")])[0].contains("is earlier"));
+        assert!(in_order(&c, &[("a", "A"), ("d", "D")])[0].contains("D did not show"));
+        // One line cannot stand for two markers.
+        assert!(!in_order(&c, &[("b", "B"), ("b", "B again")]).is_empty());
+    }
 
     /// `--only` and the logs go by name: two scenario files must not define the same one.
     #[test]
