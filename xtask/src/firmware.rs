@@ -158,7 +158,8 @@ enum Scheme {
     Gpt,
 }
 
-/// The disks the firmware tests boot.
+/// The disks the firmware boots: the tests' (whose guest reports and powers off) and the ones
+/// `run --firmware` is shown with (whose guest is the interactive busybox shell).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiskKind {
     /// U-Boot's distro boot finds `/extlinux/extlinux.conf`.
@@ -169,16 +170,30 @@ pub enum DiskKind {
     Uefi,
     /// As [`DiskKind::Uefi`], the guest's command line asking for the EFI variable test.
     UefiEfivar,
+    /// As [`DiskKind::UbootExtlinux`], booting the guest to its shell.
+    UbootShell,
+    /// As [`DiskKind::Uefi`], booting the guest to its shell.
+    UefiShell,
+}
+
+/// What on a disk boots the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loader {
+    Extlinux,
+    Script,
+    Grub,
 }
 
 impl DiskKind {
     /// The image's file name in `build/firmware/`.
     pub fn file_name(self) -> &'static str {
         match self {
-            Self::UbootExtlinux => "uboot-extlinux.img",
-            Self::UbootScript => "uboot-script.img",
-            Self::Uefi => "uefi.img",
-            Self::UefiEfivar => "uefi-efivar.img",
+            Self::UbootExtlinux => "uboot-extlinux-test.img",
+            Self::UbootScript => "uboot-script-test.img",
+            Self::Uefi => "uefi-test.img",
+            Self::UefiEfivar => "uefi-efivar-test.img",
+            Self::UbootShell => "uboot.img",
+            Self::UefiShell => "uefi.img",
         }
     }
 
@@ -187,29 +202,36 @@ impl DiskKind {
         dir().join(self.file_name())
     }
 
-    /// The TAG of the guest's `rhyve.boot=TAG`: which configuration booted it.
+    /// The TAG of the test guest's `rhyve.boot=TAG`: which configuration booted it.
     pub fn tag(self) -> &'static str {
-        match self {
-            Self::UbootExtlinux => "uboot-extlinux",
-            Self::UbootScript => "uboot-script",
-            Self::Uefi | Self::UefiEfivar => "uefi-grub",
+        match self.loader() {
+            Loader::Extlinux => "uboot-extlinux",
+            Loader::Script => "uboot-script",
+            Loader::Grub => "uefi-grub",
         }
     }
 
     /// The guest's command line.
     pub fn cmdline(self) -> String {
-        let efivar = if self == Self::UefiEfivar {
-            " rhyve.efivar=1"
-        } else {
-            ""
-        };
-        format!("console=ttyAMA0 rhyve.boot={}{efivar}", self.tag())
+        match self {
+            Self::UbootShell | Self::UefiShell => "console=ttyAMA0".into(),
+            Self::UefiEfivar => format!("console=ttyAMA0 rhyve.boot={} rhyve.efivar=1", self.tag()),
+            _ => format!("console=ttyAMA0 rhyve.boot={}", self.tag()),
+        }
+    }
+
+    fn loader(self) -> Loader {
+        match self {
+            Self::UbootExtlinux | Self::UbootShell => Loader::Extlinux,
+            Self::UbootScript => Loader::Script,
+            Self::Uefi | Self::UefiEfivar | Self::UefiShell => Loader::Grub,
+        }
     }
 
     fn scheme(self) -> Scheme {
-        match self {
-            Self::UbootExtlinux | Self::UbootScript => Scheme::Mbr,
-            Self::Uefi | Self::UefiEfivar => Scheme::Gpt,
+        match self.loader() {
+            Loader::Extlinux | Loader::Script => Scheme::Mbr,
+            Loader::Grub => Scheme::Gpt,
         }
     }
 }
@@ -307,16 +329,16 @@ pub fn disk(kind: DiskKind, guest: &GuestFiles, fw: &Firmware) -> Result<PathBuf
             Content::File(guest.initrd.clone()),
         ),
     ];
-    match kind {
-        DiskKind::UbootExtlinux => files.push((
+    match kind.loader() {
+        Loader::Extlinux => files.push((
             "/extlinux/extlinux.conf".into(),
             Content::Bytes(extlinux_conf(&cmdline).into_bytes()),
         )),
-        DiskKind::UbootScript => files.push((
+        Loader::Script => files.push((
             "/boot.scr".into(),
             Content::File(boot_scr(&boot_script(&cmdline))?),
         )),
-        DiskKind::Uefi | DiskKind::UefiEfivar => files.push((
+        Loader::Grub => files.push((
             "/EFI/BOOT/BOOTAA64.EFI".into(),
             Content::File(standalone_grub(fw, kind, &grub_cfg(&cmdline))?),
         )),
@@ -549,9 +571,16 @@ mod tests {
             DiskKind::UbootScript,
             DiskKind::Uefi,
             DiskKind::UefiEfivar,
+            DiskKind::UbootShell,
+            DiskKind::UefiShell,
         ];
         let mut names: Vec<_> = kinds.iter().map(|k| k.file_name()).collect();
+        names.sort();
         names.dedup();
         assert_eq!(names.len(), kinds.len());
+        // The shell disks' guest neither reports nor powers off by itself.
+        for k in [DiskKind::UbootShell, DiskKind::UefiShell] {
+            assert!(!k.cmdline().contains("rhyve."), "{k:?}");
+        }
     }
 }

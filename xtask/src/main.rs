@@ -55,11 +55,23 @@ const COMMANDS: &[(&str, &str)] = &[
                  initramfs.cpio); run/test/bench do this themselves",
     ),
     (
+        "fetch-firmware",
+        "  fetch-firmware fetch Debian's U-Boot, EDK2 (UEFI) and GRUB into build/firmware/ and build the
+                 disks that boot the guest of fetch-guest to its shell with them
+                 (build/firmware/uboot.img, uefi.img); prints their paths, for
+                 `run --firmware PATH --disk IMG`; test makes its own",
+    ),
+    (
         "run",
         "  run            boot a guest under rhyve in QEMU, console on this terminal (Ctrl-A x quits)
       --config FILE    the VMs of a TOML file (see xtask/README.md; e.g.
                        examples/two-linux.toml) instead of the one guest below; its
                        files are read relative to FILE's directory
+      --firmware PATH  boot this firmware (U-Boot's u-boot.bin, EDK2's QEMU_EFI.fd) from the
+                       guest's flash instead of a kernel; it boots what it finds on --disk.
+                       Not with --kernel, --initrd or --cmdline. The guest has a UART, an RTC
+                       and the disk (no network card); the machine gets 128 MiB more RAM for
+                       its flash
       --kernel PATH    guest kernel (default: build/guest/Image)
       --initrd PATH    guest initrd, or `none` (default: build/guest/initramfs.cpio)
       --cmdline STR    (default: console=ttyAMA0 earlycon=pl011,0x9000000)
@@ -161,6 +173,10 @@ fn dispatch(mut args: Args) -> Result<ExitCode> {
             args.finish()?;
             guest::fetch()?;
         }
+        Some("fetch-firmware") => {
+            args.finish()?;
+            fetch_firmware()?;
+        }
         Some("run") => run(args)?,
         Some("test") => return test(args),
         Some("fuzz") => {
@@ -207,9 +223,30 @@ fn run(mut args: Args) -> Result<()> {
         .value("--disk")?
         .map(|d| devices::Disk::parse(&d))
         .transpose()?;
+    let firmware = args.value("--firmware")?.map(PathBuf::from);
     let bundle = sys::build_dir().join("bundle.bin");
-    let (mut machine, disk) = match config {
-        Some(config) => {
+    let (mut machine, disk) = match (config, firmware) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Usage(
+                "--firmware and --config: a VM of the file names its own firmware (firmware = \"path\")"
+                    .into(),
+            ))
+        }
+        (None, Some(firmware)) => {
+            let boot = firmware_guest(args, firmware)?;
+            let host = Host::Rhyve {
+                image: toolchain::build_image()?,
+            };
+            let mut machine = boot.machine(&host, &bundle)?;
+            let disk = match disk {
+                Some(d) => d,
+                None => devices::Disk::scratch()?,
+            };
+            // The VM has no network card, so the machine gets none either.
+            machine.extra.extend(disk.qemu_args());
+            return exec_qemu(&machine, gdb);
+        }
+        (Some(config), None) => {
             args.finish().map_err(|e| match e {
                 Error::Usage(m) => Error::Usage(format!(
                     "{m}: with --config, the file describes the VMs (only --disk and --gdb go with it)"
@@ -230,7 +267,7 @@ fn run(mut args: Args) -> Result<()> {
                 choice.disk,
             )
         }
-        None => (
+        (None, None) => (
             single_guest(args)?.machine(
                 &Host::Rhyve {
                     image: toolchain::build_image()?,
@@ -251,6 +288,59 @@ fn run(mut args: Args) -> Result<()> {
         .extra
         .extend(devices::net_args().into_iter().map(Into::into));
     exec_qemu(&machine, gdb)
+}
+
+/// `cargo xtask fetch-firmware`: the firmware and the disks of the default guest.
+fn fetch_firmware() -> Result<()> {
+    let guest = guest::fetch()?;
+    let fw = firmware::fetch()?;
+    println!("xtask: U-Boot: {}", fw.uboot.display());
+    println!("xtask: EDK2:   {}", fw.edk2.display());
+    // The disks whose guest is the interactive shell; the tests' make themselves.
+    for (kind, loader) in [
+        (firmware::DiskKind::UbootShell, "U-Boot: extlinux.conf"),
+        (firmware::DiskKind::UefiShell, "UEFI: GRUB"),
+    ] {
+        println!(
+            "xtask: disk:   {} ({loader})",
+            firmware::disk(kind, &guest, &fw)?.display(),
+        );
+    }
+    Ok(())
+}
+
+/// The firmware guest of `run --firmware`: `--vcpus` and `--mem` as for a kernel; a kernel's
+/// options are refused, as the firmware finds its OS on the disk.
+fn firmware_guest(mut args: Args, firmware: PathBuf) -> Result<boot::FirmwareBoot> {
+    for opt in ["--kernel", "--initrd", "--cmdline"] {
+        if args.value(opt)?.is_some() {
+            return Err(Error::Usage(format!(
+                "--firmware and {opt}: the firmware loads the OS (and its command line) from the disk"
+            )));
+        }
+    }
+    let vcpus = args.number("--vcpus")?.unwrap_or(2);
+    let mem_mib = args
+        .value("--mem")?
+        .map(|m| args::parse_mem_mib(&m))
+        .transpose()?
+        .unwrap_or(512);
+    args.finish()?;
+    if vcpus == 0 {
+        return Err(Error::Usage("--vcpus must be at least 1".into()));
+    }
+    if !firmware.is_file() {
+        return Err(Error::Usage(format!(
+            "--firmware {}: no such file",
+            firmware.display()
+        )));
+    }
+    Ok(boot::FirmwareBoot {
+        firmware,
+        vcpus,
+        mem_mib,
+        reboots: false,
+    })
 }
 
 /// The one guest `run`'s options describe, with the fetched guest as the default.
@@ -462,5 +552,24 @@ mod tests {
         }
         assert!(dispatch(Args::new(["help".into(), "run".into()])).is_ok());
         assert!(dispatch(Args::new(["help".into(), "nonsense".into()])).is_err());
+    }
+
+    #[test]
+    fn a_firmware_guest_takes_no_kernel_options() {
+        let fw = std::env::temp_dir().join(format!("rhyve-xtask-run-fw-{}", std::process::id()));
+        std::fs::write(&fw, b"firmware").unwrap();
+        let args = |extra: &[&str]| Args::new(extra.iter().map(|s| s.to_string()));
+        let boot = firmware_guest(args(&["--vcpus", "3", "--mem", "1G"]), fw.clone()).unwrap();
+        assert_eq!((boot.vcpus, boot.mem_mib, boot.reboots), (3, 1024, false));
+        for opt in ["--kernel", "--initrd", "--cmdline"] {
+            let e = firmware_guest(args(&[opt, "x"]), fw.clone()).unwrap_err();
+            assert!(e.to_string().contains(opt), "{e}");
+        }
+        assert!(firmware_guest(args(&[]), fw.with_extension("missing")).is_err());
+        assert!(firmware_guest(args(&["--bogus"]), fw.clone()).is_err());
+        std::fs::remove_file(&fw).unwrap();
+        // With --config the file names each VM's firmware.
+        let e = dispatch(args(&["run", "--config", "x.toml", "--firmware", "f"])).unwrap_err();
+        assert!(e.to_string().contains("--firmware and --config"), "{e}");
     }
 }
