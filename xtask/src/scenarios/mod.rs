@@ -259,11 +259,11 @@ pub fn in_order(console: &Capture, markers: &[(&str, &str)]) -> Vec<String> {
             Some(i) => from += i + 1,
             None if console.find(marker).is_some() => {
                 return vec![format!(
-                    "no `{marker}` line after the previous marker's: {what} did not show there \
-                     (the line is earlier: out of order, or not repeated)"
+                    "no `{marker}` line ({what}) after the previous marker's: it is only \
+                     earlier (out of order, or not repeated)"
                 )]
             }
-            None => return vec![format!("no `{marker}` line: {what} did not show")],
+            None => return vec![format!("no `{marker}` line ({what})")],
         }
     }
     Vec::new()
@@ -291,8 +291,8 @@ mod tests {
     fn markers_must_come_in_order() {
         let c = Capture::from_text("a 1\nb 2\nc 3\n");
         assert!(in_order(&c, &[("a", "A"), ("c", "C")]).is_empty());
-        assert!(in_order(&c, &[("c", "C"), ("a", "A")])[0].contains("is earlier"));
-        assert!(in_order(&c, &[("a", "A"), ("d", "D")])[0].contains("D did not show"));
+        assert!(in_order(&c, &[("c", "C"), ("a", "A")])[0].contains("only earlier"));
+        assert!(in_order(&c, &[("a", "A"), ("d", "D")])[0].contains("no `d` line (D)"));
         // One line cannot stand for two markers.
         assert!(!in_order(&c, &[("b", "B"), ("b", "B again")]).is_empty());
     }
