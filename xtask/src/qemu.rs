@@ -15,9 +15,9 @@ use crate::sys;
 const QEMU: &str = "qemu-system-aarch64";
 /// Memory QEMU gives the machine beyond the guest's: the hypervisor and the bundle.
 pub const HYPERVISOR_MEM_MIB: u64 = 256;
-/// Memory the machine needs beyond that for each VM that boots a firmware: its two 64 MiB
-/// flash banks, which rhyve backs with the machine's RAM.
-pub const FLASH_MEM_MIB: u64 = 128;
+/// Memory the machine needs beyond that for each VM that boots a firmware: its flash banks,
+/// which rhyve backs with the machine's RAM.
+pub const FLASH_MEM_MIB: u64 = (abi::layout::FLASH_BANK_SIZE * abi::layout::FLASH_BANKS) >> 20;
 /// The fewest CPUs a machine for rhyve gets (one VM's vCPUs then each have a CPU of their own).
 const MIN_HOST_CPUS: u32 = 4;
 
