@@ -17,8 +17,8 @@
 use abi::vmm::{DeviceSet, Mac};
 use arbitrary::{Result, Unstructured};
 use vmboot::config::{
-    parse, ConfigError, Disk, Source, VmDesc, DEFAULT_DEVICES, MAX_CPU, MAX_MEM, MAX_NAME,
-    MAX_VCPUS, MAX_VMS, MEM_ALIGN, MIN_MEM, SECTOR_BYTES,
+    parse, ConfigError, Disk, Source, Vars, VmDesc, DEFAULT_DEVICES, MAX_CPU, MAX_MEM, MAX_NAME,
+    MAX_VARS, MAX_VCPUS, MAX_VMS, MEM_ALIGN, MIN_MEM, SECTOR_BYTES,
 };
 
 pub fn run(data: &[u8]) {
@@ -78,6 +78,18 @@ fn obeys_rules(vm: &VmDesc) -> bool {
                 && d.offset.is_multiple_of(SECTOR_BYTES)
                 && d.size.is_none_or(|n| {
                     n != 0 && n.is_multiple_of(SECTOR_BYTES) && d.offset.checked_add(n).is_some()
+                })
+        })
+        && vm.vars.is_none_or(|v| {
+            let end = v.offset.checked_add(v.size);
+            vm.firmware.is_some()
+                && v.offset.is_multiple_of(SECTOR_BYTES)
+                && v.size.is_multiple_of(SECTOR_BYTES)
+                && (1..=MAX_VARS).contains(&v.size)
+                && end.is_some()
+                && vm.writable_disk().is_none_or(|(start, disk_end)| {
+                    // The store may not overlap the VM's own writable disk.
+                    end.is_some_and(|e| e <= start) || disk_end.is_some_and(|d| d <= v.offset)
                 })
         })
         && vm.mac.map(Mac::octets).is_none_or(|m| {
@@ -151,6 +163,7 @@ fn check_text(text: &str) {
             cmdline: String::new(),
             devices: DEFAULT_DEVICES,
             disk: None,
+            vars: None,
             mac: None,
             autostart: true,
         };
@@ -172,7 +185,7 @@ fn check_error(e: &ConfigError, lines: usize) {
 
 /// Text of `[[vm]]` tables made of likely keys and values, to reach the field checks.
 fn generate(u: &mut Unstructured) -> Result<String> {
-    const KEYS: [&str; 15] = [
+    const KEYS: [&str; 16] = [
         "name",
         "vcpus",
         "cpus",
@@ -183,6 +196,7 @@ fn generate(u: &mut Unstructured) -> Result<String> {
         "cmdline",
         "devices",
         "disk",
+        "vars",
         "mac",
         "autostart",
         "name",
@@ -340,6 +354,18 @@ fn check_written(u: &mut Unstructured) -> Result<()> {
                 },
                 size: if u.arbitrary()? {
                     Some(u.int_in_range(0..=64)? * SECTOR_BYTES)
+                } else {
+                    u.arbitrary()?
+                },
+            })
+        } else {
+            None
+        },
+        vars: if u.ratio(1, 4)? {
+            Some(Vars {
+                offset: u.arbitrary::<u64>()? & !(SECTOR_BYTES - 1),
+                size: if u.arbitrary()? {
+                    u.int_in_range(0..=MAX_VARS / SECTOR_BYTES + 1)? * SECTOR_BYTES
                 } else {
                     u.arbitrary()?
                 },

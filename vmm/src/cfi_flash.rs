@@ -449,6 +449,12 @@ impl<B: FlashBacking> CfiFlash<B> {
         &self.backing
     }
 
+    /// The backing store, to change where it keeps the contents (not the contents: the
+    /// model's state assumes they change only through it).
+    pub fn backing_mut(&mut self) -> &mut B {
+        &mut self.backing
+    }
+
     /// Gives the backing store back.
     pub fn into_backing(self) -> B {
         self.backing

@@ -108,6 +108,7 @@ impl FirmwareBoot {
             cmdline: String::new(),
             devices: FIRMWARE_DEVICES,
             disk: None,
+            vars: None,
             mac: None,
             autostart: true,
         }
@@ -162,6 +163,7 @@ pub fn single_vm_config(guest: &GuestBoot) -> String {
         // The guest `run` and the tests boot has every device; a configuration file chooses.
         devices: DeviceSet::ALL,
         disk: None,
+        vars: None,
         mac: None,
         autostart: true,
     }

@@ -246,6 +246,7 @@ mod tests {
             cmdline: String::new(),
             devices: DEFAULT_DEVICES,
             disk: None,
+            vars: None,
             mac: None,
             autostart: true,
         }

@@ -251,6 +251,15 @@ pub enum Request {
         /// stable default for the VM id. Carried in x1 above the VM id.
         mac: Option<Mac>,
     },
+    /// VM `vm`, just (re)started with [`DeviceSet::FLASH`], keeps its variable flash on
+    /// `slice` of the machine's disk: the VMM fills the bank from it and writes every
+    /// program and erase through to it. Sent right after the VM's `VmStart`.
+    VarsStore {
+        /// The VM.
+        vm: VmId,
+        /// Where the store lies (never read-only, never "to the end": `sectors` > 0).
+        slice: DiskSlice,
+    },
     /// A device of the machine the VMM drives ([`call::HOST_DEVICE`] `index`) raised its
     /// interrupt. The core sends it outside any other request, in the name of `vm` (a VM the
     /// VMM serves, so the VMM can raise that VM's lines); the interrupt stays masked until
@@ -596,6 +605,7 @@ const KIND_CONSOLE_INPUT: u64 = 2;
 const KIND_VM_START: u64 = 3;
 const KIND_UART_TX: u64 = 4;
 const KIND_HOST_IRQ: u64 = 5;
+const KIND_VARS_STORE: u64 = 6;
 
 /// Most posted UART bytes in one [`Request::UartTx`].
 pub const UART_TX_CHUNK: usize = 32;
@@ -669,6 +679,10 @@ impl Request {
             Self::HostIrq { vm, index } => {
                 [KIND_HOST_IRQ, vm.0 as u64, index as u64, 0, 0, 0, 0, 0]
             }
+            Self::VarsStore { vm, slice } => {
+                let s = slice.to_regs();
+                [KIND_VARS_STORE, vm.0 as u64, s[0], s[1], 0, 0, 0, 0]
+            }
         }
     }
 
@@ -721,6 +735,16 @@ impl Request {
                     devices: DeviceSet(r[5] as u32).known(),
                     disk: DiskSlice::from_regs([r[6], r[7]]),
                     mac,
+                })
+            }
+            KIND_VARS_STORE => {
+                let slice = DiskSlice::from_regs([r[2], r[3]]);
+                if slice.sectors == 0 || slice.read_only {
+                    return None;
+                }
+                Some(Self::VarsStore {
+                    vm: VmId((r[1] & ID_MASK) as u16),
+                    slice,
                 })
             }
             KIND_HOST_IRQ => {
@@ -994,6 +1018,14 @@ mod tests {
                 vm: VmId(1),
                 index: 3,
             },
+            Request::VarsStore {
+                vm: VmId(2),
+                slice: DiskSlice {
+                    start: 131072,
+                    sectors: 131072,
+                    read_only: false,
+                },
+            },
         ];
         for r in reqs {
             assert_eq!(Request::from_regs(r.to_regs()), Some(r));
@@ -1003,6 +1035,16 @@ mod tests {
     #[test]
     fn malformed_requests_are_refused() {
         assert_eq!(Request::from_regs([0; 8]), None);
+        assert_eq!(
+            Request::from_regs([KIND_VARS_STORE, 0, 8, 0, 0, 0, 0, 0]),
+            None,
+            "an empty store"
+        );
+        assert_eq!(
+            Request::from_regs([KIND_VARS_STORE, 0, 8, 1 | 1 << 63, 0, 0, 0, 0]),
+            None,
+            "a read-only store"
+        );
         assert_eq!(Request::from_regs([99, 0, 0, 0, 0, 0, 0, 0]), None);
         assert_eq!(
             Request::from_regs([KIND_MMIO, 0, 0, 3, 0, 0, 0, 0]),

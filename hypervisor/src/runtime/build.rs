@@ -148,6 +148,7 @@ pub fn build_vms(
             autostart: d.autostart,
             devices,
             disk,
+            vars: d.vars.map(|v| v.slice()),
             mac: d.mac,
         };
         placed.push((spec, placement));

@@ -46,8 +46,31 @@ pub fn start_devices(cpu: &PerCpu, vm: &Vm) -> Result<(), partition::Down> {
         mac: vm.spec.mac,
     };
     match p.request(cpu, vm, None, req) {
+        Ok(r) if r.status == abi::vmm::Status::Ok => {}
+        _ => return Err(partition::Down),
+    }
+    let Some(slice) = vm.spec.vars.filter(|_| vm.flash.is_some()) else {
+        return Ok(());
+    };
+    match p.request(
+        cpu,
+        vm,
+        None,
+        abi::vmm::Request::VarsStore { vm: vm.id, slice },
+    ) {
         Ok(r) if r.status == abi::vmm::Status::Ok => Ok(()),
-        _ => Err(partition::Down),
+        // The VMM could not read the store: the variables would not be kept, so the VM
+        // does not start rather than lose what it writes.
+        Ok(_) => {
+            log::error!(
+                "VM {}: its variable store (sectors {}+{} of the machine's disk) cannot be read or written",
+                vm.id.0,
+                slice.start,
+                slice.sectors
+            );
+            Err(partition::Down)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -45,6 +45,8 @@ pub struct VmSpec {
     pub devices: DeviceSet,
     /// The part of the machine's disk its virtio-blk is.
     pub disk: DiskSlice,
+    /// Where the VMM keeps its variable flash on the machine's disk, if anywhere.
+    pub vars: Option<DiskSlice>,
     /// Its virtio-net's address, if its description gives one.
     pub mac: Option<Mac>,
 }

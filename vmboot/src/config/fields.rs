@@ -6,7 +6,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 
 /// The keys of a `[[vm]]` table.
-const KEYS: [&str; 12] = [
+const KEYS: [&str; 13] = [
     "name",
     "vcpus",
     "cpus",
@@ -17,6 +17,7 @@ const KEYS: [&str; 12] = [
     "cmdline",
     "devices",
     "disk",
+    "vars",
     "mac",
     "autostart",
 ];
@@ -51,6 +52,7 @@ pub(super) struct Fields {
     pub(super) cmdline: Option<String>,
     pub(super) devices: Option<DeviceSet>,
     pub(super) disk: Option<Disk>,
+    pub(super) vars: Option<Vars>,
     pub(super) mac: Option<Mac>,
     pub(super) autostart: Option<bool>,
 }
@@ -72,6 +74,7 @@ impl Fields {
             },
             "devices" => self.devices = Some(devices(v)?),
             "disk" => self.disk = Some(disk(v)?),
+            "vars" => self.vars = Some(vars(v)?),
             "mac" => self.mac = Some(mac(v)?),
             "autostart" => match v {
                 Value::Bool(b) => self.autostart = Some(*b),
@@ -326,6 +329,46 @@ fn disk(v: &Value<'_>) -> Result<Disk, Refusal> {
             v,
         )),
     }
+}
+
+fn vars(v: &Value<'_>) -> Result<Vars, Refusal> {
+    let Value::Table(entries) = v else {
+        return Err(expected("vars", "{ offset = .., size = .. }", v));
+    };
+    let mut offset = None;
+    let mut size = MAX_VARS;
+    for (k, value) in entries {
+        match *k {
+            "offset" => offset = Some(sectors("vars.offset", value)?),
+            "size" => {
+                size = sectors("vars.size", value)?;
+                if size == 0 || size > MAX_VARS {
+                    return Err(refuse(
+                        "vars.size",
+                        format!(
+                            "{} is not 512 bytes to {} (a flash bank)",
+                            human_size(size),
+                            human_size(MAX_VARS)
+                        ),
+                    ));
+                }
+            }
+            k => {
+                return Err(refuse(
+                    &format!("vars.{k}"),
+                    "unknown key (known: offset, size)",
+                ))
+            }
+        }
+    }
+    let offset = offset.ok_or_else(|| refuse("vars.offset", "missing: where the store lies"))?;
+    if offset.checked_add(size).is_none() {
+        return Err(refuse(
+            "vars",
+            format!("offset {offset:#x} + size {size:#x} is past the end of any disk"),
+        ));
+    }
+    Ok(Vars { offset, size })
 }
 
 /// A size of the machine's disk in bytes: whole sectors.

@@ -55,6 +55,7 @@
 //! | `cmdline` | string | `""` |
 //! | `devices` | any of `"pl011"`, `"pl031"`, `"virtio-console"`, `"virtio-blk"`, `"virtio-net"`, `"virtio-rng"` (the names of [`DeviceSet::EACH`]), none twice | `["pl011", "pl031"]` |
 //! | `disk` | `{ file = "path", offset = "64M", size = "128M", readonly = true }`, every key optional, or `"path"` for `{ file = "path" }`: the slice of the machine's disk, `offset` and `size` as `memory` (multiples of 512; `size` > 0); `file` names the image the host tool attaches as the machine's disk (see below); needs `"virtio-blk"` | the whole disk, writable, when the VM has `"virtio-blk"`; `offset` 0, `size` to the end, `readonly` false, no `file` |
+//! | `vars` | `{ offset = "1G", size = "64M" }`: where on the machine's disk the VMM keeps the firmware's variable flash (bank 1's first `size` bytes, at most [`MAX_VARS`]; `size` defaults to it), read at each start of the VM and written through at each program and erase, so the variables survive restarts of rhyve; multiples of 512; overlapping no writable disk of any VM nor another store; needs `firmware` | none: the variables live as long as rhyve runs |
 //! | `mac` | `"52:54:00:12:34:56"`, unicast, not zero, not in rhyve's default range `02:72:68:xx:xx:xx`, not an earlier VM's; needs `"virtio-net"` | none: `02:72:68:00:<vm id>:00` |
 //! | `autostart` | boolean | `true` |
 //!
@@ -133,6 +134,8 @@ pub struct VmDesc {
     pub devices: DeviceSet,
     /// The virtio-blk disk.
     pub disk: Option<Disk>,
+    /// Where the firmware's variable flash is kept on the machine's disk, if anywhere.
+    pub vars: Option<Vars>,
     /// The virtio-net MAC address.
     pub mac: Option<Mac>,
     /// Started at boot; otherwise only defined, to be started later.
@@ -153,6 +156,30 @@ pub enum Source {
         size: u64,
     },
 }
+
+/// The part of the machine's disk that keeps a firmware VM's variable flash (its second bank)
+/// across restarts of rhyve: the bank's first `size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vars {
+    /// Where it starts on the machine's disk, in bytes: a multiple of [`SECTOR_BYTES`].
+    pub offset: u64,
+    /// Its length in bytes: a non-zero multiple of [`SECTOR_BYTES`], at most [`MAX_VARS`].
+    pub size: u64,
+}
+
+impl Vars {
+    /// As the slice of the machine's disk the VMM writes.
+    pub fn slice(&self) -> DiskSlice {
+        DiskSlice {
+            start: self.offset / SECTOR_BYTES,
+            sectors: self.size / SECTOR_BYTES,
+            read_only: false,
+        }
+    }
+}
+
+/// Most bytes of the variable flash kept on disk: the whole bank.
+pub const MAX_VARS: u64 = abi::layout::FLASH_BANK_SIZE;
 
 /// A VM's disk: a slice of the machine's disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -462,6 +489,13 @@ impl Table<'_> {
                 "a disk needs \"virtio-blk\" in devices".into(),
             ));
         }
+        if f.vars.is_some() && f.firmware.is_none() {
+            return Err(err(
+                line_of("vars"),
+                Some("vars".into()),
+                "only a VM that boots a firmware has a variable flash to keep".into(),
+            ));
+        }
         if f.mac.is_some() && !devices.contains(DeviceSet::VIRTIO_NET) {
             return Err(err(
                 line_of("mac"),
@@ -487,9 +521,48 @@ impl Table<'_> {
             cmdline: f.cmdline.unwrap_or_default(),
             devices,
             disk: f.disk,
+            vars: f.vars,
             mac: f.mac,
             autostart: f.autostart.unwrap_or(true),
         };
+        // The variable store is written by the VMM: no disk may write it, its own included.
+        let vars = vm.vars.map(|v| DiskClaim {
+            vm: vm.name.clone(),
+            line: line_of("vars"),
+            extent: (v.offset, Some(v.offset + v.size)),
+        });
+        if let (Some(v), Some(own)) = (&vars, vm.writable_disk()) {
+            if extents_overlap(v.extent, own) {
+                return Err(err(
+                    v.line,
+                    Some("vars".into()),
+                    format!(
+                        "the variable store ({}) overlaps the VM's own writable disk ({})",
+                        extent_text(v.extent),
+                        extent_text(own)
+                    ),
+                ));
+            }
+        }
+        if let Some(mine) = &vars {
+            if let Some(other) = claims
+                .disks
+                .iter()
+                .find(|c| extents_overlap(c.extent, mine.extent))
+            {
+                return Err(err(
+                    mine.line,
+                    Some("vars".into()),
+                    format!(
+                        "the variable store ({}) overlaps the writable part of the machine's disk of vm \"{}\" (line {}, {})",
+                        extent_text(mine.extent),
+                        other.vm,
+                        other.line,
+                        extent_text(other.extent)
+                    ),
+                ));
+            }
+        }
         // Two VMs writing the same sectors would destroy each other's filesystems.
         let disk = vm.writable_disk().map(|extent| DiskClaim {
             vm: vm.name.clone(),
@@ -541,6 +614,7 @@ impl Table<'_> {
         }
         // Accepted: only now does it hold anything, so a refused VM blocks no later one.
         claims.disks.extend(disk);
+        claims.disks.extend(vars);
         claims.macs.extend(mac);
         Ok(vm)
     }

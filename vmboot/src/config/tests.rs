@@ -36,6 +36,7 @@ fn base_desc() -> VmDesc {
         cmdline: String::new(),
         devices: DEFAULT_DEVICES,
         disk: None,
+        vars: None,
         mac: None,
         autostart: true,
     }
@@ -84,6 +85,7 @@ autostart = false
                 offset: 0,
                 size: None,
             }),
+            vars: None,
             mac: Mac::unicast([0x52, 0x54, 0x00, 0xab, 0xcd, 0x56]),
             autostart: false,
         })
@@ -301,7 +303,7 @@ fn bad_values_and_trailing_text() {
 fn unknown_and_duplicate_keys() {
     assert_eq!(
         refused(&with("cpu = [1]")),
-        "vm \"web\" (line 5): field \"cpu\": unknown key (known: name, vcpus, cpus, memory, kernel, firmware, initrd, cmdline, devices, disk, mac, autostart)"
+        "vm \"web\" (line 5): field \"cpu\": unknown key (known: name, vcpus, cpus, memory, kernel, firmware, initrd, cmdline, devices, disk, vars, mac, autostart)"
     );
     assert_eq!(
         refused(&with("memory = \"512M\"")),
@@ -957,6 +959,7 @@ fn to_toml_round_trips() {
             offset: 0,
             size: None,
         }),
+        vars: None,
         mac: Mac::unicast([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
         autostart: false,
     };
@@ -1045,4 +1048,52 @@ fn any_text_gets_an_answer() {
     ] {
         assert!(!parse(s).is_empty(), "{s:?}");
     }
+}
+
+#[test]
+fn a_variable_store_on_the_machine_s_disk() {
+    let fw = "[[vm]]\nname = \"fw\"\nmemory = \"256M\"\nfirmware = \"QEMU_EFI.fd\"\n\
+              devices = [\"pl011\", \"virtio-blk\"]\ndisk = { size = \"64M\" }\n";
+    let vm = one(&format!("{fw}vars = {{ offset = \"64M\" }}\n")).unwrap();
+    assert_eq!(
+        vm.vars,
+        Some(Vars {
+            offset: 64 << 20,
+            size: MAX_VARS
+        })
+    );
+    assert_eq!(vm.vars.unwrap().slice().start, (64 << 20) / 512);
+    assert_eq!(one(&vm.to_toml()), Ok(vm.clone()), "it writes back");
+    let sized = one(&format!(
+        "{fw}vars = {{ offset = \"64M\", size = \"1M\" }}\n"
+    ))
+    .unwrap();
+    assert_eq!(sized.vars.unwrap().size, 1 << 20);
+    let refusal = |extra: &str| one(&format!("{fw}{extra}")).unwrap_err().to_string();
+    assert!(
+        refusal("vars = { offset = \"32M\" }\n").contains("overlaps the VM's own writable disk"),
+        "{}",
+        refusal("vars = { offset = \"32M\" }\n")
+    );
+    assert!(refusal("vars = { size = \"1M\" }\n").contains("vars.offset"));
+    assert!(refusal("vars = { offset = \"64M\", size = \"128M\" }\n").contains("vars.size"));
+    assert!(refusal("vars = { offset = 100 }\n").contains("multiple of"));
+    assert!(refusal("vars = \"x\"\n").contains("expected"));
+    let kernel = format!("{BASE}vars = {{ offset = \"64M\" }}\n");
+    assert!(one(&kernel)
+        .unwrap_err()
+        .to_string()
+        .contains("only a VM that boots a firmware"));
+    // Another VM's writable disk over the store: the later VM is refused.
+    let two = format!(
+        "{fw}vars = {{ offset = \"64M\" }}\n[[vm]]\nname = \"b\"\nmemory = \"16M\"\nkernel = \"k\"\n\
+         devices = [\"virtio-blk\"]\ndisk = {{ offset = \"100M\", size = \"1M\" }}\n"
+    );
+    let all = parse(&two);
+    assert!(all[0].is_ok());
+    assert!(
+        all[1].as_ref().unwrap_err().reason.contains("overlaps"),
+        "{:?}",
+        all[1]
+    );
 }

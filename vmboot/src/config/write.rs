@@ -62,6 +62,14 @@ impl VmDesc {
             // `readonly` is always written, so the table is never empty.
             writeln!(s, "readonly = {} }}", d.readonly)?;
         }
+        if let Some(v) = &self.vars {
+            writeln!(
+                s,
+                "vars = {{ offset = {}, size = {} }}",
+                Size(v.offset),
+                Size(v.size)
+            )?;
+        }
         if let Some(m) = self.mac {
             writeln!(s, "mac = \"{m}\"")?;
         }

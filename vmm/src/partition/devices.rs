@@ -13,6 +13,7 @@ use super::entropy::Rndr;
 use super::guest_mem::{WindowFlash, WindowMemory};
 use super::hvc;
 use super::net::NetPort;
+use super::vars::VarsFlash;
 use abi::layout::{
     flash_bank, FLASH_BANK_SIZE, PL011_BASE, PL011_INTID, PL011_SIZE, PL031_BASE, PL031_INTID,
     PL031_SIZE, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
@@ -59,8 +60,9 @@ struct Flash {
     /// Bank 0, the firmware's: write-protected. The core maps the firmware's blocks for direct
     /// reads; the model answers commands, and reads of the rest (zeros, as QEMU gives them).
     firmware: CfiFlash<Blank>,
-    /// Bank 1, the variables', in the host memory after the VM's RAM.
-    vars: CfiFlash<WindowFlash>,
+    /// Bank 1, the variables', in the host memory after the VM's RAM (and on the machine's
+    /// disk if the VM keeps it there).
+    vars: CfiFlash<VarsFlash>,
 }
 
 impl Flash {
@@ -74,7 +76,7 @@ impl Flash {
             firmware: CfiFlash::new(g, blank, Protection::WriteProtected).ok()?,
             vars: CfiFlash::new(
                 g,
-                WindowFlash::new(vm, ram_size, FLASH_BANK_SIZE)?,
+                VarsFlash::new(WindowFlash::new(vm, ram_size, FLASH_BANK_SIZE)?),
                 Protection::Writable,
             )
             .ok()?,
@@ -217,6 +219,17 @@ pub fn handle(req: Request) -> Response {
             }
             hvc::console_write(vm, &out[..m]);
             Response::ok(0)
+        }),
+        Request::VarsStore { vm, slice } => with_vm(vm, |dev| {
+            let attached = dev
+                .flash
+                .as_mut()
+                .is_some_and(|f| f.vars.backing_mut().attach(slice).is_ok());
+            if attached {
+                Response::ok(0)
+            } else {
+                Response::error()
+            }
         }),
         Request::HostIrq { .. } => {
             super::net::host_irq();

@@ -10,6 +10,7 @@ mod host;
 mod hvc;
 mod mmu;
 mod net;
+mod vars;
 
 use abi::vmm::{Request, Response};
 use buddy_system_allocator::LockedHeap;

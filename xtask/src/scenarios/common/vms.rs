@@ -32,6 +32,7 @@ pub fn vm(name: &str, mem_mib: u64, kernel: &str) -> VmDesc {
         cmdline: String::new(),
         devices: DEFAULT_DEVICES,
         disk: None,
+        vars: None,
         mac: None,
         autostart: true,
     }
