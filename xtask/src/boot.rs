@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use abi::vmm::DeviceSet;
 use vmboot::bundle::Bundle;
-use vmboot::config::Source;
+use vmboot::config::{Disk, Source, Vars};
 
 use crate::error::{IoContext, Result};
 use crate::guest::GuestFiles;
@@ -83,6 +83,21 @@ pub struct FirmwareBoot {
     /// The guest resets on purpose: straight, QEMU restarts the machine (keeping its flash)
     /// instead of ending at the reset. Under rhyve the hypervisor restarts the VM itself.
     pub reboots: bool,
+    /// Where the firmware's variables are kept beyond the run, if anywhere.
+    pub vars: Option<VarsStore>,
+}
+
+/// Where a firmware boot keeps its variable flash: under rhyve the VM's `vars` slice of the
+/// machine's disk, after the part the VM reads as its own disk; straight, QEMU's second
+/// flash bank backed by a file.
+#[derive(Debug, Clone)]
+pub struct VarsStore {
+    /// Where the store starts on the machine's disk (the VM's disk is everything before).
+    pub offset: u64,
+    /// Its length in bytes.
+    pub size: u64,
+    /// The 64 MiB file QEMU keeps the bank in when the firmware boots straight.
+    pub straight_file: PathBuf,
 }
 
 /// The name of a firmware VM's image in its bundle.
@@ -107,8 +122,17 @@ impl FirmwareBoot {
             initrd: None,
             cmdline: String::new(),
             devices: FIRMWARE_DEVICES,
-            disk: None,
-            vars: None,
+            // With a variable store, the VM's disk ends where the store begins.
+            disk: self.vars.as_ref().map(|v| Disk {
+                file: None,
+                readonly: true,
+                offset: 0,
+                size: Some(v.offset),
+            }),
+            vars: self.vars.as_ref().map(|v| Vars {
+                offset: v.offset,
+                size: v.size,
+            }),
             mac: None,
             autostart: true,
         }
@@ -121,6 +145,13 @@ impl FirmwareBoot {
             Host::Straight => {
                 let mut m = Machine::straight_firmware(&self.firmware, self.vcpus, self.mem_mib);
                 m.reboot = self.reboots;
+                if let Some(v) = &self.vars {
+                    let drive = format!(
+                        "if=pflash,unit=1,format=raw,file={}",
+                        v.straight_file.display()
+                    );
+                    m.extra.extend(["-drive".into(), drive.into()]);
+                }
                 Ok(m)
             }
             Host::Rhyve { image } => {
@@ -271,6 +302,7 @@ mod tests {
             vcpus: 2,
             mem_mib: 512,
             reboots: true,
+            vars: None,
         };
         let bundle_path = dir.join("b.bin");
         let image = dir.join("rhyve.bin");

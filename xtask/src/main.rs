@@ -340,6 +340,7 @@ fn firmware_guest(mut args: Args, firmware: PathBuf) -> Result<boot::FirmwareBoo
         vcpus,
         mem_mib,
         reboots: false,
+        vars: None,
     })
 }
 

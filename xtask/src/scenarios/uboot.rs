@@ -69,6 +69,7 @@ impl Scenario for UbootBoot {
                     vcpus: 1,
                     mem_mib: MEM_MIB,
                     reboots: false,
+                    vars: None,
                 },
             })
         };

@@ -16,10 +16,15 @@
 //! through UEFI, and the value read on the second is the one written on the first, so the
 //! VM's flash kept the firmware's variables across the VM's reset. Under rhyve the VM is
 //! `boot::FirmwareBoot`'s; straight, QEMU restarts the machine at the reset (its flash kept).
+//! The variable must also have reached storage that outlives the run: under rhyve the VM's
+//! variable store (`vars`, a slice of the machine's disk after the part the VM boots from),
+//! straight the file behind QEMU's second flash bank. Both start blank for each run, so the
+//! name (UTF-16, as UEFI keeps it) and the value found there are this run's.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::boot::{FirmwareBoot, GuestBoot};
+use crate::boot::{FirmwareBoot, GuestBoot, VarsStore};
 use crate::firmware::{self, DiskKind, GRUB_MARKER};
 use crate::guest::GuestFiles;
 use crate::qemu::Capture;
@@ -34,6 +39,25 @@ const BANNER: &str = "UEFI firmware (version";
 const BOOTED: &str = "RHYVE-BOOT uefi-grub efi=1";
 const WROTE: &str = "RHYVE-EFIVAR-WROTE ";
 const READ: &str = "RHYVE-EFIVAR-READ ";
+/// The test variable's name, as efivarfs names it before the GUID.
+const VAR_NAME: &str = "RhyveTest";
+/// The variable store kept on the machine's disk under rhyve: what EDK2's store needs (its
+/// variables, the fault-tolerant-write area and the spare block: 768 KiB), rounded up.
+const VARS_BYTES: u64 = 1 << 20;
+/// QEMU virt's flash bank, the size QEMU wants the file behind it to have.
+const FLASH_BANK_BYTES: u64 = abi::layout::FLASH_BANK_SIZE;
+
+/// The writable copy of the efivar disk, with the variable store after it.
+fn scratch_disk() -> PathBuf {
+    crate::sys::build_dir().join("disks").join("uefi-vars.img")
+}
+
+/// The file behind QEMU's second flash bank, straight.
+fn straight_vars() -> PathBuf {
+    crate::sys::build_dir()
+        .join("disks")
+        .join("uefi-vars-flash1.img")
+}
 
 /// The scenarios.
 pub fn scenarios() -> Vec<Box<dyn Scenario>> {
@@ -68,14 +92,34 @@ impl Scenario for UefiBoot {
     fn firmware(&self, guest: &GuestFiles) -> Option<Result<FirmwareRun, String>> {
         let run = || -> crate::error::Result<FirmwareRun> {
             let fw = firmware::fetch()?;
+            let disk = firmware::disk(self.disk, guest, &fw)?;
+            if self.disk != DiskKind::UefiEfivar {
+                return Ok(FirmwareRun {
+                    disk,
+                    read_only: true,
+                    boot: FirmwareBoot {
+                        firmware: fw.edk2,
+                        vcpus: 1,
+                        mem_mib: MEM_MIB,
+                        reboots: false,
+                        vars: None,
+                    },
+                });
+            }
+            let offset = fresh_stores(&disk)?;
             Ok(FirmwareRun {
-                disk: firmware::disk(self.disk, guest, &fw)?,
-                read_only: true,
+                disk: scratch_disk(),
+                read_only: false,
                 boot: FirmwareBoot {
                     firmware: fw.edk2,
                     vcpus: 1,
                     mem_mib: MEM_MIB,
-                    reboots: self.disk == DiskKind::UefiEfivar,
+                    reboots: true,
+                    vars: Some(VarsStore {
+                        offset,
+                        size: VARS_BYTES,
+                        straight_file: straight_vars(),
+                    }),
                 },
             })
         };
@@ -94,10 +138,89 @@ impl Scenario for UefiBoot {
 
     fn check(&self, console: &Capture) -> Vec<String> {
         match self.disk {
-            DiskKind::UefiEfivar => check_vars(console),
+            DiskKind::UefiEfivar => {
+                let mut failures = check_vars(console);
+                if let Some(written) = value(console, WROTE) {
+                    failures.extend(check_stored(written));
+                }
+                failures
+            }
             _ => check_boot(console),
         }
     }
+}
+
+/// Makes this run's blank stores: a writable copy of the cached `disk` with a zeroed
+/// variable store after it (returned: the store's offset), and an erased 64 MiB file for
+/// QEMU's flash. Both are made anew, so nothing a run finds there is an earlier run's.
+fn fresh_stores(disk: &Path) -> crate::error::Result<u64> {
+    use crate::error::IoContext;
+    let copy = scratch_disk();
+    if let Some(dir) = copy.parent() {
+        std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(&copy);
+    std::fs::copy(disk, &copy)
+        .ctx(|| format!("copying {} to {}", disk.display(), copy.display()))?;
+    let len = std::fs::metadata(&copy)
+        .ctx(|| format!("reading {}", copy.display()))?
+        .len();
+    let offset = len.next_multiple_of(512);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&copy)
+        .ctx(|| format!("opening {}", copy.display()))?;
+    f.set_len(offset + VARS_BYTES)
+        .ctx(|| format!("extending {}", copy.display()))?;
+    let flash = straight_vars();
+    std::fs::write(&flash, vec![0xff; FLASH_BANK_BYTES as usize])
+        .ctx(|| format!("writing {}", flash.display()))?;
+    Ok(offset)
+}
+
+/// `text` as UEFI keeps a variable's name: UTF-16, little-endian.
+fn utf16(text: &str) -> Vec<u8> {
+    text.encode_utf16().flat_map(u16::to_le_bytes).collect()
+}
+
+/// Whether `haystack` has `needle`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The variable's name and the value the guest wrote are in the store that outlives the run:
+/// the machine disk's variable store (rhyve) or QEMU's flash file (straight).
+fn check_stored(written: &str) -> Vec<String> {
+    let store = |path: PathBuf, from_end: Option<u64>| -> Vec<u8> {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        match from_end {
+            Some(n) => bytes[bytes.len().saturating_sub(n as usize)..].to_vec(),
+            None => bytes,
+        }
+    };
+    let stores = [
+        (
+            "the VM's variable store on the machine's disk",
+            store(scratch_disk(), Some(VARS_BYTES)),
+        ),
+        ("QEMU's flash file", store(straight_vars(), None)),
+    ];
+    stored_in(&stores, written)
+}
+
+/// The check of [`check_stored`] on the stores' bytes, by name.
+fn stored_in(stores: &[(&str, Vec<u8>)], written: &str) -> Vec<String> {
+    let found = stores
+        .iter()
+        .any(|(_, b)| contains(b, &utf16(VAR_NAME)) && contains(b, written.as_bytes()));
+    if found {
+        return Vec::new();
+    }
+    let names: Vec<&str> = stores.iter().map(|(n, _)| *n).collect();
+    vec![format!(
+        "the variable {VAR_NAME} = {written:?} is in none of {}: it was not kept beyond the run",
+        names.join(", ")
+    )]
 }
 
 /// One boot from EDK2 to the test init, in order.
@@ -205,6 +328,23 @@ mod tests {
         assert!(
             stale.iter().any(|f| f.contains("started 1 times")),
             "{stale:?}"
+        );
+    }
+
+    #[test]
+    fn the_variable_must_be_in_a_store_beyond_the_run() {
+        let mut kept = vec![0u8; 64];
+        kept.extend(utf16(VAR_NAME));
+        kept.extend(b"\x07\0\0\0rhyve-0123");
+        let blank = vec![0xffu8; 256];
+        let ok = [("disk", blank.clone()), ("flash", kept.clone())];
+        assert!(stored_in(&ok, "rhyve-0123").is_empty());
+        let lost = [("disk", blank.clone()), ("flash", blank.clone())];
+        let failures = stored_in(&lost, "rhyve-0123");
+        assert!(failures[0].contains("none of disk, flash"), "{failures:?}");
+        assert!(
+            !stored_in(&ok, "rhyve-9999").is_empty(),
+            "another run's value does not count"
         );
     }
 }
