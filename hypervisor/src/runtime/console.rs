@@ -43,6 +43,8 @@ pub unsafe fn init(kind: UartKind, base: usize) {
     let uart = match kind {
         // SAFETY: the caller's guarantee.
         UartKind::Pl011 => unsafe { Pl011::new(base) },
+        // The other drivers are taken up with the node's parameters they need.
+        _ => None,
     };
     if let Some(u) = uart {
         *CONSOLE.lock() = Some(Uart(u));
