@@ -42,10 +42,10 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
         },
         Err(_) => fault::halt(),
     };
-    if let (Some(uart), Some(kind)) = (plat.uart, plat.uart_kind) {
+    if let Some(uart) = plat.uart.filter(|u| u.config.kind == bsp::console::Kind::Pl011) {
         // SAFETY: the tree's stdout UART, of the kind its `compatible` names; the MMU is off,
         // so its address is usable as is.
-        unsafe { console::init(kind, uart) };
+        unsafe { console::init(uart.config.kind, uart.config.base) };
     }
     console::init_logger();
     if let Some(c) = plat.psci {
