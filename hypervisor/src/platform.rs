@@ -146,6 +146,20 @@ pub enum PlatformError {
     NoMemory,
 }
 
+impl core::fmt::Display for PlatformError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::NoDeviceTree => "no valid device tree at the address the loader passed in x0",
+            Self::NoGicV3 => {
+                "the device tree has no GICv3 (an arm,gic-v3 node with distributor and redistributor ranges): rhyve needs a GICv3"
+            }
+            Self::NoMemory => {
+                "the device tree has no RAM (no /memory node with device_type \"memory\" and a reg)"
+            }
+        })
+    }
+}
+
 fn be_u64(bytes: &[u8]) -> Option<u64> {
     match bytes.len() {
         4 => Some(u32::from_be_bytes(bytes.try_into().ok()?) as u64),
