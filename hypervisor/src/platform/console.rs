@@ -44,7 +44,7 @@ pub struct ConsoleUart {
 
 /// The machine's console UART, if the tree names one rhyve can drive.
 pub fn find(fdt: &Fdt<'_>) -> Option<ConsoleUart> {
-    let chosen = fdt.find_node("/chosen");
+    let chosen = node_at(fdt, "/chosen");
     let string = |name| chosen.as_ref()?.property(name)?.as_str();
     let stdout = string("stdout-path")
         .or_else(|| string("linux,stdout-path"))
@@ -69,10 +69,27 @@ pub fn find(fdt: &Fdt<'_>) -> Option<ConsoleUart> {
 fn stdout_node<'b, 'a>(fdt: &'b Fdt<'a>, value: &str) -> Option<FdtNode<'b, 'a>> {
     let name = value.split(':').next().unwrap_or(value);
     if name.starts_with('/') {
-        fdt.find_node(name)
+        node_at(fdt, name)
     } else {
-        fdt.find_node(fdt.aliases()?.resolve(name)?)
+        let aliases = node_at(fdt, "/aliases")?;
+        node_at(fdt, aliases.property(name)?.as_str()?)
     }
+}
+
+/// The node at the absolute `path`, each component matched as Linux does: by full name, or by
+/// name without unit address when the component has none.
+///
+/// It walks the children itself: `Fdt::find_node` loses its way past a node holding NOP
+/// tokens, which libfdt leaves wherever firmware edited the tree (QEMU and U-Boot do), and
+/// then finds no node after it.
+pub fn node_at<'b, 'a>(fdt: &'b Fdt<'a>, path: &str) -> Option<FdtNode<'b, 'a>> {
+    let mut node = fdt.all_nodes().next()?;
+    for part in path.strip_prefix('/')?.split('/').filter(|p| !p.is_empty()) {
+        node = node.children().find(|c| {
+            c.name == part || (!part.contains('@') && c.name.split('@').next() == Some(part))
+        })?;
+    }
+    Some(node)
 }
 
 /// A node's status allows its use: `status` absent, `"okay"` or the older `"ok"`.
@@ -204,6 +221,79 @@ mod tests {
         }
         w.end_node(root).unwrap();
         w.finish().unwrap()
+    }
+
+    /// `tree` with a NOP token between sibling nodes, as libfdt leaves them where firmware
+    /// deleted a node (QEMU does, for the memory node it rewrites; devicetree spec 5.4.1:
+    /// FDT_NOP is ignored).
+    fn with_nops(tree: &[u8]) -> Vec<u8> {
+        let be = |at: usize| u32::from_be_bytes(tree[at..at + 4].try_into().unwrap()) as usize;
+        let (off_struct, size_struct) = (be(8), be(36));
+        let mut out = tree[..off_struct].to_vec();
+        let mut at = off_struct;
+        let mut added = 0;
+        while at < off_struct + size_struct {
+            let token = be(at);
+            let len = match token {
+                // FDT_BEGIN_NODE: the name, NUL-terminated, padded to 4 bytes.
+                1 => 4 + (tree[at + 4..].iter().position(|&b| b == 0).unwrap() + 1).div_ceil(4) * 4,
+                // FDT_PROP: length and name offset, then the value, padded.
+                3 => 12 + be(at + 4).div_ceil(4) * 4,
+                _ => 4,
+            };
+            out.extend_from_slice(&tree[at..at + len]);
+            // FDT_END_NODE followed by FDT_BEGIN_NODE.
+            if token == 2 && be(at + len) == 1 {
+                out.extend_from_slice(&4u32.to_be_bytes());
+                added += 4;
+            }
+            at += len;
+        }
+        out.extend_from_slice(&tree[at..]);
+        let mut set = |field: usize, value: usize| {
+            out[field..field + 4].copy_from_slice(&(value as u32).to_be_bytes())
+        };
+        set(4, tree.len() + added);
+        set(12, be(12) + added);
+        set(36, size_struct + added);
+        out
+    }
+
+    #[test]
+    fn paths_past_nop_tokens() {
+        // The UART one level down, as SoC trees have it.
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let chosen = w.begin_node("chosen").unwrap();
+        w.property_string("stdout-path", "serial2:1500000n8")
+            .unwrap();
+        w.end_node(chosen).unwrap();
+        let aliases = w.begin_node("aliases").unwrap();
+        w.property_string("serial2", "/soc/serial@feb50000")
+            .unwrap();
+        w.end_node(aliases).unwrap();
+        let soc = w.begin_node("soc").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        w.property_null("ranges").unwrap();
+        let n = w.begin_node("serial@feb50000").unwrap();
+        w.property_string_list("compatible", vec!["snps,dw-apb-uart".into()])
+            .unwrap();
+        w.property_array_u64("reg", &[0xfeb5_0000, 0x100]).unwrap();
+        w.end_node(n).unwrap();
+        w.end_node(soc).unwrap();
+        w.end_node(root).unwrap();
+        let nested = with_nops(&w.finish().unwrap());
+        let fdt = Fdt::new(&nested).unwrap();
+        // What `Fdt::find_node` would not find.
+        assert!(fdt.find_node("/soc/serial@feb50000").is_none());
+        assert!(node_at(&fdt, "/soc/serial@feb50000").is_some());
+        assert!(node_at(&fdt, "/soc/serial").is_some());
+        assert!(node_at(&fdt, "/soc/serial@feb5").is_none());
+        let c = find(&fdt).unwrap();
+        assert_eq!((c.config.base, c.source), (0xfeb5_0000, Source::StdoutPath));
     }
 
     fn find_in(bytes: &[u8]) -> Option<ConsoleUart> {
