@@ -5,8 +5,9 @@
 //! plain logic over the tree's bytes: the image calls it on the firmware's tree at boot, the
 //! host tests call it on real trees (`tests/dtb/`).
 
-use bsp::console::Kind as UartKind;
 use fdt::Fdt;
+
+pub mod console;
 
 /// How the firmware (PSCI, SMCCC) is reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,10 +67,8 @@ impl<T: Copy + Default, const N: usize> List<T, N> {
 /// What the core needs to know about the machine.
 #[derive(Debug, Default)]
 pub struct Platform {
-    /// Console UART base.
-    pub uart: Option<usize>,
-    /// Its driver.
-    pub uart_kind: Option<UartKind>,
+    /// Console UART: its driver and where it is (see [`console::find`]).
+    pub uart: Option<console::ConsoleUart>,
     /// Console UART interrupt (an SPI's INTID).
     pub uart_intid: Option<u32>,
     /// GICv3 distributor base.
@@ -145,6 +144,20 @@ pub enum PlatformError {
     NoGicV3,
     /// No /memory node.
     NoMemory,
+}
+
+impl core::fmt::Display for PlatformError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::NoDeviceTree => "no valid device tree at the address the loader passed in x0",
+            Self::NoGicV3 => {
+                "the device tree has no GICv3 (an arm,gic-v3 node with distributor and redistributor ranges): rhyve needs a GICv3"
+            }
+            Self::NoMemory => {
+                "the device tree has no RAM (no /memory node with device_type \"memory\" and a reg)"
+            }
+        })
+    }
 }
 
 fn be_u64(bytes: &[u8]) -> Option<u64> {
@@ -233,28 +246,9 @@ pub fn discover(fdt: &Fdt<'_>) -> Result<Platform, PlatformError> {
         if let Some(args) = chosen.property("bootargs").and_then(|v| v.as_str()) {
             p.vmm_fault = parse_vmm_fault(args);
         }
-        let stdout = chosen.property("stdout-path").and_then(|v| v.as_str());
-        let kind = |n: &fdt::node::FdtNode<'_, '_>| {
-            n.compatible()
-                .and_then(|c| UartKind::from_compatible(c.all()))
-        };
-        // The UART `stdout-path` names, else the first one rhyve has a driver for.
-        let uart = stdout
-            .and_then(|path| fdt.find_node(path.split(':').next().unwrap_or(path)))
-            .or_else(|| fdt.all_nodes().find(|n| kind(n).is_some()));
-        if let Some(uart) = uart {
-            if let Some(k) = kind(&uart) {
-                p.uart_kind = Some(k);
-                p.uart = uart
-                    .reg()
-                    .and_then(|mut r| r.next())
-                    .map(|r| r.starting_address as usize);
-                p.uart_intid = uart
-                    .property("interrupts")
-                    .and_then(|prop| spi_intid(prop.value));
-            }
-        }
     }
+    p.uart = console::find(fdt);
+    p.uart_intid = p.uart.and_then(|u| u.intid);
 
     for node in fdt.all_nodes() {
         let virtio = node
@@ -314,8 +308,12 @@ mod tests {
         assert_eq!(p.gicd, 0x0800_0000);
         assert_eq!(p.gicr.as_slice(), &[(0x080a_0000, 0x00f6_0000)]);
         assert_eq!(p.psci, Some(Conduit::Smc));
-        assert_eq!(p.uart, Some(0x0900_0000));
-        assert_eq!(p.uart_kind, Some(UartKind::Pl011));
+        let uart = p.uart.expect("a console");
+        let pl011 = bsp::console::Config::new(bsp::console::Kind::Pl011, 0x0900_0000);
+        assert_eq!(
+            (uart.config, uart.source),
+            (pl011, console::Source::StdoutPath)
+        );
         // `interrupts = <0 1 4>`: SPI 1.
         assert_eq!(p.uart_intid, Some(32 + 1));
         assert_eq!(p.bundle, Some((0x4800_0000, 0x4800_0000 + 100_000)));

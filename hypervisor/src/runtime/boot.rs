@@ -35,19 +35,31 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
     exception::install_vectors();
     // SAFETY: the firmware passed the device tree's address in x0; `from_ptr` checks its
     // header before reading the rest.
-    let (plat, dtb_size) = match unsafe { fdt::Fdt::from_ptr(dtb as *const u8) } {
-        Ok(tree) => match platform::discover(&tree) {
-            Ok(p) => (p, tree.total_size()),
-            Err(_) => fault::halt(),
-        },
-        Err(_) => fault::halt(),
+    let Ok(tree) = (unsafe { fdt::Fdt::from_ptr(dtb as *const u8) }) else {
+        // Without a tree nothing names a console to say so on.
+        fault::halt()
     };
-    if let (Some(uart), Some(kind)) = (plat.uart, plat.uart_kind) {
-        // SAFETY: the tree's stdout UART, of the kind its `compatible` names; the MMU is off,
-        // so its address is usable as is.
-        unsafe { console::init(kind, uart) };
+    // The console first, on its own: whatever else the tree lacks is then said on it.
+    let uart = platform::console::find(&tree);
+    if let Some(u) = uart {
+        // SAFETY: the tree's console UART, of the kind its `compatible` (or `earlycon=`)
+        // names; the MMU is off, so its address is usable as is.
+        unsafe { console::init(&u.config) };
     }
     console::init_logger();
+    if let Some(u) = uart {
+        log::info!(
+            "console UART: {} at {:#x} (from {})",
+            u.config.kind.name(),
+            u.config.base,
+            u.source.describe()
+        );
+    }
+    let plat = match platform::discover(&tree) {
+        Ok(p) => p,
+        Err(e) => fault::stop(format_args!("rhyve cannot run on this machine: {e}")),
+    };
+    let dtb_size = tree.total_size();
     if let Some(c) = plat.psci {
         lifecycle::set_conduit(c);
     }
@@ -123,6 +135,34 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
     }
     start_secondaries(machine);
     cpu_loop(cpu0)
+}
+
+/// The primary CPU's Rust entry when the loader entered the image at an exception level other
+/// than EL2 (`el`, from CurrentEL): nothing of the hypervisor may run there, but the console
+/// can still say why rhyve stops. It touches no system register and no shared state.
+#[no_mangle]
+pub extern "C" fn primary_wrong_el(dtb: usize, el: u64) -> ! {
+    let why = match el {
+        3 => "the firmware jumped to it from its secure monitor level; it must drop to non-secure EL2 first",
+        1 => "the firmware or loader left EL2 before starting it (QEMU needs -M virt,virtualization=on; U-Boot must not switch to EL1)",
+        _ => "no loader starts an image there",
+    };
+    // SAFETY: as in `primary_main`: x0 from the loader, its header checked first.
+    if let Ok(tree) = unsafe { fdt::Fdt::from_ptr(dtb as *const u8) } {
+        if let Some(u) = platform::console::find(&tree) {
+            // SAFETY: the tree's console UART; the MMU is off (the boot protocol) and this
+            // CPU is the only one running.
+            unsafe {
+                console::write_unshared(
+                    &u.config,
+                    format_args!(
+                        "\nrhyve: error: rhyve must be entered at EL2 (entered at EL{el}): {why}; halting\n"
+                    ),
+                )
+            };
+        }
+    }
+    fault::halt()
 }
 
 /// The machine's time of day: its RTC's seconds, read once here (its frame identity-mapped as

@@ -1,20 +1,30 @@
-//! The machine's console: the UART the firmware's device tree names as stdout, driven by its
-//! `bsp` driver, the `log` backend that prints `rhyve: ...` lines on it, and the VMs' output
+//! The machine's console: the UART the firmware's device tree names as stdout (see
+//! [`hypervisor::platform::console`]), driven by its `bsp` driver, the `log` backend that prints `rhyve: ...` lines on it, and the VMs' output
 //! kept apart on it by [`hypervisor::console_mux`].
 //!
 //! Lock order: the multiplexer's lock, then the UART lock, which is a leaf; both held for one
 //! line or one chunk of bytes.
 
-use bsp::console::{Kind as UartKind, Uart as _};
-use bsp::pl011::Pl011;
+use bsp::console::{Config, Console, Uart as _};
 use core::fmt::{self, Write};
 use hypervisor::console_mux::{ByteSink, Mux};
 use spin::Mutex;
 
-/// The machine's UART.
-pub struct Uart(Pl011);
+/// The machine's UART. Its driver is picked once, at boot; each byte costs one match on the
+/// kind.
+pub struct Uart(Console);
 
 impl Uart {
+    /// The UART `config` describes.
+    ///
+    /// # Safety
+    /// As [`Console::new`]: `config.base` is such a UART's register frame, accessible
+    /// (identity-mapped or MMU off), and used by nothing else.
+    unsafe fn new(config: &Config) -> Option<Self> {
+        // SAFETY: the caller's guarantee.
+        unsafe { Console::new(config) }.map(Self)
+    }
+
     fn put(&mut self, byte: u8) {
         self.0.put(byte);
     }
@@ -34,18 +44,28 @@ impl Write for Uart {
 
 static CONSOLE: Mutex<Option<Uart>> = Mutex::new(None);
 
-/// Starts using the UART of kind `kind` at `base`.
+/// Starts using the UART `config` describes.
 ///
 /// # Safety
-/// `base` must be the address of such a UART's register frame, accessible (identity-mapped or
-/// MMU off), and used by nothing else.
-pub unsafe fn init(kind: UartKind, base: usize) {
-    let uart = match kind {
-        // SAFETY: the caller's guarantee.
-        UartKind::Pl011 => unsafe { Pl011::new(base) },
-    };
-    if let Some(u) = uart {
-        *CONSOLE.lock() = Some(Uart(u));
+/// `config.base` must be the address of such a UART's register frame, accessible
+/// (identity-mapped or MMU off), and used by nothing else.
+pub unsafe fn init(config: &Config) {
+    // SAFETY: the caller's guarantee.
+    if let Some(u) = unsafe { Uart::new(config) } {
+        *CONSOLE.lock() = Some(u);
+    }
+}
+
+/// Writes `args` on the UART `config` describes, without the console's lock or any other
+/// state: for a CPU that stops before the console is set up (entered at the wrong exception
+/// level, where nothing else of the hypervisor may run).
+///
+/// # Safety
+/// As [`init`].
+pub unsafe fn write_unshared(config: &Config, args: fmt::Arguments<'_>) {
+    // SAFETY: the caller's guarantee.
+    if let Some(mut u) = unsafe { Uart::new(config) } {
+        let _ = u.write_fmt(args);
     }
 }
 

@@ -1,6 +1,7 @@
 //! What happens when the hypervisor itself goes wrong: a panic or an exception taken at EL2.
 //! Both print `rhyve: PANIC` with what is known and halt the CPU; they never return into a
-//! guest.
+//! guest. And what happens when the machine is not one rhyve can run on ([`stop`]): it says
+//! why, then halts.
 
 use super::console::force_write_fmt;
 use crate::arch::{cpu, trap};
@@ -16,6 +17,13 @@ pub extern "C" fn hyp_exception(kind: u64, sp: u64) -> ! {
         s.esr,
         s.far
     ));
+    halt()
+}
+
+/// Says why the hypervisor cannot go on, on the console if there is one, and halts: for
+/// what goes wrong before PSCI, and so powering off, is known.
+pub fn stop(why: core::fmt::Arguments<'_>) -> ! {
+    log::error!("{why}; halting");
     halt()
 }
 

@@ -3,6 +3,8 @@
 //! The image is linked at 0 as a static PIE. The first instructions run with the MMU off at
 //! EL2 wherever the loader put us (QEMU `-kernel`, U-Boot `booti`), apply the
 //! `R_AARCH64_RELATIVE` relocations against the real load address, clear .bss, and call Rust.
+//! Entered at another exception level, they do the same (none of it depends on the level)
+//! and call a Rust entry that only finds the console to say so.
 //! Secondary CPUs enter at `secondary_entry` (through PSCI CPU_ON) with the address of their
 //! [`super::cpu::BootArgs`] in x0, once the primary has relocated the image and built the page
 //! tables.
@@ -45,10 +47,6 @@ _head:
 primary_entry:
     msr     daifset, #0xf
     mov     x19, x0                // the device tree
-    mrs     x1, CurrentEL
-    cmp     x1, #{el2}
-    b.ne    3f
-
     adr     x1, _head
     rhyve_relocate x1, 3f
 
@@ -60,7 +58,12 @@ primary_entry:
     mov     x30, xzr
     mov     x0, x19
     adr     x1, _head
+    mrs     x2, CurrentEL
+    cmp     x2, #{el2}
+    b.ne    4f
     bl      {rust_primary}
+4:  lsr     x1, x2, #2             // the exception level
+    bl      {rust_wrong_el}
 3:  wfe
     b       3b
 
@@ -93,6 +96,7 @@ secondary_entry:
     stack = sym BOOT_STACK,
     stack_size = const BOOT_STACK_SIZE,
     rust_primary = sym primary_main,
+    rust_wrong_el = sym primary_wrong_el,
     rust_secondary = sym secondary_main,
 );
 
@@ -100,6 +104,9 @@ extern "C" {
     /// The image's Rust entry on the primary CPU (the runtime's): the device tree's address
     /// and the image's load base.
     fn primary_main(dtb: usize, image_base: usize) -> !;
+    /// The image's Rust entry on the primary CPU entered at exception level `el`, not EL2:
+    /// it says so on the console, if it finds one, and halts.
+    fn primary_wrong_el(dtb: usize, el: u64) -> !;
     /// The image's Rust entry on a secondary CPU, with its `BootArgs`.
     fn secondary_main(args: &super::cpu::BootArgs) -> !;
     /// Where secondary CPUs start (PSCI CPU_ON entry point).
