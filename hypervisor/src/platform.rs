@@ -8,6 +8,7 @@
 use fdt::Fdt;
 
 pub mod console;
+pub mod nops;
 
 /// How the firmware (PSCI, SMCCC) is reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

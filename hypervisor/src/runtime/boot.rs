@@ -33,6 +33,7 @@ static ONLINE: AtomicUsize = AtomicUsize::new(0);
 #[no_mangle]
 pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
     exception::install_vectors();
+    squeeze_tree(dtb);
     // SAFETY: the firmware passed the device tree's address in x0; `from_ptr` checks its
     // header before reading the rest.
     let Ok(tree) = (unsafe { fdt::Fdt::from_ptr(dtb as *const u8) }) else {
@@ -137,6 +138,31 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
     cpu_loop(cpu0)
 }
 
+/// Largest device tree rhyve reads (a board's is tens of KiB; the spec allows more, no
+/// firmware passes it).
+const MAX_TREE: usize = 2 << 20;
+
+/// Squeezes the NOP tokens a firmware's edits left out of its tree at `dtb`, in place, before
+/// anything reads it (`platform::nops`: the `fdt` crate misreads trees with them).
+fn squeeze_tree(dtb: usize) {
+    if dtb == 0 || !dtb.is_multiple_of(4) {
+        return;
+    }
+    // SAFETY: the loader passed the tree's address in x0; its 8-byte header (magic and
+    // size) is read before anything else, and only a tree that says it is one is used.
+    let header = unsafe { core::slice::from_raw_parts(dtb as *const u8, 8) };
+    let magic = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+    let total = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    if magic != 0xd00d_feed || !(8..=MAX_TREE).contains(&total) {
+        return;
+    }
+    // SAFETY: the tree's own `totalsize` bytes, in RAM the loader handed over with it; no
+    // other code runs yet, so nothing else reads or writes them.
+    let blob = unsafe { core::slice::from_raw_parts_mut(dtb as *mut u8, total) };
+    // A tree that does not read is left as it is, and reported by what reads it next.
+    let _ = platform::nops::squeeze_nops(blob);
+}
+
 /// The primary CPU's Rust entry when the loader entered the image at an exception level other
 /// than EL2 (`el`, from CurrentEL): nothing of the hypervisor may run there, but the console
 /// can still say why rhyve stops. It touches no system register and no shared state.
@@ -147,6 +173,7 @@ pub extern "C" fn primary_wrong_el(dtb: usize, el: u64) -> ! {
         1 => "the firmware or loader left EL2 before starting it (QEMU needs -M virt,virtualization=on; U-Boot must not switch to EL1)",
         _ => "no loader starts an image there",
     };
+    squeeze_tree(dtb);
     // SAFETY: as in `primary_main`: x0 from the loader, its header checked first.
     if let Ok(tree) = unsafe { fdt::Fdt::from_ptr(dtb as *const u8) } {
         if let Some(u) = platform::console::find(&tree) {
