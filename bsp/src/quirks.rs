@@ -27,8 +27,9 @@ pub struct Quirk {
 pub const QUIRKS: &[Quirk] = &[Quirk {
     compatible: "xlnx-versal-virt",
     psci: Some(PsciConduit::Smc),
-    why: "QEMU's Versal model answers PSCI over SMC when it loads the kernel itself (-kernel), \
-          but the tree it generates has no /psci node",
+    why: "Versal's PSCI is its TF-A's, over SMC; QEMU's xlnx-versal-virt generates its tree \
+          without /psci (it adds one only when it loads a kernel itself, with -kernel), so \
+          the tree a boot loader hands on from it has none",
 }];
 
 /// The quirks of the board whose root `compatible` strings are `compatible`, if it has any

@@ -94,7 +94,7 @@ pub struct Name {
 
 impl Name {
     /// Longest text kept (errors carry two, and stay small enough to return by value).
-    pub const CAPACITY: usize = 48;
+    pub const CAPACITY: usize = 40;
 
     /// `text`, cut at a character boundary if it is too long.
     pub fn new(text: &str) -> Self {

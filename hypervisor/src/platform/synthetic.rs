@@ -1,6 +1,7 @@
 //! `discover` on small trees built here with vm-fdt, one board feature each: memory banks and
 //! holes, reserved memory, redistributor regions and stride, the timer's and the GIC's
-//! interrupts, PSCI and its quirk, and the GICv2 a board is refused for.
+//! interrupts, PSCI and its quirk, and the GICv2 a board is refused for; and QEMU's Versal
+//! tree, which needs the quirk.
 
 use super::*;
 use std::string::{String, ToString};
@@ -15,8 +16,8 @@ struct Synth {
     memreserve: Vec<(u64, u64)>,
     /// Each `/memory@...` node's `reg` entries (root: 2 address, 2 size cells).
     memory: Vec<Vec<(u64, u64)>>,
-    /// `/reserved-memory` children: name, `reg` (if any), `no-map`.
-    reserved: Vec<(&'static str, Option<(u64, u64)>, bool)>,
+    /// `/reserved-memory` children.
+    reserved: Vec<Reserved>,
     gic_compatible: &'static str,
     /// The GIC's `reg`: distributor first.
     gic_reg: Vec<(u64, u64)>,
@@ -53,6 +54,10 @@ impl Default for Synth {
         }
     }
 }
+
+/// A `/reserved-memory` child: name, `reg` (none: a pool with `size` and `alloc-ranges`),
+/// `no-map`.
+type Reserved = (&'static str, Option<(u64, u64)>, bool);
 
 const GIC_PHANDLE: u32 = 1;
 
@@ -474,4 +479,31 @@ fn names_are_cut_at_a_character_boundary() {
     let n = Name::new(&long);
     assert!(n.as_str().len() <= Name::CAPACITY);
     assert!(long.starts_with(n.as_str()));
+}
+
+/// QEMU's own Versal tree (`testdata/dtb/qemu-versal-virt.dtb`; values from `dtc -O dts`):
+/// no `/psci`, so the quirk gives PSCI; RAM in two banks of one node.
+#[test]
+fn qemu_versal_virt_by_its_quirk() {
+    let path = format!(
+        "{}/testdata/dtb/qemu-versal-virt.dtb",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    let p = discover(&Fdt::new(&bytes).unwrap()).unwrap();
+    assert_eq!(
+        p.board.model.as_str(),
+        "Xilinx Versal Virtual development board"
+    );
+    assert_eq!(
+        p.ram.as_slice(),
+        &[ram(0, 0x8000_0000), ram(0x8_0000_0000, 0x8000_0000)]
+    );
+    assert_eq!(p.cpus.as_slice(), &[0, 1]);
+    assert_eq!(p.gicd, 0xf900_0000);
+    assert_eq!(p.gicr.as_slice(), &[(0xf908_0000, 0x8_0000)]);
+    assert_eq!(p.psci, Some(Conduit::Smc));
+    assert_eq!(p.quirk.map(|q| q.compatible), Some("xlnx-versal-virt"));
+    assert_eq!(p.intids.maintenance, 25);
+    assert_eq!(p.intids.hyp_timer, 26);
 }
