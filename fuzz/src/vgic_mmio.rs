@@ -259,9 +259,9 @@ impl World {
                 self.kick(k, op);
             }
             Op::InjectMapped { vcpu, intid } => {
-                let k = self
-                    .vgic
-                    .inject_mapped(self.any_vcpu(vcpu), IntId(u32::from(intid)));
+                // The machine's number behind it is the guest's, as on QEMU virt.
+                let intid = IntId(u32::from(intid));
+                let k = self.vgic.inject_mapped(self.any_vcpu(vcpu), intid, intid);
                 self.kick(k, op);
             }
             Op::SendSgi { sender, value } => {

@@ -18,6 +18,7 @@ pub mod monitor;
 pub mod placement;
 pub mod platform;
 pub mod psci;
+pub mod ram;
 pub mod sched_policy;
 pub mod sysreg;
 pub mod vgic;

@@ -1,9 +1,24 @@
 //! The machine as its firmware's device tree describes it: RAM, CPUs, GIC, console UART,
 //! PSCI conduit, and where the loader put the boot bundle.
 //!
-//! Nothing about the board is hard-coded here; `bsp` adds only what a tree cannot say. This is
-//! plain logic over the tree's bytes: the image calls it on the firmware's tree at boot, the
-//! host tests call it on real trees (`tests/dtb/`).
+//! Nothing about the board is hard-coded here; `bsp` adds only what a tree cannot say
+//! (`bsp::quirks`). This is plain logic over the tree's bytes: the image calls it on the
+//! firmware's tree at boot, the host tests call it on QEMU's trees (`testdata/dtb/`) and
+//! synthetic ones, and `cargo xtask test` (dt-corpus) on the board trees of Debian's kernel.
+//!
+//! What a board's tree says, as the Linux bindings have it:
+//! - RAM: every `/memory*` node (`device_type = "memory"`), every entry of its `reg` (cells as
+//!   the root says); entries of size 0 are the boot loader's to fill and are skipped.
+//! - Reserved: `/memreserve/` entries and every `/reserved-memory` child with a `reg`
+//!   (`no-map` or not). Children with only `size` (and `alloc-ranges`) are pools the OS
+//!   that boots allocates; rhyve allocates none, so they are counted and left alone.
+//! - GIC: an `arm,gic-v3` node: `reg` is the distributor, then `#redistributor-regions`
+//!   (default 1) redistributor regions; `redistributor-stride` if present; its `interrupts`
+//!   is the maintenance interrupt. A GICv2 is refused by name.
+//! - Timer: the `arm,armv8-timer` node's `interrupts` (secure, non-secure, virtual, hyp PPIs)
+//!   and `clock-frequency` (for firmware that left CNTFRQ_EL0 at 0).
+//! - PSCI: an `arm,psci*` node (or `/psci`) and its `method`; a board that has PSCI and does
+//!   not say so has a quirk in `bsp`.
 
 use fdt::Fdt;
 
@@ -30,7 +45,13 @@ pub struct RamRange {
 
 /// Most CPUs, RAM ranges and reserved ranges tracked (fixed arrays: this runs before the heap).
 pub const MAX_CPUS: usize = 64;
-const MAX_RANGES: usize = 16;
+/// Most RAM ranges (all `reg` entries of all `/memory` nodes).
+pub const MAX_RANGES: usize = 16;
+/// Most reserved ranges (`/memreserve/` and `/reserved-memory`): boards with TF-A, OP-TEE,
+/// DSPs and co-processors have a dozen or more.
+pub const MAX_RESERVED: usize = 32;
+/// Most GICv3 redistributor regions (`#redistributor-regions`).
+pub const MAX_GICR_REGIONS: usize = 8;
 
 /// A fixed-capacity list (no heap exists when the tree is read).
 #[derive(Clone, Copy, Debug)]
@@ -65,6 +86,92 @@ impl<T: Copy + Default, const N: usize> List<T, N> {
     }
 }
 
+/// A short text of the tree kept without a heap (a board's name, for messages); cut at
+/// [`Name::CAPACITY`] bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Name {
+    bytes: [u8; Name::CAPACITY],
+    len: u8,
+}
+
+impl Name {
+    /// Longest text kept (errors carry two, and stay small enough to return by value).
+    pub const CAPACITY: usize = 40;
+
+    /// `text`, cut at a character boundary if it is too long.
+    pub fn new(text: &str) -> Self {
+        let mut len = text.len().min(Self::CAPACITY);
+        while !text.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut bytes = [0; Self::CAPACITY];
+        bytes[..len].copy_from_slice(&text.as_bytes()[..len]);
+        Self {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl Default for Name {
+    fn default() -> Self {
+        Self::new("")
+    }
+}
+
+impl core::fmt::Debug for Name {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl core::fmt::Display for Name {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which board a tree describes: the root's `model` and first `compatible`, for messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Board {
+    /// The root's `model` (empty if none).
+    pub model: Name,
+    /// The root's first `compatible` string (empty if none).
+    pub compatible: Name,
+}
+
+impl core::fmt::Display for Board {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match (self.model.as_str(), self.compatible.as_str()) {
+            ("", "") => f.write_str("this board (its tree has no model or compatible)"),
+            ("", c) => write!(f, "the board \"{c}\""),
+            (m, "") => write!(f, "\"{m}\""),
+            (m, c) => write!(f, "\"{m}\" ({c})"),
+        }
+    }
+}
+
+/// The machine's own interrupts as its tree numbers them (INTIDs). The guests' virtual
+/// machine has its own numbers (`abi::layout`): these are the physical ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostIntids {
+    /// The GIC's maintenance interrupt (the GIC node's `interrupts`).
+    pub maintenance: u32,
+    /// The secure EL1 physical timer (the timer node's first interrupt; unused by rhyve).
+    pub secure_timer: u32,
+    /// The non-secure EL1 physical timer (second): a guest's CNTP.
+    pub phys_timer: u32,
+    /// The EL1 virtual timer (third): a guest's CNTV.
+    pub virt_timer: u32,
+    /// The EL2 physical timer (fourth): rhyve's own.
+    pub hyp_timer: u32,
+}
+
 /// What the core needs to know about the machine.
 #[derive(Debug, Default)]
 pub struct Platform {
@@ -72,18 +179,33 @@ pub struct Platform {
     pub uart: Option<console::ConsoleUart>,
     /// Console UART interrupt (an SPI's INTID).
     pub uart_intid: Option<u32>,
+    /// Which board (root `model` and `compatible`).
+    pub board: Board,
     /// GICv3 distributor base.
     pub gicd: usize,
-    /// GICv3 redistributor regions (base, size).
-    pub gicr: List<(u64, u64), 4>,
+    /// GICv3 redistributor regions (base, size), `#redistributor-regions` of them.
+    pub gicr: List<(u64, u64), MAX_GICR_REGIONS>,
+    /// The distance between two redistributors (`redistributor-stride`); `None`: as
+    /// GICR_TYPER.VLPIS says on the machine (two or four 64 KiB frames).
+    pub gicr_stride: Option<u64>,
+    /// The machine's GIC maintenance and timer interrupts.
+    pub intids: HostIntids,
+    /// The timer node's `clock-frequency`: the counter's frequency when the firmware left
+    /// CNTFRQ_EL0 at 0.
+    pub timer_frequency: Option<u64>,
     /// MPIDR of every CPU, in device-tree order.
     pub cpus: List<u64, MAX_CPUS>,
-    /// How to reach PSCI.
+    /// How to reach PSCI (always set by [`discover`]: a tree without it is refused).
     pub psci: Option<Conduit>,
+    /// The board's quirks from `bsp`, when one was needed (PSCI the tree does not name).
+    pub quirk: Option<&'static bsp::quirks::Quirk>,
     /// RAM.
     pub ram: List<RamRange, MAX_RANGES>,
-    /// Ranges of RAM that are not ours to use.
-    pub reserved: List<(u64, u64), MAX_RANGES>,
+    /// Ranges of RAM that are not ours to use: `/memreserve/` and `/reserved-memory`.
+    pub reserved: List<(u64, u64), MAX_RESERVED>,
+    /// `/reserved-memory` children without `reg` (pools the booted OS allocates from its
+    /// `alloc-ranges`): nothing is reserved for them.
+    pub reserved_dynamic: usize,
     /// The boot bundle (the "initrd" the loader placed), start and end.
     pub bundle: Option<(u64, u64)>,
     /// Test hook from the hypervisor's own command line (`rhyve.vmm_fault=pl011-write:N`):
@@ -136,28 +258,113 @@ pub fn parse_vmm_fault(bootargs: &str) -> abi::vmm::FaultPlan {
         )
 }
 
-/// Why the tree could not be used.
+/// Why the tree could not be used. Each names the board, for the console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlatformError {
     /// No valid device tree at the address in x0.
     NoDeviceTree,
-    /// No `arm,gic-v3` node with two reg ranges.
-    NoGicV3,
-    /// No /memory node.
-    NoMemory,
+    /// The interrupt controller is a GICv2 (`compatible` names it); rhyve needs a GICv3.
+    GicV2Only {
+        /// The board.
+        board: Board,
+        /// The GIC node's `compatible` string that says GICv2.
+        compatible: &'static str,
+    },
+    /// No `arm,gic-v3` node (and no GICv2 either).
+    NoGicV3 {
+        /// The board.
+        board: Board,
+    },
+    /// The `arm,gic-v3` node's `reg` has fewer ranges than the distributor and its
+    /// `#redistributor-regions`.
+    NoRedistributors {
+        /// The board.
+        board: Board,
+        /// Redistributor regions the node says it has.
+        regions: usize,
+    },
+    /// The `arm,gic-v3` node has no `interrupts` naming its maintenance interrupt as a PPI.
+    NoMaintenanceInterrupt {
+        /// The board.
+        board: Board,
+    },
+    /// No `arm,armv8-timer` node with four PPIs in the GIC's numbering.
+    NoTimer {
+        /// The board.
+        board: Board,
+    },
+    /// No CPU under `/cpus`.
+    NoCpus {
+        /// The board.
+        board: Board,
+    },
+    /// No RAM: no `/memory` node, or only entries of size 0 (the boot loader's to fill).
+    NoMemory {
+        /// The board.
+        board: Board,
+    },
+    /// No PSCI node with method `smc` or `hvc`, and no quirk for the board.
+    NoPsci {
+        /// The board.
+        board: Board,
+    },
+    /// More of something than rhyve keeps (fixed arrays: the tree is read before the heap).
+    TooMany {
+        /// The board.
+        board: Board,
+        /// What there was too much of.
+        what: &'static str,
+        /// How many rhyve keeps.
+        max: usize,
+    },
 }
 
 impl core::fmt::Display for PlatformError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            Self::NoDeviceTree => "no valid device tree at the address the loader passed in x0",
-            Self::NoGicV3 => {
-                "the device tree has no GICv3 (an arm,gic-v3 node with distributor and redistributor ranges): rhyve needs a GICv3"
+        match self {
+            Self::NoDeviceTree => {
+                f.write_str("no device tree at the address the loader passed (x0)")
             }
-            Self::NoMemory => {
-                "the device tree has no RAM (no /memory node with device_type \"memory\" and a reg)"
+            Self::GicV2Only { board, compatible } => write!(
+                f,
+                "{board}: its interrupt controller is a GICv2 ({compatible}); rhyve needs a \
+                 GICv3 (arm,gic-v3) for its guests' virtual interrupts"
+            ),
+            Self::NoGicV3 { board } => write!(
+                f,
+                "{board}: no GICv3 (arm,gic-v3) in the device tree; rhyve needs one"
+            ),
+            Self::NoRedistributors { board, regions } => write!(
+                f,
+                "{board}: the GICv3 node's reg has no room for its {regions} redistributor \
+                 region(s) after the distributor"
+            ),
+            Self::NoMaintenanceInterrupt { board } => write!(
+                f,
+                "{board}: the GICv3 node has no interrupts property naming its maintenance \
+                 interrupt (a PPI)"
+            ),
+            Self::NoTimer { board } => write!(
+                f,
+                "{board}: no arm,armv8-timer node with its four PPIs (secure, non-secure, \
+                 virtual, hypervisor) on the GICv3"
+            ),
+            Self::NoCpus { board } => write!(f, "{board}: no CPU under /cpus"),
+            Self::NoMemory { board } => write!(
+                f,
+                "{board}: no RAM in the device tree (/memory is missing or of size 0: the \
+                 boot loader fills it in, so boot rhyve through the board's boot loader)"
+            ),
+            Self::NoPsci { board } => write!(
+                f,
+                "{board}: no PSCI node with method \"smc\" or \"hvc\", and no quirk in \
+                 bsp/src/quirks.rs says how to reach its firmware; rhyve needs PSCI to start \
+                 and stop CPUs"
+            ),
+            Self::TooMany { board, what, max } => {
+                write!(f, "{board}: more {what} than rhyve keeps ({max})")
             }
-        })
+        }
     }
 }
 
@@ -171,66 +378,41 @@ fn be_u64(bytes: &[u8]) -> Option<u64> {
 
 /// GIC interrupt specifier type cell: 0 = SPI, 1 = PPI.
 const GIC_SPI: u32 = 0;
+/// The type cell of a PPI.
+const GIC_PPI: u32 = 1;
+
+/// `compatible` strings of GICs before v3 (the Linux bindings' arm,gic list): a tree with one
+/// of these and no `arm,gic-v3` is refused by name.
+const GICV2_COMPATIBLES: &[&str] = &[
+    "arm,gic-400",
+    "arm,cortex-a15-gic",
+    "arm,cortex-a9-gic",
+    "arm,cortex-a7-gic",
+    "arm,gic-v2",
+    "arm,pl390",
+    "arm,arm11mp-gic",
+    "arm,arm1176jzf-devchip-gic",
+    "arm,eb11mp-gic",
+    "arm,tc11mp-gic",
+    "brcm,brahma-b15-gic",
+    "nvidia,tegra210-agic",
+    "qcom,msm-8660-qgic",
+    "qcom,msm-qgic2",
+];
+
+/// The `compatible` strings of a PSCI node.
+const PSCI_COMPATIBLES: &[&str] = &["arm,psci-1.0", "arm,psci-0.2", "arm,psci"];
 
 /// Reads the machine description from the firmware's tree.
 pub fn discover(fdt: &Fdt<'_>) -> Result<Platform, PlatformError> {
-    let mut p = Platform::default();
-
-    for node in fdt.all_nodes() {
-        if node.name == "memory" || node.name.starts_with("memory@") {
-            let is_mem = node
-                .property("device_type")
-                .and_then(|d| d.as_str())
-                .is_some_and(|s| s == "memory");
-            if let (true, Some(regs)) = (is_mem, node.reg()) {
-                for r in regs {
-                    p.ram.push(RamRange {
-                        start: r.starting_address as u64,
-                        size: r.size.unwrap_or(0) as u64,
-                    });
-                }
-            }
-        }
-    }
-    if p.ram.as_slice().is_empty() {
-        return Err(PlatformError::NoMemory);
-    }
-
-    let gic = fdt
-        .find_compatible(&["arm,gic-v3"])
-        .ok_or(PlatformError::NoGicV3)?;
-    let mut regs = gic.reg().ok_or(PlatformError::NoGicV3)?;
-    let d = regs.next().ok_or(PlatformError::NoGicV3)?;
-    p.gicd = d.starting_address as usize;
-    for r in regs {
-        p.gicr
-            .push((r.starting_address as u64, r.size.unwrap_or(0) as u64));
-    }
-    if p.gicr.as_slice().is_empty() {
-        return Err(PlatformError::NoGicV3);
-    }
-
-    if let Some(cpus) = fdt.find_node("/cpus") {
-        for cpu in cpus.children() {
-            let is_cpu = cpu
-                .property("device_type")
-                .and_then(|d| d.as_str())
-                .is_some_and(|s| s == "cpu");
-            if let (true, Some(reg)) = (is_cpu, cpu.property("reg")) {
-                if let Some(mpidr) = be_u64(reg.value) {
-                    p.cpus.push(mpidr);
-                }
-            }
-        }
-    }
-
-    if let Some(psci) = fdt.find_node("/psci") {
-        p.psci = match psci.property("method").and_then(|m| m.as_str()) {
-            Some("smc") => Some(Conduit::Smc),
-            Some("hvc") => Some(Conduit::Hvc),
-            _ => None,
-        };
-    }
+    let mut p = Platform {
+        board: board(fdt),
+        ..Platform::default()
+    };
+    read_gic(fdt, &mut p)?;
+    read_cpus(fdt, &mut p)?;
+    read_psci(fdt, &mut p)?;
+    read_memory(fdt, &mut p)?;
 
     if let Some(chosen) = fdt.find_node("/chosen") {
         let start = chosen
@@ -272,21 +454,270 @@ pub fn discover(fdt: &Fdt<'_>) -> Result<Platform, PlatformError> {
         .and_then(|n| n.reg()?.next())
         .map(|r| r.starting_address as u64);
 
-    for r in fdt.memory_reservations() {
-        p.reserved.push((r.address() as u64, r.size() as u64));
+    read_reserved(fdt, &mut p)?;
+    Ok(p)
+}
+
+/// The root's `model` and first `compatible`.
+fn board(fdt: &Fdt<'_>) -> Board {
+    let root = fdt.find_node("/");
+    let text = |name: &str| {
+        root.and_then(|r| r.property(name))
+            .and_then(|v| v.value.split(|&b| b == 0).next())
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .map_or_else(Name::default, Name::new)
+    };
+    Board {
+        model: text("model"),
+        compatible: text("compatible"),
     }
-    if let Some(resv) = fdt.find_node("/reserved-memory") {
-        for child in resv.children() {
-            if let Some(regs) = child.reg() {
-                for r in regs {
-                    p.reserved
-                        .push((r.starting_address as u64, r.size.unwrap_or(0) as u64));
+}
+
+/// The big-endian cell `n` of a property, if it has one.
+fn cell(prop: &[u8], n: usize) -> Option<u32> {
+    let bytes = prop.get(n * 4..n * 4 + 4)?;
+    Some(u32::from_be_bytes(bytes.try_into().ok()?))
+}
+
+/// The INTID of a GIC interrupt specifier (type cell, number cell, flags...), if it names a
+/// PPI or an SPI.
+fn specifier_intid(spec: &[u8]) -> Option<u32> {
+    let num = cell(spec, 1)?;
+    match cell(spec, 0)? {
+        GIC_SPI => num.checked_add(abi::IntId::SPI_BASE),
+        GIC_PPI if num < 16 => Some(abi::IntId::ppi(num).0),
+        _ => None,
+    }
+}
+
+/// The INTIDs of an `interrupts` property of `cells`-cell specifiers (a GIC's
+/// `#interrupt-cells`: 3, or 4 with a PPI partition).
+fn intids(prop: &[u8], cells: usize) -> impl Iterator<Item = Option<u32>> + '_ {
+    prop.chunks_exact(cells.max(2) * 4).map(specifier_intid)
+}
+
+/// A node's `status` allows its use (absent, "okay" or "ok").
+fn available(node: &fdt::node::FdtNode<'_, '_>) -> bool {
+    node.property("status")
+        .and_then(|s| s.as_str())
+        .is_none_or(|s| s == "okay" || s == "ok")
+}
+
+/// The GICv3: distributor, redistributor regions and stride, maintenance interrupt; then the
+/// timer, whose PPIs are in the GIC's numbering. A GICv2 is refused by name.
+fn read_gic(fdt: &Fdt<'_>, p: &mut Platform) -> Result<(), PlatformError> {
+    let board = p.board;
+    let Some(gic) = fdt.find_compatible(&["arm,gic-v3"]) else {
+        let v2 = fdt.all_nodes().find_map(|n| {
+            n.compatible()?
+                .all()
+                .find_map(|c| GICV2_COMPATIBLES.iter().find(|v| **v == c).copied())
+        });
+        return Err(match v2 {
+            Some(compatible) => PlatformError::GicV2Only { board, compatible },
+            None => PlatformError::NoGicV3 { board },
+        });
+    };
+    let regions = gic
+        .property("#redistributor-regions")
+        .and_then(|v| cell(v.value, 0))
+        .map_or(1, |n| n as usize);
+    if regions > MAX_GICR_REGIONS {
+        return Err(PlatformError::TooMany {
+            board,
+            what: "GICv3 redistributor regions",
+            max: MAX_GICR_REGIONS,
+        });
+    }
+    // The distributor, the redistributor regions; then GICv2-compatible frames (GICC, GICH,
+    // GICV), which rhyve does not use.
+    let mut regs = gic.reg().into_iter().flatten();
+    let no_gicr = PlatformError::NoRedistributors { board, regions };
+    let d = regs.next().ok_or(no_gicr)?;
+    p.gicd = d.starting_address as usize;
+    for r in regs.take(regions) {
+        p.gicr
+            .push((r.starting_address as u64, r.size.unwrap_or(0) as u64));
+    }
+    if regions == 0 || p.gicr.as_slice().len() < regions {
+        return Err(no_gicr);
+    }
+    p.gicr_stride = gic
+        .property("redistributor-stride")
+        .and_then(|v| be_u64(v.value))
+        .filter(|&s| s > 0);
+
+    let cells = gic.interrupt_cells().unwrap_or(3);
+    p.intids.maintenance = gic
+        .property("interrupts")
+        .and_then(|v| intids(v.value, cells).next().flatten())
+        .filter(|&i| abi::IntId(i).is_private())
+        .ok_or(PlatformError::NoMaintenanceInterrupt { board })?;
+
+    let gic_phandle = gic.property("phandle").and_then(|v| cell(v.value, 0));
+    let no_timer = PlatformError::NoTimer { board };
+    let timer = fdt
+        .find_compatible(&["arm,armv8-timer", "arm,armv7-timer"])
+        .ok_or(no_timer)?;
+    // Its PPIs are the GIC's only if it is the timer's interrupt parent (its own, or the
+    // root's that it inherits).
+    let parent = timer
+        .property("interrupt-parent")
+        .or_else(|| fdt.find_node("/")?.property("interrupt-parent"))
+        .and_then(|v| cell(v.value, 0));
+    if parent.is_some() && gic_phandle.is_some() && parent != gic_phandle {
+        return Err(no_timer);
+    }
+    let prop = timer.property("interrupts").ok_or(no_timer)?;
+    let mut ppis = intids(prop.value, cells).map(|i| i.filter(|&i| abi::IntId(i).is_private()));
+    let mut next = || ppis.next().flatten().ok_or(no_timer);
+    p.intids.secure_timer = next()?;
+    p.intids.phys_timer = next()?;
+    p.intids.virt_timer = next()?;
+    p.intids.hyp_timer = next()?;
+    p.timer_frequency = timer
+        .property("clock-frequency")
+        .and_then(|v| be_u64(v.value))
+        .filter(|&f| f > 0);
+    Ok(())
+}
+
+/// The CPUs' MPIDRs, from `/cpus`.
+fn read_cpus(fdt: &Fdt<'_>, p: &mut Platform) -> Result<(), PlatformError> {
+    let board = p.board;
+    if let Some(cpus) = fdt.find_node("/cpus") {
+        for cpu in cpus.children() {
+            let is_cpu = cpu
+                .property("device_type")
+                .and_then(|d| d.as_str())
+                .is_some_and(|s| s == "cpu");
+            if let (true, true, Some(reg)) = (is_cpu, available(&cpu), cpu.property("reg")) {
+                if let Some(mpidr) = be_u64(reg.value) {
+                    if !p.cpus.push(mpidr) {
+                        return Err(PlatformError::TooMany {
+                            board,
+                            what: "CPUs",
+                            max: MAX_CPUS,
+                        });
+                    }
                 }
             }
         }
     }
-    Ok(p)
+    if p.cpus.as_slice().is_empty() {
+        return Err(PlatformError::NoCpus { board });
+    }
+    Ok(())
 }
+
+/// The PSCI conduit: the tree's PSCI node, else the board's quirk, else the board is refused.
+fn read_psci(fdt: &Fdt<'_>, p: &mut Platform) -> Result<(), PlatformError> {
+    let node = fdt
+        .find_compatible(PSCI_COMPATIBLES)
+        .or_else(|| fdt.find_node("/psci"));
+    p.psci = node
+        .and_then(|n| n.property("method"))
+        .and_then(|m| m.as_str())
+        .and_then(|m| match m {
+            "smc" => Some(Conduit::Smc),
+            "hvc" => Some(Conduit::Hvc),
+            _ => None,
+        });
+    if p.psci.is_none() {
+        let compatible = fdt
+            .find_node("/")
+            .and_then(|r| r.compatible())
+            .into_iter()
+            .flat_map(|c| c.all());
+        if let Some(q) = bsp::quirks::lookup(compatible) {
+            p.psci = q.psci.map(|c| match c {
+                bsp::quirks::PsciConduit::Smc => Conduit::Smc,
+                bsp::quirks::PsciConduit::Hvc => Conduit::Hvc,
+            });
+            p.quirk = Some(q);
+        }
+    }
+    match p.psci {
+        Some(_) => Ok(()),
+        None => Err(PlatformError::NoPsci { board: p.board }),
+    }
+}
+
+/// RAM: every entry of every `/memory*` node at the root; entries of size 0 skipped.
+fn read_memory(fdt: &Fdt<'_>, p: &mut Platform) -> Result<(), PlatformError> {
+    let board = p.board;
+    let root = fdt
+        .find_node("/")
+        .ok_or(PlatformError::NoMemory { board })?;
+    for node in root.children() {
+        let named = node.name == "memory" || node.name.starts_with("memory@");
+        let is_mem = node
+            .property("device_type")
+            .and_then(|d| d.as_str())
+            .is_some_and(|s| s == "memory");
+        if !(named && is_mem && available(&node)) {
+            continue;
+        }
+        for r in node.reg().into_iter().flatten() {
+            let size = r.size.unwrap_or(0) as u64;
+            if size == 0 {
+                continue;
+            }
+            let range = RamRange {
+                start: r.starting_address as u64,
+                size,
+            };
+            if !p.ram.push(range) {
+                return Err(PlatformError::TooMany {
+                    board,
+                    what: "RAM ranges",
+                    max: MAX_RANGES,
+                });
+            }
+        }
+    }
+    if p.ram.as_slice().is_empty() {
+        return Err(PlatformError::NoMemory { board });
+    }
+    Ok(())
+}
+
+/// What is not ours in RAM: `/memreserve/` entries and `/reserved-memory` children with a
+/// `reg` (`no-map` or not: rhyve maps neither into a guest). Disabled children are kept too:
+/// reserving more is safe, reserving less is not.
+fn read_reserved(fdt: &Fdt<'_>, p: &mut Platform) -> Result<(), PlatformError> {
+    let board = p.board;
+    let too_many = PlatformError::TooMany {
+        board,
+        what: "reserved memory ranges",
+        max: MAX_RESERVED,
+    };
+    for r in fdt.memory_reservations() {
+        if r.size() > 0 && !p.reserved.push((r.address() as u64, r.size() as u64)) {
+            return Err(too_many);
+        }
+    }
+    if let Some(resv) = fdt.find_node("/reserved-memory") {
+        for child in resv.children() {
+            let Some(regs) = child.reg() else {
+                if child.property("size").is_some() {
+                    p.reserved_dynamic += 1;
+                }
+                continue;
+            };
+            for r in regs {
+                let size = r.size.unwrap_or(0) as u64;
+                if size > 0 && !p.reserved.push((r.starting_address as u64, size)) {
+                    return Err(too_many);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod synthetic;
 
 #[cfg(test)]
 mod tests {
@@ -384,16 +815,27 @@ mod tests {
     #[test]
     fn trees_without_what_rhyve_needs_are_refused() {
         let t = tree("qemu-virt-smp1");
+        let board = Board {
+            model: Name::new("linux,dummy-virt"),
+            compatible: Name::new("linux,dummy-virt"),
+        };
         let no_gic = edited(t.clone(), b"arm,gic-v3\0", b"arm,gic-v9\0");
-        assert_eq!(discover_bytes(&no_gic).unwrap_err(), PlatformError::NoGicV3);
+        assert_eq!(
+            discover_bytes(&no_gic).unwrap_err(),
+            PlatformError::NoGicV3 { board }
+        );
         // The memory node's `device_type` value (its name is `memory@...`).
         let no_ram = edited(t.clone(), b"memory\0", b"memorx\0");
         assert_eq!(
             discover_bytes(&no_ram).unwrap_err(),
-            PlatformError::NoMemory
+            PlatformError::NoMemory { board }
         );
+        // QEMU virt has no quirk: without a PSCI method it is refused.
         let no_psci = edited(t.clone(), b"smc\0", b"xyz\0");
-        assert_eq!(discover_bytes(&no_psci).unwrap().psci, None);
+        assert_eq!(
+            discover_bytes(&no_psci).unwrap_err(),
+            PlatformError::NoPsci { board }
+        );
         // A machine without an RTC still boots (its time starts at 0).
         let no_rtc = edited(t.clone(), b"arm,pl031\0", b"arm,pl039\0");
         assert_eq!(discover_bytes(&no_rtc).unwrap().rtc, None);

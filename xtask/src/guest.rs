@@ -138,15 +138,21 @@ pub fn ensure_arm64_architecture() -> Result<()> {
 
 /// The versioned kernel package (`linux-image-6.1.0-NN-cloud-arm64`) the meta-package depends on.
 fn resolve_kernel_package() -> Result<String> {
+    resolve_kernel_dependency(KERNEL_META)
+}
+
+/// The versioned `linux-image-*` package an arm64 kernel meta-package (`META:arm64`) depends
+/// on today: never pinned, so the archive's current one.
+pub fn resolve_kernel_dependency(meta: &str) -> Result<String> {
     let query =
-        || sys::probe(Command::new("apt-cache").args(["depends", &format!("{KERNEL_META}:arm64")]));
+        || sys::probe(Command::new("apt-cache").args(["depends", &format!("{meta}:arm64")]));
     if let Some(pkg) = query().as_deref().and_then(parse_kernel_dependency) {
         return Ok(pkg);
     }
     // Most likely the arm64 package lists were never fetched.
     if !sys::is_root() {
         return Err(needs_root(
-            &format!("apt does not know {KERNEL_META}:arm64; updating its lists"),
+            &format!("apt does not know {meta}:arm64; updating its lists"),
             "apt-get update",
         ));
     }
@@ -156,7 +162,7 @@ fn resolve_kernel_package() -> Result<String> {
         .and_then(parse_kernel_dependency)
         .ok_or_else(|| {
             Error::Failed(format!(
-                "`apt-cache depends {KERNEL_META}:arm64` names no linux-image-* package"
+                "`apt-cache depends {meta}:arm64` names no linux-image-* package"
             ))
         })
 }

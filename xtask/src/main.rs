@@ -10,6 +10,7 @@ mod boot;
 mod config;
 mod cpio;
 mod devices;
+mod dtcorpus;
 mod error;
 mod firmware;
 mod fuzz;
@@ -89,7 +90,9 @@ const COMMANDS: &[(&str, &str)] = &[
         "  test           the whole test suite: lints first (cargo fmt --check; cargo clippy -D warnings
                  on the host crates and, for aarch64-unknown-none-softfloat, on the EL2 image,
                  the VMM partition and the test guests; a finding stops the suite there), then
-                 host unit tests, then the image's symbols (image-symbols: no device model
+                 host unit tests, then dt-corpus (the hypervisor's device-tree discovery on the
+                 board trees of Debian's current arm64 kernel package, checked against dtc's
+                 reading; installs device-tree-compiler), then the image's symbols (image-symbols: no device model
                  in the EL2 core), then Linux guests under rhyve (scenarios linux-smp-1/2/4,
                  hostile-*; console logs in build/logs/); ends with `N passed, N failed` and
                  fails if any failed
@@ -97,12 +100,13 @@ const COMMANDS: &[(&str, &str)] = &[
                        download, no QEMU)
     developer options (checking the checks without a working hypervisor):
       --straight       boot the scenarios' guests straight under QEMU, without rhyve
-      --only NAME      run only the scenarios whose name contains NAME
+      --only NAME      run only the scenarios whose name contains NAME (dt-corpus runs only
+                       if its name contains NAME too)
       --vcpus-override N  boot every guest with N vCPUs whatever the scenario expects
                        (e.g. `--straight --only smp-4 --vcpus-override 2` must fail)
       --timeout SECS   a scenario's time limit instead of its own (600 s for Linux)
       --skip-lint      skip the lints
-      --skip-unit      skip the host unit tests
+      --skip-unit      skip the host unit tests and dt-corpus
       --skip-fuzz      skip the short fuzz runs (fuzz-seeds, fuzz-<target>) after the unit tests",
     ),
     (
@@ -434,6 +438,13 @@ fn test(mut args: Args) -> Result<ExitCode> {
         let t = Instant::now();
         record(&mut outcomes, unit_tests(), t);
     }
+    // The board trees are a 60 MB download: not in --quick, as the guest is not.
+    let dt_corpus =
+        !quick && !skip_unit && only.as_deref().is_none_or(|o| dtcorpus::NAME.contains(o));
+    if dt_corpus {
+        let t = Instant::now();
+        record(&mut outcomes, dtcorpus::test_step(), t);
+    }
     if !quick && !skip_fuzz {
         fuzz::test_step(fuzz::TEST_SECONDS, &mut |o, t| record(&mut outcomes, o, t));
     }
@@ -442,6 +453,9 @@ fn test(mut args: Args) -> Result<ExitCode> {
             .into_iter()
             .filter(|s| only.as_deref().is_none_or(|o| s.name().contains(o)))
             .collect();
+        if selected.is_empty() && dt_corpus {
+            return Ok(summary(&outcomes));
+        }
         if selected.is_empty() {
             return Err(Error::Usage(format!(
                 "no scenario matches `{}`",

@@ -14,11 +14,11 @@ use crate::arch::firmware::{self, Conduit};
 use crate::arch::gic::{self, Distributor, Redistributor};
 use crate::arch::{boot, exception, mmu};
 use crate::psci;
-use abi::layout::{HTIMER_INTID, MAINTENANCE_INTID, PTIMER_INTID, VTIMER_INTID};
 use abi::VcpuId;
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use hypervisor::platform::{self, Platform, MAX_CPUS};
+use hypervisor::ram::Own;
 use vmboot::config;
 
 /// Heap for page tables and VM state.
@@ -65,11 +65,13 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
         lifecycle::set_conduit(c);
     }
     log::info!(
-        "rhyve {} starting at {:#x} on {} CPUs",
+        "rhyve {} starting at {:#x} on {} CPUs of {}",
         env!("CARGO_PKG_VERSION"),
         image_base,
-        plat.cpus.as_slice().len()
+        plat.cpus.as_slice().len(),
+        plat.board
     );
+    describe_board(&plat);
     // SAFETY: primary CPU, MMU off, secondaries not started.
     let boot_args = unsafe { mmu::enable_primary(plat.ram.as_slice()) };
     let mut free = free_ram(&plat, dtb, dtb_size, image_base);
@@ -212,22 +214,55 @@ fn wall_clock(plat: &Platform) -> abi::vmm::WallClock {
     clock
 }
 
+/// What the log says of the board before anything depends on it: what a port checks first.
+/// Also settles the counter's frequency when the firmware left CNTFRQ_EL0 at 0.
+fn describe_board(plat: &Platform) {
+    for r in plat.ram.as_slice() {
+        log::info!("RAM {:#x}..{:#x}", r.start, r.start + r.size);
+    }
+    for &(s, size) in plat.reserved.as_slice() {
+        log::info!("reserved {:#x}..{:#x}", s, s + size);
+    }
+    if plat.reserved_dynamic > 0 {
+        log::info!(
+            "{} /reserved-memory pool(s) without reg left alone: the OS that boots allocates them",
+            plat.reserved_dynamic
+        );
+    }
+    if let Some(q) = plat.quirk {
+        log::info!("board quirk ({}): {}", q.compatible, q.why);
+    }
+    let i = plat.intids;
+    log::info!(
+        "GICv3 at {:#x}, {} redistributor region(s); maintenance INTID {}, timers: EL1 phys {}, virt {}, EL2 {}",
+        plat.gicd,
+        plat.gicr.as_slice().len(),
+        i.maintenance,
+        i.phys_timer,
+        i.virt_timer,
+        i.hyp_timer
+    );
+    if crate::arch::timer::frequency() == 0 {
+        let Some(f) = plat.timer_frequency else {
+            fail(format_args!(
+                "CNTFRQ_EL0 is 0 and the timer node has no clock-frequency: the counter's rate is unknown"
+            ))
+        };
+        log::warn!("CNTFRQ_EL0 is 0: the counter runs at {f} Hz, as the tree's timer node says");
+        crate::arch::timer::set_tree_frequency(f);
+    }
+}
+
 fn free_ram(plat: &Platform, dtb: usize, dtb_size: usize, image_base: usize) -> FreeRam {
     extern "C" {
         static __image_end: u8;
     }
     let image_end = core::ptr::addr_of!(__image_end) as u64;
-    let image_size = image_end - image_base as u64;
-    let mut taken = platform::List::<(u64, u64), 24>::default();
-    taken.push((image_base as u64, image_size));
-    taken.push((dtb as u64, dtb_size as u64));
-    if let Some((s, e)) = plat.bundle {
-        taken.push((s, e - s));
-    }
-    for &r in plat.reserved.as_slice() {
-        taken.push(r);
-    }
-    FreeRam::new(plat.ram.as_slice(), taken.as_slice())
+    let own = Own {
+        image: (image_base as u64, image_end - image_base as u64),
+        tree: (dtb as u64, dtb_size as u64),
+    };
+    FreeRam::for_machine(plat, own)
 }
 
 fn describe(plat: &Platform, conduit: Option<Conduit>, boot_args: BootArgs) -> Machine {
@@ -267,6 +302,8 @@ fn describe(plat: &Platform, conduit: Option<Conduit>, boot_args: BootArgs) -> M
         // SAFETY: the tree's GICD frame, identity-mapped as device memory.
         gicd: unsafe { Distributor::new(plat.gicd) },
         gicr: plat.gicr,
+        gicr_stride: plat.gicr_stride,
+        intids: plat.intids,
         boot_args,
         arch_features,
     }
@@ -275,9 +312,10 @@ fn describe(plat: &Platform, conduit: Option<Conduit>, boot_args: BootArgs) -> M
 /// Sets up this CPU's redistributor and CPU interfaces; returns its per-CPU record.
 fn init_this_cpu(machine: &Machine, index: usize) -> &'static PerCpu {
     let aff = cpu::affinity(cpu::mpidr());
+    let stride = machine.gicr_stride.map(|s| s as usize);
     let redist = machine.gicr.as_slice().iter().find_map(|&(base, size)| {
         // SAFETY: a GICR region from the tree, identity-mapped as device memory.
-        unsafe { Redistributor::find(base as usize, size as usize, aff) }
+        unsafe { Redistributor::find(base as usize, size as usize, stride, aff) }
     });
     let Some(redist) = redist else {
         fail(format_args!(
@@ -285,12 +323,13 @@ fn init_this_cpu(machine: &Machine, index: usize) -> &'static PerCpu {
         ))
     };
     redist.init();
+    let host = machine.intids;
     for intid in [
         irq::KICK_SGI,
-        MAINTENANCE_INTID.0,
-        VTIMER_INTID.0,
-        PTIMER_INTID.0,
-        HTIMER_INTID.0,
+        host.maintenance,
+        host.virt_timer,
+        host.phys_timer,
+        host.hyp_timer,
     ] {
         redist.enable_private(intid);
     }

@@ -28,7 +28,7 @@ use super::percpu::PerCpu;
 use super::vm::{Power, Vm};
 use crate::arch::{cpuif, gic, timer};
 use crate::vgic::{Kick, ListRegs};
-use abi::layout::{HTIMER_INTID, MAINTENANCE_INTID, PTIMER_INTID, VTIMER_INTID};
+use abi::layout::{PTIMER_INTID, VTIMER_INTID};
 use abi::{IntId, VcpuId};
 use core::sync::atomic::Ordering;
 use spin::Once;
@@ -93,7 +93,16 @@ pub fn kick(vm: &Vm, me: VcpuId, kick: Kick) {
 pub fn handle_pending(cpu: &PerCpu, running: Option<(&Vm, VcpuId)>) {
     while let Some(intid) = gic::acknowledge() {
         gic::end_of_interrupt(intid);
-        if intid == VTIMER_INTID.0 || intid == PTIMER_INTID.0 {
+        let host = machine().intids;
+        // The guest's timer PPI behind the machine's (the guest keeps QEMU virt's numbers).
+        let guest_timer = if intid == host.virt_timer {
+            Some(VTIMER_INTID)
+        } else if intid == host.phys_timer {
+            Some(PTIMER_INTID)
+        } else {
+            None
+        };
+        if let Some(guest_intid) = guest_timer {
             // The timers are those of the vCPU loaded here, also while the core works for
             // another VM (its start, an upcall on its behalf): while it is on, theirs to
             // take, not to be silenced.
@@ -107,13 +116,13 @@ pub fn handle_pending(cpu: &PerCpu, running: Option<(&Vm, VcpuId)>) {
                 if let Some(slot) = vm.vcpu(v) {
                     slot.count(super::stats::Counter::TimerInjected);
                 }
-                let k = vm.vgic.inject_mapped(v, IntId(intid));
+                let k = vm.vgic.inject_mapped(v, guest_intid, IntId(intid));
                 kick(vm, v, k);
                 continue;
             }
             // No guest to give it to: silence the timer that fired.
             timer::silence_guest_timers();
-        } else if intid == HTIMER_INTID.0 {
+        } else if intid == host.hyp_timer {
             // Silenced until re-armed; the CPU's scheduler looks again.
             timer::set_hyp_deadline(None);
             cpu.resched.store(true, Ordering::Release);
@@ -125,7 +134,7 @@ pub fn handle_pending(cpu: &PerCpu, running: Option<(&Vm, VcpuId)>) {
             }
         } else if HANDLERS.get().is_some_and(|h| (h.host_irq)(intid)) {
             // Masked until the VMM has seen it (`deliver_input`).
-        } else if intid != MAINTENANCE_INTID.0 {
+        } else if intid != host.maintenance {
             log::warn!("CPU {}: unexpected interrupt {intid}", cpu.index);
         }
         gic::deactivate(intid);

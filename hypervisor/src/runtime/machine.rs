@@ -8,7 +8,7 @@ use crate::arch::firmware::Conduit;
 use crate::arch::gic::Distributor;
 use crate::psci;
 use alloc::vec::Vec;
-use hypervisor::platform::{self, MAX_CPUS};
+use hypervisor::platform::{self, HostIntids, MAX_CPUS, MAX_GICR_REGIONS};
 use spin::Once;
 
 /// What every CPU needs to know about the machine after boot.
@@ -24,7 +24,11 @@ pub struct Machine {
     /// The distributor.
     pub gicd: Distributor,
     /// Redistributor regions.
-    pub gicr: platform::List<(u64, u64), 4>,
+    pub gicr: platform::List<(u64, u64), MAX_GICR_REGIONS>,
+    /// The distance between redistributors, if the tree says (else GICR_TYPER.VLPIS does).
+    pub gicr_stride: Option<u64>,
+    /// The machine's own GIC maintenance and timer interrupts, as its tree numbers them.
+    pub intids: HostIntids,
     /// Translation registers for secondaries.
     pub boot_args: BootArgs,
     /// The firmware's SMCCC_ARCH_FEATURES answers, by workaround function.

@@ -1,84 +1,15 @@
 //! Ownership of the machine's RAM: what is the hypervisor's (its image, the tree, the boot
 //! bundle, its heap), what is reserved by firmware, and what is handed to guests.
 //!
-//! Free RAM is a short list of ranges carved top-down at boot; the heap serves everything
-//! allocated after that (page tables, VM state). Nothing is allocated on the exit path.
+//! Free RAM is a short list of ranges carved top-down at boot ([`FreeRam`], plain logic in the
+//! library, host-tested); the heap serves everything allocated after that (page tables, VM
+//! state). Nothing is allocated on the exit path.
 
-use crate::arch::mmu::RamRange;
 use abi::{GuestPhysAddr, HostPhysAddr};
 use buddy_system_allocator::LockedHeap;
 use vmboot::memory::{GuestMemory, MemoryError};
 
-const MAX_FREE: usize = 32;
-
-/// The free ranges of RAM.
-pub struct FreeRam {
-    ranges: [(u64, u64); MAX_FREE],
-    len: usize,
-}
-
-impl FreeRam {
-    /// All of `ram`, less every range in `taken`.
-    pub fn new(ram: &[RamRange], taken: &[(u64, u64)]) -> Self {
-        let mut f = Self {
-            ranges: [(0, 0); MAX_FREE],
-            len: 0,
-        };
-        for r in ram {
-            f.add(r.start, r.start + r.size);
-        }
-        for &(start, size) in taken {
-            f.remove(start, start.saturating_add(size));
-        }
-        f
-    }
-
-    fn add(&mut self, start: u64, end: u64) {
-        if end > start && self.len < MAX_FREE {
-            self.ranges[self.len] = (start, end);
-            self.len += 1;
-        }
-    }
-
-    fn remove(&mut self, start: u64, end: u64) {
-        let mut i = 0;
-        while i < self.len {
-            let (s, e) = self.ranges[i];
-            if end <= s || start >= e {
-                i += 1;
-                continue;
-            }
-            // Split [s, e) around [start, end).
-            self.ranges[i] = self.ranges[self.len - 1];
-            self.len -= 1;
-            self.add(s, start.max(s).min(e));
-            self.add(end.min(e).max(s), e);
-        }
-    }
-
-    /// Keeps `[start, start + size)` out of what is handed out.
-    pub fn reserve(&mut self, start: u64, size: u64) {
-        self.remove(start, start.saturating_add(size));
-    }
-
-    /// Takes `size` bytes aligned to `align` (a power of two) from the highest free range that
-    /// has room.
-    pub fn carve(&mut self, size: u64, align: u64) -> Option<u64> {
-        let mut best: Option<(usize, u64)> = None;
-        for (i, &(s, e)) in self.ranges[..self.len].iter().enumerate() {
-            let Some(top) = e.checked_sub(size) else {
-                continue;
-            };
-            let base = top & !(align - 1);
-            if base >= s && best.is_none_or(|(_, b)| base > b) {
-                best = Some((i, base));
-            }
-        }
-        let (_, base) = best?;
-        self.remove(base, base + size);
-        Some(base)
-    }
-}
+pub use hypervisor::ram::FreeRam;
 
 #[global_allocator]
 static HEAP: LockedHeap<32> = LockedHeap::empty();

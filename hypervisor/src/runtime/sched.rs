@@ -13,11 +13,10 @@
 //! deadline, which the EL2 timer watches.
 
 use super::irq;
-use super::machine::vms;
+use super::machine::{machine, vms};
 use super::percpu::PerCpu;
 use super::vm::{Power, VcpuSlot, Vm};
 use crate::arch::{timer, tlb};
-use abi::layout::{PTIMER_INTID, VTIMER_INTID};
 use abi::VcpuId;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
@@ -195,8 +194,9 @@ impl Sched {
         // Another vCPU of the same VM coming here must not use the leaving one's TLB entries,
         // whose local invalidations it did not see.
         tlb::flush_guest_local();
-        cpu.redist.clear_active(VTIMER_INTID.0);
-        cpu.redist.clear_active(PTIMER_INTID.0);
+        let host = machine().intids;
+        cpu.redist.clear_active(host.virt_timer);
+        cpu.redist.clear_active(host.phys_timer);
         irq::reset_list_registers();
         prev.vgic.unload(v);
     }

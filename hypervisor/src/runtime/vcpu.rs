@@ -17,7 +17,7 @@ use crate::exit::{self, Exit, MmioAccess};
 use crate::inject::{self, GuestException};
 use crate::psci::{self, PsciAction, PsciContext, PsciStatus, VcpuPower};
 use crate::sysreg;
-use abi::layout::{PL011_BASE, PTIMER_INTID, VTIMER_INTID};
+use abi::layout::PL011_BASE;
 use abi::vmm::Request;
 use abi::{GuestPhysAddr, VcpuId};
 use core::sync::atomic::Ordering;
@@ -40,8 +40,9 @@ fn reset_cpu_interface(cpu: &PerCpu) {
     tlb::flush_guest_local();
     irq::reset_list_registers();
     // A timer interrupt the previous vCPU here never deactivated would block this one's.
-    cpu.redist.clear_active(VTIMER_INTID.0);
-    cpu.redist.clear_active(PTIMER_INTID.0);
+    let host = machine().intids;
+    cpu.redist.clear_active(host.virt_timer);
+    cpu.redist.clear_active(host.phys_timer);
 }
 
 /// Runs vCPU `v` of `vm` on this CPU until it powers off, its VM stops, or (on a shared CPU)

@@ -40,6 +40,9 @@ pub struct IrqState {
     pub group1: bool,
     /// A hardware interrupt the core acknowledged: goes in an LR with HW=1.
     pub hw: bool,
+    /// The physical INTID behind it when `hw` (the machine's own numbering, which need not
+    /// be the guest's: the guest keeps QEMU virt's timer PPIs on any board).
+    pub pintid: u16,
     /// IPRIORITYR byte (masked to [`PRIORITY_MASK`]).
     pub priority: u8,
     /// GICD_IROUTER value (SPIs only).
@@ -65,6 +68,7 @@ impl IrqState {
             edge,
             group1: true,
             hw: false,
+            pintid: 0,
             priority: 0,
             route: 0,
             owner: None,

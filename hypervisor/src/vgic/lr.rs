@@ -318,8 +318,8 @@ fn lr_value(st: &IrqState, intid: u16, pending: bool) -> u64 {
         + ICH_LR::Group.val(u64::from(st.group1))
         + lr_state;
     if st.hw {
-        // The guest's deactivation deactivates the physical interrupt of the same number.
-        lr += ICH_LR::HW::SET + ICH_LR::pINTID.val(u64::from(intid));
+        // The guest's deactivation deactivates the machine's interrupt behind it.
+        lr += ICH_LR::HW::SET + ICH_LR::pINTID.val(u64::from(st.pintid));
     } else if !st.edge {
         // Level: a maintenance interrupt on deactivation lets the core re-sample the line.
         lr += ICH_LR::EOI::SET;

@@ -287,12 +287,13 @@ impl Vgic {
         kick
     }
 
-    /// Makes the hardware PPI `intid` (e.g. the virtual timer, 27) pending on `vcpu` after the
-    /// core acknowledged the physical one: it goes in a list register with HW = 1 and
-    /// pINTID = `intid`, so the guest's deactivation deactivates the physical interrupt.
-    pub fn inject_mapped(&self, vcpu: VcpuId, intid: IntId) -> Kick {
+    /// Makes the guest's PPI `intid` (e.g. the virtual timer, 27) pending on `vcpu` after the
+    /// core acknowledged the machine's `pintid` behind it: it goes in a list register with
+    /// HW = 1 and pINTID = `pintid`, so the guest's deactivation deactivates the physical
+    /// interrupt.
+    pub fn inject_mapped(&self, vcpu: VcpuId, intid: IntId, pintid: IntId) -> Kick {
         let mut kick = Kick::none();
-        if !intid.is_private() || intid.is_sgi() {
+        if !intid.is_private() || intid.is_sgi() || !pintid.is_private() || pintid.is_sgi() {
             return kick;
         }
         let Some(cpu) = self.cpus.get(vcpu.index()) else {
@@ -301,6 +302,7 @@ impl Vgic {
         let mut state = cpu.state.lock();
         if let Some(st) = state.private.get_mut(intid.0 as usize) {
             st.hw = true;
+            st.pintid = pintid.0 as u16;
             st.latch = true;
             self.touch_private(vcpu, st, &mut kick);
         }

@@ -569,7 +569,7 @@ fn mapped_timer_ppi_uses_hw_bit() {
     let mut lrs = FakeListRegs::new(4);
     exit_and_enter(&vgic, 1, &mut lrs);
     // Not yet enabled by the guest: held, not delivered.
-    assert!(vgic.inject_mapped(VcpuId(1), vtimer).is_empty());
+    assert!(vgic.inject_mapped(VcpuId(1), vtimer, vtimer).is_empty());
     exit_and_enter(&vgic, 1, &mut lrs);
     assert!(lrs.valid().is_empty());
     // The guest's timer driver enables its PPI.
@@ -593,12 +593,30 @@ fn mapped_timer_ppi_uses_hw_bit() {
     assert!(lrs.valid().is_empty());
     assert!(!vgic.needs_flush(VcpuId(1)));
     // Fires again after the guest deactivated it; the core injects before syncing.
-    let _ = vgic.inject_mapped(VcpuId(1), vtimer);
+    let _ = vgic.inject_mapped(VcpuId(1), vtimer, vtimer);
     exit_and_enter(&vgic, 1, &mut lrs);
     assert!(lrs.lr(lrs.find(27).unwrap()).hw);
     // Not a PPI: ignored.
-    assert!(vgic.inject_mapped(VcpuId(1), IntId(3)).is_empty());
-    assert!(vgic.inject_mapped(VcpuId(9), vtimer).is_empty());
+    assert!(vgic.inject_mapped(VcpuId(1), IntId(3), vtimer).is_empty());
+    assert!(vgic.inject_mapped(VcpuId(9), vtimer, vtimer).is_empty());
+    assert!(vgic
+        .inject_mapped(VcpuId(1), vtimer, IntId::spi(1))
+        .is_empty());
+}
+
+#[test]
+fn mapped_ppi_takes_the_machines_number_as_pintid() {
+    // A board whose tree numbers the EL1 virtual timer PPI 12 (INTID 28): the guest still
+    // sees its own 27, and deactivating it deactivates the machine's 28.
+    let vgic = Vgic::new(1);
+    linux_init(&vgic, 1);
+    let mut lrs = FakeListRegs::new(4);
+    let _ = vgic.mmio_write(VcpuId(0), sgi_base(0, GICR_ISENABLER0), 4, 1 << 27);
+    let _ = vgic.inject_mapped(VcpuId(0), IntId::ppi(11), IntId::ppi(12));
+    exit_and_enter(&vgic, 0, &mut lrs);
+    let lr = lrs.lr(lrs.find(27).unwrap());
+    assert!(lr.hw);
+    assert_eq!(lr.pintid, 28);
 }
 
 #[test]
@@ -812,7 +830,7 @@ fn random_sweep_of_every_register_never_panics() {
                     let v = (rng.next() % NR as u64) as usize;
                     let intid = IntId((rng.next() % 1100) as u32);
                     let _ = vgic.set_spi_level(intid, rng.next().is_multiple_of(2));
-                    let _ = vgic.inject_mapped(VcpuId(v as u16), intid);
+                    let _ = vgic.inject_mapped(VcpuId(v as u16), intid, intid);
                     let _ = vgic.send_sgi(VcpuId(v as u16), rng.value());
                     let l = &mut lrs[v];
                     let n = (rng.next() % 4) as usize;

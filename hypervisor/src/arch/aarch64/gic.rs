@@ -210,11 +210,13 @@ unsafe impl Send for Redistributor {}
 
 impl Redistributor {
     /// Finds the redistributor serving the CPU with affinity `aff` in the region
-    /// `[base, base + size)`.
+    /// `[base, base + size)`, walking it until GICR_TYPER.Last: by `stride` if the tree gives
+    /// one (`redistributor-stride`), else by two 64 KiB frames, or four where GICR_TYPER.VLPIS
+    /// says the redistributor has the GICv4 virtual LPI frames.
     ///
     /// # Safety
     /// The region must be the identity-mapped GICR region from the device tree.
-    pub unsafe fn find(base: usize, size: usize, aff: u64) -> Option<Self> {
+    pub unsafe fn find(base: usize, size: usize, stride: Option<usize>, aff: u64) -> Option<Self> {
         let packed =
             (GICR_AFFINITY::AFF3.val(aff3(aff)) + GICR_AFFINITY::AFF2_0.val(aff2_0(aff))).value;
         let mut frame = base;
@@ -231,10 +233,10 @@ impl Redistributor {
             if typer.is_set(GICR_TYPER::LAST) {
                 break;
             }
-            frame += if typer.is_set(GICR_TYPER::VLPIS) {
-                4 * FRAME
-            } else {
-                2 * FRAME
+            frame += match stride {
+                Some(s) => s.max(2 * FRAME),
+                None if typer.is_set(GICR_TYPER::VLPIS) => 4 * FRAME,
+                None => 2 * FRAME,
             };
         }
         None

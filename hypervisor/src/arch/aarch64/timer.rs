@@ -2,6 +2,11 @@
 //! that preempts a vCPU, and the guest timers silenced when no vCPU owns them.
 
 use crate::arch::regs::{read_sysreg, write_sysreg, CNT_CTL};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// The counter's frequency from the device tree's timer node, for firmware that left
+/// CNTFRQ_EL0 at 0 (which only EL3 may write).
+static TREE_FREQUENCY: AtomicU64 = AtomicU64::new(0);
 
 /// The physical count (CNTPCT_EL0).
 #[inline]
@@ -9,10 +14,18 @@ pub fn now() -> u64 {
     read_sysreg!("cntpct_el0")
 }
 
-/// Counter ticks per second (CNTFRQ_EL0).
+/// Counter ticks per second: CNTFRQ_EL0, else the device tree's (0 if neither says).
 #[inline]
 pub fn frequency() -> u64 {
-    read_sysreg!("cntfrq_el0")
+    match read_sysreg!("cntfrq_el0") {
+        0 => TREE_FREQUENCY.load(Ordering::Relaxed),
+        f => f,
+    }
+}
+
+/// Sets the frequency [`frequency`] gives when CNTFRQ_EL0 reads 0 (once, at boot).
+pub fn set_tree_frequency(f: u64) {
+    TREE_FREQUENCY.store(f, Ordering::Relaxed);
 }
 
 /// Arms the EL2 physical timer to fire at physical count `at`, or turns it off.
