@@ -13,6 +13,7 @@ pub mod fdt_generate;
 pub mod image_loader;
 pub mod inject_entry;
 pub mod pl011;
+pub mod pl031;
 pub mod psci;
 pub mod sysreg_sgi1r;
 pub mod vgic_mmio;
@@ -33,6 +34,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("psci", psci::run),
     ("vgic_mmio", vgic_mmio::run),
     ("pl011", pl011::run),
+    ("pl031", pl031::run),
     ("cfi_flash", cfi_flash::run),
     ("image_loader", image_loader::run),
     ("bundle", bundle::run),
