@@ -22,6 +22,7 @@ mod lint;
 mod modcycles;
 mod partition;
 mod qemu;
+mod qemu10;
 mod scenarios;
 mod sink;
 mod symbols;
