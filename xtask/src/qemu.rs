@@ -57,6 +57,8 @@ pub struct Board {
     /// The serial port the tree's `stdout-path` names (0 is the first `-serial`); the ports
     /// before it get `-serial null`.
     pub console_port: u32,
+    /// Options for the hypervisor's own command line (`-append`) this board's QEMU needs.
+    pub hypervisor_args: Option<String>,
 }
 
 /// A QEMU virt machine to boot, or a [`Board`].

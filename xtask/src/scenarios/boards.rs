@@ -8,7 +8,9 @@
 //!   has none, which `bsp::quirks` covers.
 //! - `board-imx8mp`: `imx8mp-evk` (four Cortex-A53, GICv3, i.MX UART, a no-map DSP region in
 //!   its RAM) with `freescale/imx8mp-evk.dtb`; QEMU 7.2 lacks the board, so QEMU 10 from
-//!   Debian's bookworm-backports is fetched (`qemu10`).
+//!   Debian's bookworm-backports is fetched (`qemu10`). That QEMU (10.0.2) does not connect
+//!   the board's GIC's virtual IRQ to the CPUs, so rhyve gets `rhyve.virq=hcr` there
+//!   ([`imx8mp_virq_unwired`]).
 //!
 //! The checks: what rhyve says it found (the console UART and where the tree named it, the
 //! CPUs and the board, RAM, the reserved ranges, the GIC), in that order; that the VM's RAM
@@ -161,8 +163,8 @@ impl Scenario for Board {
 
     fn board(&self) -> Option<Result<qemu::Board, String>> {
         let board = || -> crate::error::Result<qemu::Board> {
-            let (binary, data_dir) = match self.qemu {
-                Qemu::System => (qemu::binary()?, None),
+            let (binary, data_dir, version) = match self.qemu {
+                Qemu::System => (qemu::binary()?, None, None),
                 Qemu::WithMachine => {
                     let q = qemu10::with_machine(self.machine)?;
                     println!(
@@ -171,9 +173,11 @@ impl Scenario for Board {
                         q.binary.display(),
                         q.version
                     );
-                    (q.binary, q.data_dir)
+                    (q.binary, q.data_dir, Some(q.version))
                 }
             };
+            let unwired =
+                self.machine == "imx8mp-evk" && version.as_deref().is_some_and(imx8mp_virq_unwired);
             Ok(qemu::Board {
                 qemu: binary,
                 data_dir,
@@ -181,6 +185,7 @@ impl Scenario for Board {
                 dtb: self.dtb.map(dtcorpus::board_tree).transpose()?,
                 smp: self.smp,
                 console_port: self.console_port,
+                hypervisor_args: unwired.then(|| "rhyve.virq=hcr".to_string()),
             })
         };
         Some(board().map_err(|e| format!("the board could not be had: {e}")))
@@ -193,6 +198,26 @@ impl Scenario for Board {
     fn check(&self, console: &Capture) -> Vec<String> {
         check(self.expect, console)
     }
+}
+
+/// Whether the QEMU of version line `version` has the imx8mp-evk whose GIC's virtual IRQ and
+/// FIQ outputs reach no CPU: 10.0.0 to 10.0.2 (the board came in 10.0; QEMU's commit
+/// "hw/arm/fsl-imx8mp: Wire VIRQ and VFIQ" is in 10.0.3 and 10.1). There no guest under a
+/// hypervisor ever takes an interrupt from its list registers, so rhyve is told to raise
+/// them with HCR_EL2.VI (`rhyve.virq=hcr`).
+fn imx8mp_virq_unwired(version: &str) -> bool {
+    let Some(v) = version
+        .split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)
+    else {
+        return false;
+    };
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(Some(10)), Some(Some(0)), Some(Some(0..=2)))
+    )
 }
 
 /// The checks on a board's console, given rhyve's expected lines about the board.
@@ -334,6 +359,17 @@ mod tests {
         assert!(f[0].contains("virtio3"), "{f:?}");
         let f = run(&good().replace("RHYVE-NPROC 2", "RHYVE-NPROC 1"));
         assert!(f.iter().any(|f| f.contains("sees 1 CPUs")), "{f:?}");
+    }
+
+    #[test]
+    fn only_qemu_10_0_0_to_10_0_2_needs_the_virq_workaround() {
+        let v = |s: &str| imx8mp_virq_unwired(&format!("QEMU emulator version {s}"));
+        assert!(v("10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)"));
+        assert!(v("10.0.0"));
+        assert!(!v("10.0.3"));
+        assert!(!v("10.1.0 (Debian 1:10.1.0+ds-5)"));
+        assert!(!v("7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)"));
+        assert!(!imx8mp_virq_unwired("garbage"));
     }
 
     #[test]

@@ -221,9 +221,13 @@ pub fn run(s: &dyn Scenario, ctx: &Context) -> Outcome {
         Ok(m) => m,
         Err(e) => return Outcome::not_run(name, e.to_string()),
     };
+    let board_args = board.as_ref().and_then(|b| b.hypervisor_args.clone());
     machine.board = board;
-    if let (Host::Rhyve { .. }, Some(args)) = (&ctx.host, s.hypervisor_args()) {
-        machine.append = Some(args);
+    if let Host::Rhyve { .. } = &ctx.host {
+        let args: Vec<String> = board_args.into_iter().chain(s.hypervisor_args()).collect();
+        if !args.is_empty() {
+            machine.append = Some(args.join(" "));
+        }
     }
     machine
         .extra
