@@ -211,6 +211,10 @@ pub struct Platform {
     /// Test hook from the hypervisor's own command line (`rhyve.vmm_fault=pl011-write:N`):
     /// make the VMM's UART model fail on purpose.
     pub vmm_fault: abi::vmm::FaultPlan,
+    /// The hypervisor's command line asks it to raise guests' virtual IRQs with HCR_EL2.VI
+    /// (`rhyve.virq=hcr`), for a machine whose GIC does not signal them from the list
+    /// registers.
+    pub virq_by_hcr: bool,
     /// The machine's PL031 real-time clock (`arm,pl031`): its register frame, where the
     /// time of day is read at boot.
     pub rtc: Option<u64>,
@@ -245,6 +249,14 @@ fn spi_intid(prop: &[u8]) -> Option<u32> {
 
 /// The hypervisor option that plans a VMM fault.
 const VMM_FAULT_OPTION: &str = "rhyve.vmm_fault=pl011-write:";
+
+/// The hypervisor option that makes it raise virtual IRQs with HCR_EL2.VI.
+const VIRQ_BY_HCR_OPTION: &str = "rhyve.virq=hcr";
+
+/// Whether a command line has [`VIRQ_BY_HCR_OPTION`].
+pub fn parse_virq_by_hcr(bootargs: &str) -> bool {
+    bootargs.split_whitespace().any(|w| w == VIRQ_BY_HCR_OPTION)
+}
 
 /// The VMM fault planned by a command line, if any.
 pub fn parse_vmm_fault(bootargs: &str) -> abi::vmm::FaultPlan {
@@ -428,6 +440,7 @@ pub fn discover(fdt: &Fdt<'_>) -> Result<Platform, PlatformError> {
         }
         if let Some(args) = chosen.property("bootargs").and_then(|v| v.as_str()) {
             p.vmm_fault = parse_vmm_fault(args);
+            p.virq_by_hcr = parse_virq_by_hcr(args);
         }
     }
     p.uart = console::find(fdt);
@@ -784,6 +797,14 @@ mod tests {
         check_qemu_virt(&p, 8, six_g);
         assert!(six_g.start + six_g.size > 1 << 32);
         assert_eq!(p.vmm_fault, abi::vmm::FaultPlan::pl011_write(7));
+        assert!(!p.virq_by_hcr);
+    }
+
+    #[test]
+    fn the_virq_option_is_one_word_of_the_command_line() {
+        assert!(parse_virq_by_hcr("console=x rhyve.virq=hcr quiet"));
+        assert!(!parse_virq_by_hcr("rhyve.virq=hcrx rhyve.virq"));
+        assert!(!parse_virq_by_hcr(""));
     }
 
     #[test]

@@ -43,6 +43,20 @@ pub fn test_step() -> Outcome {
     }
 }
 
+/// One board's tree from the corpus (`freescale/imx8mp-evk.dtb`), fetched and unpacked as the
+/// step does: the tree a board scenario boots that board with.
+pub fn board_tree(name: &str) -> Result<PathBuf> {
+    let path = prepare()?.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::Failed(format!(
+            "Debian's arm64 kernel package has no {name} (looked for {})",
+            path.display()
+        )))
+    }
+}
+
 /// Installs dtc if missing, fetches and unpacks the kernel package's trees; their directory.
 fn prepare() -> Result<PathBuf> {
     ensure_tools()?;

@@ -182,7 +182,7 @@ fn parse_kernel_dependency(out: &str) -> Option<String> {
 }
 
 /// The already downloaded `PKG_VERSION_ARCH.deb` in `dir`, if any (the newest by name).
-fn find_deb(pkg: &str, arch: &str, dir: &Path) -> Option<PathBuf> {
+pub fn find_deb(pkg: &str, arch: &str, dir: &Path) -> Option<PathBuf> {
     let prefix = format!("{pkg}_");
     let suffix = format!("_{arch}.deb");
     let mut found: Vec<PathBuf> = fs::read_dir(dir)
@@ -214,13 +214,19 @@ pub fn download_arch(pkg: &str, arch: &str, dir: &Path) -> Result<PathBuf> {
     } else {
         format!("{pkg}:{arch}")
     };
+    download_spec(pkg, arch, &spec, dir)
+}
+
+/// `apt-get download SPEC` into `dir` (`SPEC`: `PKG`, `PKG:ARCH`, `PKG/SUITE`): the .deb of
+/// `pkg` for `arch` it leaves there.
+pub fn download_spec(pkg: &str, arch: &str, spec: &str, dir: &Path) -> Result<PathBuf> {
     println!("xtask: apt-get download {spec}");
     let mut cmd = Command::new("apt-get");
     // As root apt drops to the `_apt` user to download, which cannot write to our tree.
     if sys::is_root() {
         cmd.args(["-o", "APT::Sandbox::User=root"]);
     }
-    cmd.args(["download", &spec])
+    cmd.args(["download", spec])
         .current_dir(dir)
         .stdin(Stdio::null());
     if sys::run(&mut cmd).is_err() && sys::is_root() {

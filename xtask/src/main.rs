@@ -22,6 +22,7 @@ mod lint;
 mod modcycles;
 mod partition;
 mod qemu;
+mod qemu10;
 mod scenarios;
 mod sink;
 mod symbols;
@@ -94,7 +95,8 @@ const COMMANDS: &[(&str, &str)] = &[
                  board trees of Debian's current arm64 kernel package, checked against dtc's
                  reading; installs device-tree-compiler), then the image's symbols (image-symbols: no device model
                  in the EL2 core), then Linux guests under rhyve (scenarios linux-smp-1/2/4,
-                 hostile-*; console logs in build/logs/); ends with `N passed, N failed` and
+                 hostile-*, board-* on QEMU's Versal and i.MX8MP boards, the latter with QEMU 10
+                 from bookworm-backports in build/qemu10/; console logs in build/logs/); ends with `N passed, N failed` and
                  fails if any failed
       --quick          lints and host unit tests only (no fuzzing, no image build, no guest
                        download, no QEMU)

@@ -41,7 +41,27 @@ pub fn binary() -> Result<PathBuf> {
     )))
 }
 
-/// A QEMU virt machine to boot.
+/// A board QEMU models, instead of QEMU virt: the machine rhyve runs on in a board scenario.
+#[derive(Debug, Clone)]
+pub struct Board {
+    /// The QEMU binary that has the board (the system's, or one xtask fetched).
+    pub qemu: PathBuf,
+    /// That QEMU's data directory (`-L`: ROMs, keymaps), when it is not the system's.
+    pub data_dir: Option<PathBuf>,
+    /// `-M`: the board and its options.
+    pub machine: String,
+    /// `-dtb`: the board's own device tree, for a board whose QEMU model makes none.
+    pub dtb: Option<PathBuf>,
+    /// `-smp`: some boards take only their own CPU count.
+    pub smp: u32,
+    /// The serial port the tree's `stdout-path` names (0 is the first `-serial`); the ports
+    /// before it get `-serial null`.
+    pub console_port: u32,
+    /// Options for the hypervisor's own command line (`-append`) this board's QEMU needs.
+    pub hypervisor_args: Option<String>,
+}
+
+/// A QEMU virt machine to boot, or a [`Board`].
 #[derive(Debug, Clone)]
 pub struct Machine {
     /// EL2 available (`virtualization=on`): the machine rhyve runs on.
@@ -63,6 +83,8 @@ pub struct Machine {
     pub append: Option<String>,
     /// More QEMU arguments: the machine's own devices (disks, network cards).
     pub extra: Vec<OsString>,
+    /// A board instead of QEMU virt: its QEMU, machine, tree, CPUs and console port.
+    pub board: Option<Board>,
 }
 
 impl Machine {
@@ -79,6 +101,7 @@ impl Machine {
             append: None,
             reboot: false,
             extra: Vec::new(),
+            board: None,
         }
     }
 
@@ -94,6 +117,7 @@ impl Machine {
             append: None,
             reboot: false,
             extra: Vec::new(),
+            board: None,
         }
     }
 
@@ -115,6 +139,7 @@ impl Machine {
             append: Some(cmdline.to_string()),
             reboot: false,
             extra: Vec::new(),
+            board: None,
         }
     }
 
@@ -131,6 +156,7 @@ impl Machine {
             append: None,
             reboot: false,
             extra: Vec::new(),
+            board: None,
         }
     }
 
@@ -140,6 +166,9 @@ impl Machine {
     /// it QEMU adds a PCI network card to a machine that names none, and that card needs an
     /// option ROM (`efi-virtio.rom`) that a QEMU installed without recommends does not have.
     pub fn args(&self) -> Vec<OsString> {
+        if let Some(b) = &self.board {
+            return self.board_args(b);
+        }
         let machine = if self.virtualization {
             "virt,virtualization=on,gic-version=3"
         } else {
@@ -157,6 +186,34 @@ impl Machine {
             "-m".into(),
             format!("{}M", self.mem_mib).into(),
         ];
+        self.push_boot_args(&mut a);
+        a
+    }
+
+    /// A board's arguments: its machine and CPUs as they are (no `-cpu`: the board's own),
+    /// its tree, and what it boots.
+    fn board_args(&self, b: &Board) -> Vec<OsString> {
+        let mut a: Vec<OsString> = vec!["-nodefaults".into()];
+        if let Some(d) = &b.data_dir {
+            a.extend(["-L".into(), d.clone().into()]);
+        }
+        a.extend([
+            "-M".into(),
+            b.machine.clone().into(),
+            "-smp".into(),
+            b.smp.to_string().into(),
+            "-m".into(),
+            format!("{}M", self.mem_mib).into(),
+        ]);
+        if let Some(d) = &b.dtb {
+            a.extend(["-dtb".into(), d.clone().into()]);
+        }
+        self.push_boot_args(&mut a);
+        a
+    }
+
+    /// `-kernel`, `-bios`, `-initrd`, `-append` and the extra arguments.
+    fn push_boot_args(&self, a: &mut Vec<OsString>) {
         if let Some(k) = &self.kernel {
             a.extend(["-kernel".into(), k.clone().into()]);
         }
@@ -170,7 +227,26 @@ impl Machine {
             a.extend(["-append".into(), c.into()]);
         }
         a.extend(self.extra.iter().cloned());
+    }
+
+    /// `-serial` for the console on `chardev`: on a board, `-serial null` for each port
+    /// before the console's.
+    fn serial_args(&self, chardev: &str) -> Vec<String> {
+        let before = self.board.as_ref().map_or(0, |b| b.console_port);
+        let mut a = Vec::new();
+        for _ in 0..before {
+            a.extend(["-serial".to_string(), "null".to_string()]);
+        }
+        a.extend(["-serial".to_string(), chardev.to_string()]);
         a
+    }
+
+    /// The QEMU binary that runs this machine: the board's, else the system's.
+    pub fn qemu(&self) -> Result<PathBuf> {
+        match &self.board {
+            Some(b) => Ok(b.qemu.clone()),
+            None => binary(),
+        }
     }
 
     /// The command for an interactive run: the console on the terminal, multiplexed with QEMU's
@@ -178,7 +254,8 @@ impl Machine {
     pub fn interactive_command(&self, qemu: &Path, gdb: bool) -> Command {
         let mut c = Command::new(qemu);
         c.args(self.args())
-            .args(["-nographic", "-serial", "mon:stdio"]);
+            .arg("-nographic")
+            .args(self.serial_args("mon:stdio"));
         if gdb {
             c.args(["-s", "-S"]);
         }
@@ -190,7 +267,8 @@ impl Machine {
     fn captured_command(&self, qemu: &Path) -> Command {
         let mut c = Command::new(qemu);
         c.args(self.args())
-            .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+            .args(["-display", "none", "-monitor", "none"])
+            .args(self.serial_args("stdio"))
             .args((!self.reboot).then_some("-no-reboot"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -334,7 +412,7 @@ pub fn run_captured(
     stops: &[Stop],
     inputs: &[Input],
 ) -> Result<Capture> {
-    let qemu = binary()?;
+    let qemu = machine.qemu()?;
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
     }
@@ -343,7 +421,7 @@ pub fn run_captured(
     writeln!(log_file, "# {}", sys::render(&cmd)).ctx(|| format!("writing {}", log.display()))?;
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|source| Error::Spawn {
-        program: QEMU.into(),
+        program: qemu.display().to_string(),
         source,
     })?;
     let mut stdin = child.stdin.take();

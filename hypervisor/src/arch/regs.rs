@@ -98,6 +98,9 @@ register_bitfields! {u64,
 
     /// ICH_HCR_EL2 (GICv3 12.5.6).
     pub ICH_HCR [
+        /// No-pending maintenance interrupt enable: asserted while no list register is
+        /// pending.
+        NPIE OFFSET(3) NUMBITS(1) [],
         /// Underflow maintenance interrupt enable.
         UIE OFFSET(1) NUMBITS(1) [],
         /// Virtual CPU interface enabled.

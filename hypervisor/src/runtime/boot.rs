@@ -81,6 +81,12 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
     // SAFETY: carved from free RAM, never used for anything else.
     unsafe { memory::init_heap(heap, HEAP_SIZE) };
 
+    if plat.virq_by_hcr {
+        log::warn!(
+            "rhyve.virq=hcr: guests' virtual IRQs are raised with HCR_EL2.VI (for a GIC that does not signal them)"
+        );
+        irq::set_virq_by_hcr(true);
+    }
     let conduit = plat.psci;
     let machine = describe(&plat, conduit, boot_args);
     let machine = machine::describe_machine(machine);

@@ -26,11 +26,11 @@ pub fn set_handlers(h: Handlers) {
 use super::machine::{machine, vms};
 use super::percpu::PerCpu;
 use super::vm::{Power, Vm};
-use crate::arch::{cpuif, gic, timer};
+use crate::arch::{cpuif, el2, gic, timer};
 use crate::vgic::{Kick, ListRegs};
 use abi::layout::{PTIMER_INTID, VTIMER_INTID};
 use abi::{IntId, VcpuId};
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Once;
 
 /// The SGI one CPU sends another to make it look at its vCPU's pending interrupts or power
@@ -65,6 +65,44 @@ impl ListRegs for HwListRegs {
         };
         cpuif::set_control(v.value);
     }
+}
+
+/// Whether the core raises the guest's virtual IRQ itself, with HCR_EL2.VI, instead of
+/// relying on the GIC to signal it from the list registers: for a machine whose GIC does not
+/// (`rhyve.virq=hcr`; QEMU 10.0.0-10.0.2's imx8mp-evk leaves its GIC's virtual IRQ output
+/// unconnected). Set once at boot.
+static VIRQ_BY_HCR: AtomicBool = AtomicBool::new(false);
+
+/// Turns [`VIRQ_BY_HCR`] on (at boot, before any guest runs).
+pub fn set_virq_by_hcr(on: bool) {
+    VIRQ_BY_HCR.store(on, Ordering::Release);
+}
+
+/// Before entering the guest, with [`VIRQ_BY_HCR`]: raises its virtual IRQ while a list
+/// register holds an interrupt it would take, and asks for the no-pending maintenance
+/// interrupt, so that its acknowledge (the LR going active) exits and [`lower_virq`] drops
+/// the line again: it must not stay up once nothing is pending.
+pub fn raise_virq_if_due() {
+    if !VIRQ_BY_HCR.load(Ordering::Relaxed) {
+        return;
+    }
+    use crate::arch::regs::ICH_HCR;
+    let due = crate::vgic::signals_virtual_irq(&HwListRegs, cpuif::machine_control());
+    let npie = ICH_HCR::NPIE::SET.value;
+    let hcr = cpuif::control();
+    cpuif::set_control(if due { hcr | npie } else { hcr & !npie });
+    el2::set_virtual_irq(due);
+}
+
+/// After an exit, with [`VIRQ_BY_HCR`]: the virtual IRQ and the no-pending maintenance
+/// interrupt down, so neither fires at EL2 while the core works; the next entry decides again.
+pub fn lower_virq() {
+    if !VIRQ_BY_HCR.load(Ordering::Relaxed) {
+        return;
+    }
+    use crate::arch::regs::ICH_HCR;
+    cpuif::set_control(cpuif::control() & !ICH_HCR::NPIE::SET.value);
+    el2::set_virtual_irq(false);
 }
 
 /// Clears this CPU's list registers and active-priority state for a vCPU starting afresh.

@@ -95,7 +95,9 @@ pub fn run(cpu: &PerCpu, sched: &mut Sched, vm: &Vm, v: VcpuId) -> Leave {
         if vm.vgic.needs_flush(v) {
             vm.vgic.flush(v, &mut lrs);
         }
+        irq::raise_virq_if_due();
         let kind = exception::run(regs);
+        irq::lower_virq();
         vm.vgic.sync(v, &mut lrs);
         let flow = match kind {
             ExitKind::Irq | ExitKind::Fiq => {

@@ -39,6 +39,44 @@ register_bitfields! [u64,
     ]
 ];
 
+register_bitfields! [u64,
+    /// `ICH_VMCR_EL2` (IHI 0069 12.4.21): the guest's own CPU interface controls.
+    pub ICH_VMCR [
+        /// ICV_PMR_EL1: interrupts of this priority or lower (numerically higher) are masked.
+        VPMR OFFSET(24) NUMBITS(8) [],
+        /// ICV_IGRPEN1_EL1: Group 1 interrupts enabled.
+        VENG1 OFFSET(1) NUMBITS(1) [],
+        /// ICV_IGRPEN0_EL1: Group 0 interrupts enabled.
+        VENG0 OFFSET(0) NUMBITS(1) []
+    ]
+];
+
+/// Whether the virtual CPU interface would signal a virtual IRQ to the guest for these list
+/// registers and `vmcr` (ICH_VMCR_EL2): one of them pending (not also active) in an enabled
+/// group, above the guest's priority mask. Its running priority is not looked at: a guest
+/// that takes interrupts with PSTATE.I set (Linux) does not nest them.
+///
+/// For a machine whose GIC does not signal the virtual IRQ itself: the core then raises it
+/// with HCR_EL2.VI while this holds (`runtime::irq`).
+pub fn signals_virtual_irq(lrs: &dyn ListRegs, vmcr: u64) -> bool {
+    let vmcr = LocalRegisterCopy::<u64, ICH_VMCR::Register>::new(vmcr);
+    let mask = vmcr.read(ICH_VMCR::VPMR);
+    let empty = lrs.empty_mask();
+    (0..lrs.count().min(MAX_LRS))
+        .filter(|k| empty & (1 << k) == 0)
+        .map(|k| LocalRegisterCopy::<u64, ICH_LR::Register>::new(lrs.read(k)))
+        .any(|lr| {
+            let enabled = if lr.is_set(ICH_LR::Group) {
+                vmcr.is_set(ICH_VMCR::VENG1)
+            } else {
+                vmcr.is_set(ICH_VMCR::VENG0)
+            };
+            lr.read_as_enum(ICH_LR::State) == Some(ICH_LR::State::Value::Pending)
+                && enabled
+                && lr.read(ICH_LR::Priority) < mask
+        })
+}
+
 /// A vCPU's list registers and the controls around them. The core implements it over
 /// ICH_*_EL2 on the vCPU's own physical CPU; tests fake it.
 pub trait ListRegs {

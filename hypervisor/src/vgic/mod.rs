@@ -40,7 +40,7 @@ use spin::Mutex;
 use tock_registers::{register_bitfields, LocalRegisterCopy};
 
 use irq::{IrqState, NR_PRIVATE};
-pub use lr::{ListRegs, ICH_LR, MAX_LRS};
+pub use lr::{signals_virtual_irq, ListRegs, ICH_LR, MAX_LRS};
 
 register_bitfields! [u64,
     /// An affinity as `GICD_IROUTER<n>` holds it (IHI 0069 12.9.22), which is also MPIDR_EL1's

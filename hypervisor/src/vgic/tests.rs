@@ -995,3 +995,31 @@ fn unload_and_reload_on_a_shared_cpu_keeps_pending_and_active() {
     exit_and_enter(&vgic, 0, &mut cpu);
     assert_eq!(cpu.valid(), [(2, PENDING)]);
 }
+
+/// ICH_VMCR_EL2 with Group 1 enabled and priority mask `pmr`.
+fn vmcr(pmr: u64, group1: bool) -> u64 {
+    pmr << 24 | u64::from(group1) << 1
+}
+
+#[test]
+fn a_virtual_irq_is_signalled_for_a_deliverable_pending_lr_only() {
+    use super::lr::signals_virtual_irq;
+    let vgic = Vgic::new(1);
+    linux_init(&vgic, 1);
+    let mut cpu = FakeListRegs::new(4);
+    assert!(
+        !signals_virtual_irq(&cpu, vmcr(0xf0, true)),
+        "nothing in the LRs"
+    );
+    let _ = vgic.send_sgi(VcpuId(0), 1 << 24 | 0b1);
+    exit_and_enter(&vgic, 0, &mut cpu);
+    assert_eq!(cpu.valid(), [(1, PENDING)]);
+    assert!(signals_virtual_irq(&cpu, vmcr(0xf0, true)));
+    // Masked: Group 1 off, or the priority mask at or above the interrupt's.
+    assert!(!signals_virtual_irq(&cpu, vmcr(0xf0, false)));
+    assert!(!signals_virtual_irq(&cpu, vmcr(0x00, true)));
+    // Acknowledged (active): nothing to signal until another is pending.
+    let n = cpu.find(1).unwrap();
+    cpu.ack(n);
+    assert!(!signals_virtual_irq(&cpu, vmcr(0xf0, true)));
+}

@@ -44,7 +44,7 @@ impl Scenario for LinuxSmp {
 }
 
 /// The checks, on a console that should come from an `n`-CPU guest.
-fn check(n: usize, console: &Capture) -> Vec<String> {
+pub fn check(n: usize, console: &Capture) -> Vec<String> {
     let mut failures = Vec::new();
     match console.find("RHYVE-NPROC ") {
         None => failures.push(

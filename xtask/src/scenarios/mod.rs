@@ -69,6 +69,12 @@ pub trait Scenario {
     fn qemu_args(&self) -> Vec<String> {
         Vec::new()
     }
+    /// A board QEMU models, to run rhyve on instead of QEMU virt (none by default): its QEMU
+    /// (fetched if the system's lacks it), machine and tree. Such a scenario does not run
+    /// straight: see [`BOARD_STRAIGHT`]. An error says why the board could not be had.
+    fn board(&self) -> Option<Result<qemu::Board, String>> {
+        None
+    }
     /// What to type on the console, and when (none by default).
     fn inputs(&self) -> Vec<Input> {
         Vec::new()
@@ -106,6 +112,13 @@ pub struct FirmwareRun {
     /// Attached read-only (a cached image the guest must not change).
     pub read_only: bool,
 }
+
+/// Why a board scenario does not run with `--straight`: what it checks is rhyve's reading of
+/// the board and the VM it builds there; the same kernel booted straight on the board would
+/// meet the board's own devices (its UART, no PL011), so there is nothing to compare.
+pub const BOARD_STRAIGHT: &str = "not run with --straight: a board scenario checks rhyve on \
+    that board (its discovery and the VM it builds); booted straight, the guest would meet the \
+    board's own devices instead of the VM's, so there is nothing to compare";
 
 /// How scenarios are run.
 #[derive(Debug, Clone)]
@@ -169,6 +182,12 @@ pub fn run(s: &dyn Scenario, ctx: &Context) -> Outcome {
     if let Err(e) = s.prepare() {
         return Outcome::not_run(name, e);
     }
+    let board = match (s.board(), &ctx.host) {
+        (None, _) => None,
+        (Some(_), Host::Straight) => return Outcome::not_run(name, BOARD_STRAIGHT.into()),
+        (Some(Ok(b)), Host::Rhyve { .. }) => Some(b),
+        (Some(Err(e)), Host::Rhyve { .. }) => return Outcome::not_run(name, e),
+    };
     let firmware = match s.firmware(&ctx.guest).transpose() {
         Ok(f) => f,
         Err(e) => return Outcome::not_run(name, e),
@@ -202,8 +221,13 @@ pub fn run(s: &dyn Scenario, ctx: &Context) -> Outcome {
         Ok(m) => m,
         Err(e) => return Outcome::not_run(name, e.to_string()),
     };
-    if let (Host::Rhyve { .. }, Some(args)) = (&ctx.host, s.hypervisor_args()) {
-        machine.append = Some(args);
+    let board_args = board.as_ref().and_then(|b| b.hypervisor_args.clone());
+    machine.board = board;
+    if let Host::Rhyve { .. } = &ctx.host {
+        let args: Vec<String> = board_args.into_iter().chain(s.hypervisor_args()).collect();
+        if !args.is_empty() {
+            machine.append = Some(args.join(" "));
+        }
     }
     machine
         .extra

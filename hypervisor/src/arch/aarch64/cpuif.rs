@@ -93,6 +93,18 @@ pub fn set_control(hcr: u64) {
     write_sysreg!("ich_hcr_el2", hcr);
 }
 
+/// ICH_HCR_EL2.
+#[inline]
+pub fn control() -> u64 {
+    read_sysreg!("ich_hcr_el2")
+}
+
+/// ICH_VMCR_EL2: the guest's view of its CPU interface (priority mask, group enables).
+#[inline]
+pub fn machine_control() -> u64 {
+    read_sysreg!("ich_vmcr_el2")
+}
+
 /// Clears the active priorities and the virtual machine control state (a vCPU starting
 /// afresh), and turns the interface on without maintenance interrupts.
 #[inline]

@@ -3,6 +3,8 @@
 
 use crate::arch::regs::{read_sysreg, write_sysreg};
 pub use crate::arch::GuestControls;
+use aarch64_cpu::registers::HCR_EL2;
+use tock_registers::interfaces::ReadWriteable;
 
 /// Loads `c` into the CPU (they are the VMM's during an upcall, and another VM's when this
 /// CPU ran one).
@@ -16,5 +18,17 @@ pub fn load_guest_controls(c: &GuestControls) {
     write_sysreg!("vtcr_el2", c.vtcr);
     write_sysreg!("vttbr_el2", c.vttbr);
     write_sysreg!("hcr_el2", c.hcr);
+    super::cpu::isb();
+}
+
+/// Sets or clears HCR_EL2.VI: a virtual IRQ for the guest whatever its virtual CPU interface
+/// signals (for a machine whose GIC does not signal it; see `runtime::irq`).
+#[inline]
+pub fn set_virtual_irq(on: bool) {
+    HCR_EL2.modify(if on {
+        HCR_EL2::VI::SET
+    } else {
+        HCR_EL2::VI::CLEAR
+    });
     super::cpu::isb();
 }

@@ -40,6 +40,10 @@ pub struct Cpu {
     pub eoi_lrs: u64,
     /// ICH_HCR_EL2.
     pub ich_hcr: u64,
+    /// ICH_VMCR_EL2.
+    pub ich_vmcr: u64,
+    /// HCR_EL2.VI.
+    pub virtual_irq: bool,
     /// ICH_AP0R0, ICH_AP1R0, ICH_VMCR were cleared since the test cleared this.
     pub cpuif_reset: bool,
     /// SCTLR_EL1 (the other EL1 registers a reset clears are not modelled).
@@ -174,6 +178,16 @@ pub mod cpuif {
         with_cpu(|c| c.ich_hcr = hcr);
     }
 
+    /// ICH_HCR_EL2.
+    pub fn control() -> u64 {
+        with_cpu(|c| c.ich_hcr)
+    }
+
+    /// ICH_VMCR_EL2, as the test set it.
+    pub fn machine_control() -> u64 {
+        with_cpu(|c| c.ich_vmcr)
+    }
+
     /// Clears the active priorities and VMCR; the interface on, no maintenance interrupts.
     pub fn reset_state() {
         with_cpu(|c| {
@@ -217,6 +231,11 @@ pub mod el2 {
     pub fn load_guest_controls(g: &GuestControls) {
         let g = *g;
         super::with_cpu(|c| c.controls = g);
+    }
+
+    /// Records HCR_EL2.VI.
+    pub fn set_virtual_irq(on: bool) {
+        super::with_cpu(|c| c.virtual_irq = on);
     }
 }
 
