@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod arch;
 pub mod console_mux;
 pub mod controls;
+pub mod efi;
 pub mod exit;
 pub mod hostdev;
 pub mod inject;

@@ -17,6 +17,7 @@ use crate::psci;
 use abi::VcpuId;
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicUsize, Ordering};
+use hypervisor::efi::{Handoff, Kept};
 use hypervisor::platform::{self, Platform, MAX_CPUS};
 use hypervisor::ram::Own;
 use vmboot::config;
@@ -29,9 +30,13 @@ const STACK_SIZE: usize = 64 * 1024;
 /// CPUs that have set themselves up.
 static ONLINE: AtomicUsize = AtomicUsize::new(0);
 
-/// The primary CPU's Rust entry: x0 from the loader (the device tree), and the load base.
+/// The primary CPU's Rust entry: x0 from the loader (the device tree), the load base, and the
+/// UEFI entry's handoff (`efi`), 0 when a loader started the image as a kernel.
 #[no_mangle]
-pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
+pub extern "C" fn primary_main(dtb: usize, image_base: usize, efi: usize) -> ! {
+    // Read first: its page is free RAM to the core.
+    // SAFETY: a non-zero `efi` is the address of the Handoff the UEFI entry filled.
+    let efi = (efi != 0).then(|| unsafe { Handoff::read(efi) });
     exception::install_vectors();
     squeeze_tree(dtb);
     // SAFETY: the firmware passed the device tree's address in x0; `from_ptr` checks its
@@ -56,9 +61,31 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
             u.source.describe()
         );
     }
-    let plat = match platform::discover(&tree) {
+    let mut plat = match platform::discover(&tree) {
         Ok(p) => p,
         Err(e) => fault::stop(format_args!("rhyve cannot run on this machine: {e}")),
+    };
+    let kept = match efi {
+        None => Kept::default(),
+        Some(None) => fault::stop(format_args!(
+            "the UEFI entry's handoff is not valid: its magic or bundle range is wrong"
+        )),
+        Some(Some(h)) => {
+            // UEFI's tree names no initrd: the bundle is where the UEFI entry read it.
+            plat.bundle = Some((h.bundle_start, h.bundle_end));
+            log::info!(
+                "booted by UEFI: boot bundle at {:#x}..{:#x}",
+                h.bundle_start,
+                h.bundle_end
+            );
+            for &(start, size) in h.kept.as_slice() {
+                log::info!(
+                    "UEFI keeps {start:#x}..{:#x} (runtime services, reserved): not for guests",
+                    start + size
+                );
+            }
+            h.kept
+        }
     };
     let dtb_size = tree.total_size();
     if let Some(c) = plat.psci {
@@ -75,6 +102,9 @@ pub extern "C" fn primary_main(dtb: usize, image_base: usize) -> ! {
     // SAFETY: primary CPU, MMU off, secondaries not started.
     let boot_args = unsafe { mmu::enable_primary(plat.ram.as_slice()) };
     let mut free = free_ram(&plat, dtb, dtb_size, image_base);
+    for &(start, size) in kept.as_slice() {
+        free.reserve(start, size);
+    }
     let Some(heap) = free.carve(HEAP_SIZE, 4096) else {
         fail(format_args!("no RAM for the heap"))
     };

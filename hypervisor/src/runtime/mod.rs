@@ -2,6 +2,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | `efi` | the image started by UEFI: the bundle read, boot services left, then `boot` |
 //! | `boot` | the primary CPU's start, the other CPUs', and every CPU's loop |
 //! | `build` | the VMs built from the boot bundle |
 //! | `lifecycle` | a VM stopped, reset, restarted; the machine powered off |
@@ -25,6 +26,7 @@
 pub mod boot;
 pub mod build;
 pub mod console;
+pub mod efi;
 pub mod fault;
 pub mod input;
 pub mod irq;

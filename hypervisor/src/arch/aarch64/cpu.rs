@@ -91,6 +91,22 @@ pub fn clean_dcache_range(start: usize, len: usize) {
     dsb_sy();
 }
 
+/// Cleans and invalidates the data cache to the point of coherency over `[start, start +
+/// len)`: memory holds what was written through the caches, and no line of the range is left
+/// to be written back later over what is then written with the caches off (leaving UEFI's
+/// world, whose MMU and caches were on).
+pub fn clean_invalidate_dcache_range(start: usize, len: usize) {
+    let line = dcache_line();
+    let mut addr = start & !(line - 1);
+    while addr < start + len {
+        // SAFETY: DC CIVAC on a mapped address writes a line back and drops it; memory then
+        // holds the same contents the cache did.
+        unsafe { asm!("dc civac, {}", in(reg) addr, options(nostack)) };
+        addr += line;
+    }
+    dsb_sy();
+}
+
 /// Invalidates all instruction caches to the point of unification (after writing code for a
 /// guest).
 pub fn invalidate_icache() {
