@@ -151,7 +151,7 @@ fn unpacked(pkg: &Package) -> Result<PathBuf> {
 
 /// How a disk's partition is described.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scheme {
+pub enum Scheme {
     /// An MBR, one active FAT32 partition: U-Boot's distro boot.
     Mbr,
     /// A GPT, one EFI system partition.
@@ -294,7 +294,7 @@ pub fn grub_cfg(cmdline: &str) -> String {
 }
 
 /// What a file on a disk is made of.
-enum Content {
+pub enum Content {
     /// A host file.
     File(PathBuf),
     /// These bytes.
@@ -363,7 +363,7 @@ pub fn disk(kind: DiskKind, guest: &GuestFiles, fw: &Firmware) -> Result<PathBuf
 }
 
 /// `build/firmware/boot.scr` of `script`, by `mkimage -T script`.
-fn boot_scr(script: &str) -> Result<PathBuf> {
+pub fn boot_scr(script: &str) -> Result<PathBuf> {
     let stage = dir().join("stage");
     fs::create_dir_all(&stage).ctx(|| format!("creating {}", stage.display()))?;
     let cmd = stage.join("boot.cmd");
@@ -431,7 +431,12 @@ pub fn partition_sectors(content_bytes: u64) -> u64 {
 
 /// Writes the disk `out`: the table of `scheme`, one FAT32 partition holding `files`.
 /// `seed` makes the disk's identifiers.
-fn build_disk(out: &Path, scheme: Scheme, files: &[(String, Content)], seed: u64) -> Result<()> {
+pub fn build_disk(
+    out: &Path,
+    scheme: Scheme,
+    files: &[(String, Content)],
+    seed: u64,
+) -> Result<()> {
     let stage = dir().join("stage");
     fs::create_dir_all(&stage).ctx(|| format!("creating {}", stage.display()))?;
     let mut sources = Vec::new();

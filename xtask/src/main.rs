@@ -15,6 +15,7 @@ mod error;
 mod firmware;
 mod fuzz;
 mod guest;
+mod hostfw;
 mod image;
 mod interrupts;
 mod iobench;

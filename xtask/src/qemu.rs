@@ -72,8 +72,12 @@ pub struct Machine {
     pub mem_mib: u64,
     /// What `-kernel` loads.
     pub kernel: Option<PathBuf>,
-    /// What `-bios` loads: firmware run from the first flash bank (a guest booted straight).
+    /// What `-bios` loads: firmware run from the first flash bank (a guest booted straight,
+    /// or the firmware that boots rhyve).
     pub bios: Option<PathBuf>,
+    /// QEMU hands the firmware ACPI tables (`acpi=off` when false). With them, EDK2 offers
+    /// the OS ACPI and no device tree.
+    pub acpi: bool,
     /// A captured run lets the guest reset the machine (QEMU restarts it, its flash kept),
     /// instead of ending QEMU at the reset (`-no-reboot`), which stops a crashing guest.
     pub reboot: bool,
@@ -97,6 +101,7 @@ impl Machine {
             mem_mib: guest_mem_mib + HYPERVISOR_MEM_MIB,
             kernel: Some(image.to_path_buf()),
             bios: None,
+            acpi: true,
             initrd: Some(bundle.to_path_buf()),
             append: None,
             reboot: false,
@@ -113,6 +118,7 @@ impl Machine {
             mem_mib,
             kernel: Some(image.to_path_buf()),
             bios: None,
+            acpi: true,
             initrd: Some(bundle.to_path_buf()),
             append: None,
             reboot: false,
@@ -135,6 +141,7 @@ impl Machine {
             mem_mib,
             kernel: Some(kernel.to_path_buf()),
             bios: None,
+            acpi: true,
             initrd: initrd.map(Path::to_path_buf),
             append: Some(cmdline.to_string()),
             reboot: false,
@@ -152,6 +159,7 @@ impl Machine {
             mem_mib,
             kernel: None,
             bios: Some(firmware.to_path_buf()),
+            acpi: true,
             initrd: None,
             append: None,
             reboot: false,
@@ -169,11 +177,15 @@ impl Machine {
         if let Some(b) = &self.board {
             return self.board_args(b);
         }
-        let machine = if self.virtualization {
+        let mut machine = if self.virtualization {
             "virt,virtualization=on,gic-version=3"
         } else {
             "virt,gic-version=3"
-        };
+        }
+        .to_string();
+        if !self.acpi {
+            machine.push_str(",acpi=off");
+        }
         let mut a: Vec<OsString> = vec![
             "-nodefaults".into(),
             "-M".into(),

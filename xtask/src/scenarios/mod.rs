@@ -23,6 +23,7 @@ use std::time::Duration;
 use crate::boot::{self, FirmwareBoot, GuestBoot, Host};
 use crate::devices::disk_args;
 use crate::guest::GuestFiles;
+use crate::hostfw::HostFirmware;
 use crate::qemu::{self, Capture, Input, Stop};
 use crate::sys;
 
@@ -58,6 +59,12 @@ pub trait Scenario {
     /// (none by default): under rhyve and straight alike. Fetching the firmware and building
     /// the disk happen here; an error says why they could not.
     fn firmware(&self, _guest: &GuestFiles) -> Option<Result<FirmwareRun, String>> {
+        None
+    }
+    /// The machine's own firmware that boots rhyve itself from the machine's disk, as a
+    /// board's does, instead of QEMU's `-kernel` and `-initrd` (none by default). Such a
+    /// scenario tests rhyve's boot: there is nothing of it to boot straight.
+    fn host_firmware(&self) -> Option<HostFirmware> {
         None
     }
     /// Sets up what the run needs (a disk image, a generated kernel or initrd), before the
@@ -208,7 +215,20 @@ pub fn run(s: &dyn Scenario, ctx: &Context) -> Outcome {
                 m
             })
         }
-        (None, None, _) => boot.machine(&ctx.host, &bundle),
+        (None, None, Host::Straight) if s.host_firmware().is_some() => {
+            return Outcome::not_run(
+                name,
+                "rhyve booted by the machine's firmware only runs under rhyve".into(),
+            )
+        }
+        (None, None, Host::Rhyve { image }) => {
+            boot.machine(&ctx.host, &bundle)
+                .and_then(|m| match s.host_firmware() {
+                    Some(f) => f.machine(m, image, &bundle),
+                    None => Ok(m),
+                })
+        }
+        (None, None, Host::Straight) => boot.machine(&ctx.host, &bundle),
         (None, Some(_), Host::Straight) => {
             return Outcome::not_run(name, "several VMs only run under rhyve".into())
         }
@@ -223,7 +243,8 @@ pub fn run(s: &dyn Scenario, ctx: &Context) -> Outcome {
     };
     let board_args = board.as_ref().and_then(|b| b.hypervisor_args.clone());
     machine.board = board;
-    if let Host::Rhyve { .. } = &ctx.host {
+    // Booted by the machine's firmware, rhyve has no -append (no -kernel).
+    if let (Host::Rhyve { .. }, None) = (&ctx.host, s.host_firmware()) {
         let args: Vec<String> = board_args.into_iter().chain(s.hypervisor_args()).collect();
         if !args.is_empty() {
             machine.append = Some(args.join(" "));
