@@ -22,6 +22,7 @@ mod iobench;
 mod lint;
 mod modcycles;
 mod partition;
+mod pe;
 mod qemu;
 mod qemu10;
 mod scenarios;
@@ -473,6 +474,9 @@ fn test(mut args: Args) -> Result<ExitCode> {
                 // The image just built keeps the privilege line: no device model in the core.
                 let t = Instant::now();
                 record(&mut outcomes, symbols::test_step(&toolchain::elf_path()), t);
+                // ... and is both a kernel and an EFI application.
+                let t = Instant::now();
+                record(&mut outcomes, pe::test_step(&image), t);
                 Host::Rhyve { image }
             };
             toolchain::build_test_guests()?;
