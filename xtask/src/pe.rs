@@ -32,6 +32,34 @@ const EFI_APPLICATION: u16 = 10;
 /// IMAGE_SCN_MEM_EXECUTE.
 const SCN_EXECUTE: u32 = 0x2000_0000;
 
+/// Fields of the COFF file header, from its start (after "PE\0\0").
+mod coff {
+    pub const MACHINE: usize = 0;
+    pub const NUMBER_OF_SECTIONS: usize = 2;
+    pub const SIZE_OF_OPTIONAL_HEADER: usize = 16;
+}
+
+/// Fields of the PE32+ optional header, from its start.
+mod optional {
+    pub const MAGIC: usize = 0;
+    pub const ADDRESS_OF_ENTRY_POINT: usize = 16;
+    pub const IMAGE_BASE: usize = 24;
+    pub const SIZE_OF_IMAGE: usize = 56;
+    pub const SIZE_OF_HEADERS: usize = 60;
+    pub const SUBSYSTEM: usize = 68;
+    /// The fixed part, before the data directories.
+    pub const FIXED_SIZE: usize = 112;
+}
+
+/// Fields of a section header, from its start.
+mod section {
+    pub const VIRTUAL_SIZE: usize = 8;
+    pub const VIRTUAL_ADDRESS: usize = 12;
+    pub const SIZE_OF_RAW_DATA: usize = 16;
+    pub const POINTER_TO_RAW_DATA: usize = 20;
+    pub const CHARACTERISTICS: usize = 36;
+}
+
 /// One section header, as far as the checks care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Section {
@@ -63,26 +91,26 @@ fn check(bin: &[u8]) -> Result<(), String> {
     if bin.get(pe..pe + 4) != Some(b"PE\0\0") {
         return Err(format!("no \"PE\\0\\0\" at {pe:#x}, where 0x3c points"));
     }
-    let opt_end = opt + 112;
+    let opt_end = opt + optional::FIXED_SIZE;
     if bin.len() < opt_end {
         return Err(short("PE headers"));
     }
-    let machine = u16_at(bin, pe + 4);
+    let machine = u16_at(bin, pe + 4 + coff::MACHINE);
     if machine != MACHINE_ARM64 {
         return Err(format!(
             "PE machine {machine:#x}, not AArch64 ({MACHINE_ARM64:#x})"
         ));
     }
-    let sections = u16_at(bin, pe + 6) as usize;
-    let opt_size = u16_at(bin, pe + 20) as usize;
-    if u16_at(bin, opt) != PE32_PLUS {
+    let sections = u16_at(bin, pe + 4 + coff::NUMBER_OF_SECTIONS) as usize;
+    let opt_size = u16_at(bin, pe + 4 + coff::SIZE_OF_OPTIONAL_HEADER) as usize;
+    if u16_at(bin, opt + optional::MAGIC) != PE32_PLUS {
         return Err("the optional header is not PE32+".into());
     }
-    let entry = u32_at(bin, opt + 16);
-    let image_base = u64_at(bin, opt + 24);
-    let size_of_image = u32_at(bin, opt + 56);
-    let size_of_headers = u32_at(bin, opt + 60);
-    let subsystem = u16_at(bin, opt + 68);
+    let entry = u32_at(bin, opt + optional::ADDRESS_OF_ENTRY_POINT);
+    let image_base = u64_at(bin, opt + optional::IMAGE_BASE);
+    let size_of_image = u32_at(bin, opt + optional::SIZE_OF_IMAGE);
+    let size_of_headers = u32_at(bin, opt + optional::SIZE_OF_HEADERS);
+    let subsystem = u16_at(bin, opt + optional::SUBSYSTEM);
     if subsystem != EFI_APPLICATION {
         return Err(format!(
             "subsystem {subsystem}, not an EFI application ({EFI_APPLICATION})"
@@ -108,11 +136,11 @@ fn check(bin: &[u8]) -> Result<(), String> {
     for i in 0..sections {
         let h = table + i * SECTION_SIZE;
         let s = Section {
-            virtual_size: u32_at(bin, h + 8),
-            va: u32_at(bin, h + 12),
-            raw_size: u32_at(bin, h + 16),
-            raw_at: u32_at(bin, h + 20),
-            flags: u32_at(bin, h + 36),
+            virtual_size: u32_at(bin, h + section::VIRTUAL_SIZE),
+            va: u32_at(bin, h + section::VIRTUAL_ADDRESS),
+            raw_size: u32_at(bin, h + section::SIZE_OF_RAW_DATA),
+            raw_at: u32_at(bin, h + section::POINTER_TO_RAW_DATA),
+            flags: u32_at(bin, h + section::CHARACTERISTICS),
         };
         if s.va != end || s.raw_at != s.va {
             return Err(format!(
