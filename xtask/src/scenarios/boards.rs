@@ -12,6 +12,12 @@
 //!   the board's GIC's virtual IRQ to the CPUs, so rhyve gets `rhyve.virq=hcr` there
 //!   ([`imx8mp_virq_unwired`]).
 //!
+//! - `board-versal-net`: the same Versal, two VMs whose only network is rhyve's switch (the
+//!   board has no network card for an uplink): `virtio-net-two`'s server and client, and its
+//!   checks (the client fetches 1 MiB over HTTP from the server, same SHA-256), after the
+//!   board's discovery lines. A board's VMs thus have a network between them; their disks
+//!   would be the machine's (none here), so these VMs have none.
+//!
 //! The checks: what rhyve says it found (the console UART and where the tree named it, the
 //! CPUs and the board, RAM, the reserved ranges, the GIC), in that order; that the VM's RAM
 //! lies in the board's RAM and outside every reserved range; then the Debian guest's test
@@ -29,7 +35,7 @@ use crate::qemu::{self, Capture};
 use crate::{dtcorpus, qemu10};
 
 use super::common::vms::{self, linux_files, DeviceSet, VmDesc};
-use super::{in_order, linux_smp, section, Scenario, VmsBoot};
+use super::{in_order, linux_smp, section, virtio_net, Scenario, VmsBoot};
 
 /// The VM's name (one VM: its lines carry no prefix).
 const VM: &str = "board";
@@ -42,6 +48,10 @@ const CMDLINE: &str = "console=ttyAMA0 earlycon=pl011,0x9000000 rhyve.test=1";
 /// machine. No virtio-rng: without RNDR (Cortex-A72, A53) and without the machine's own
 /// virtio-rng it has no entropy to give, and the guest's reads would wait.
 const DEVICES: DeviceSet = DeviceSet::PL011.with(DeviceSet::PL031);
+
+/// RAM of each of `board-versal-net`'s two VMs (the board's 1 GiB holds two, rhyve and the
+/// bundle).
+const NET_MEM_MIB: u64 = 256;
 
 /// Where the board's QEMU comes from.
 #[derive(Clone, Copy)]
@@ -68,7 +78,26 @@ struct Board {
     console_port: u32,
     /// rhyve's lines about the board, each a text its line must contain, in order.
     expect: &'static [(&'static str, &'static str)],
+    /// Two VMs on rhyve's switch (`virtio-net-two`'s) instead of one on 2 vCPUs.
+    net: bool,
 }
+
+/// What rhyve must say about QEMU's Versal.
+const VERSAL: &[(&str, &str)] = &[
+    (
+        "rhyve: console UART: PL011 at 0xff000000 (from the tree's stdout-path)",
+        "the console: the PL011 stdout-path names",
+    ),
+    (
+        "on 2 CPUs of \"Xilinx Versal Virtual development board\" (xlnx-versal-virt)",
+        "the board and its two Cortex-A72",
+    ),
+    ("rhyve: RAM 0x0..0x40000000", "RAM from address 0"),
+    (
+        "rhyve: GICv3 at 0xf9000000, 1 redistributor region",
+        "the GIC",
+    ),
+];
 
 /// One `board-*` scenario per board.
 pub fn scenarios() -> Vec<Box<dyn Scenario>> {
@@ -82,21 +111,19 @@ pub fn scenarios() -> Vec<Box<dyn Scenario>> {
             // RAM from 0: the image at 0x200000, the bundle at 128 MiB, the VMs above.
             mem_mib: 1024,
             console_port: 0,
-            expect: &[
-                (
-                    "rhyve: console UART: PL011 at 0xff000000 (from the tree's stdout-path)",
-                    "the console: the PL011 stdout-path names",
-                ),
-                (
-                    "on 2 CPUs of \"Xilinx Versal Virtual development board\" (xlnx-versal-virt)",
-                    "the board and its two Cortex-A72",
-                ),
-                ("rhyve: RAM 0x0..0x40000000", "RAM from address 0"),
-                (
-                    "rhyve: GICv3 at 0xf9000000, 1 redistributor region",
-                    "the GIC",
-                ),
-            ],
+            expect: VERSAL,
+            net: false,
+        }),
+        Box::new(Board {
+            name: "versal-net",
+            qemu: Qemu::System,
+            machine: "xlnx-versal-virt",
+            dtb: None,
+            smp: 4,
+            mem_mib: 1024,
+            console_port: 0,
+            expect: VERSAL,
+            net: true,
         }),
         Box::new(Board {
             name: "imx8mp",
@@ -128,6 +155,7 @@ pub fn scenarios() -> Vec<Box<dyn Scenario>> {
                     "the GIC",
                 ),
             ],
+            net: false,
         }),
     ]
 }
@@ -153,8 +181,13 @@ impl Scenario for Board {
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
+        let config = if self.net {
+            vms::config(&virtio_net::two_guests(NET_MEM_MIB))
+        } else {
+            vms::config(&[self.vm()])
+        };
         Some(VmsBoot {
-            config: vms::config(&[self.vm()]),
+            config,
             files: linux_files(guest),
             smp: self.smp,
             mem_mib: self.mem_mib,
@@ -196,6 +229,11 @@ impl Scenario for Board {
     }
 
     fn check(&self, console: &Capture) -> Vec<String> {
+        if self.net {
+            let mut failures = in_order(console, self.expect);
+            failures.extend(virtio_net::check_two_guests(console));
+            return failures;
+        }
         check(self.expect, console)
     }
 }

@@ -176,21 +176,8 @@ impl Scenario for TwoGuests {
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
-        let vm = |name: &str, cpu: u32| VmDesc {
-            cpus: cpus(&[cpu]),
-            devices: DEFAULT_DEVICES.with(DeviceSet::VIRTIO_NET),
-            ..linux(
-                name,
-                MEM_MIB,
-                &format!("console=ttyAMA0 quiet rhyve.net2={name}"),
-            )
-        };
-        let server = VmDesc {
-            mac: Some(SERVER_MAC),
-            ..vm("server", 0)
-        };
         Some(VmsBoot {
-            config: vms::config(&[server, vm("client", 1)]),
+            config: vms::config(&two_guests(MEM_MIB)),
             files: linux_files(guest),
             smp: 4,
             mem_mib: 2 * MEM_MIB + HYPERVISOR_MEM_MIB,
@@ -202,42 +189,67 @@ impl Scenario for TwoGuests {
     }
 
     fn check(&self, console: &Capture) -> Vec<String> {
-        let mut failures = Vec::new();
-        let server = vm_lines(console, "server");
-        let client = vm_lines(console, "client");
-        let after = |lines: &[String], m: &str| -> Option<Vec<String>> {
-            lines.iter().find_map(|l| {
-                l.split_once(m)
-                    .map(|(_, v)| v.split_whitespace().map(String::from).collect())
-            })
-        };
-        let served = after(&server, "RHYVE-NET2-SERVED ");
-        let got = after(&client, "RHYVE-NET2-GOT ");
-        match (served.as_deref(), got.as_deref()) {
-            (Some([s, server_mac]), Some([g, mac])) => {
-                if s != g {
-                    failures.push(format!("the client got SHA-256 {g}, the server served {s}"));
-                }
-                if *server_mac != SERVER_MAC.to_string() {
-                    failures.push(format!(
-                        "the server's card has address {server_mac}, expected {SERVER_MAC} from its description"
-                    ));
-                }
-                if mac != VM1_MAC {
-                    failures.push(format!(
-                        "the client's card has address {mac}, expected VM 1's {VM1_MAC}"
-                    ));
-                }
-            }
-            other => failures.push(format!(
-                "no transfer between the guests (server, client said {other:?})"
-            )),
-        }
-        for (name, lines) in [("server", &server), ("client", &client)] {
-            if !lines.iter().any(|l| l.contains("RHYVE-TEST-DONE")) {
-                failures.push(format!("the {name}'s test init did not finish"));
-            }
-        }
-        failures
+        check_two_guests(console)
     }
+}
+
+/// The server (VM 0, on CPU 0, its `mac` from its description) and the client (VM 1, on CPU
+/// 1, rhyve's default address), `mem_mib` each, with a card on rhyve's switch.
+pub(super) fn two_guests(mem_mib: u64) -> [VmDesc; 2] {
+    let vm = |name: &str, cpu: u32| VmDesc {
+        cpus: cpus(&[cpu]),
+        devices: DEFAULT_DEVICES.with(DeviceSet::VIRTIO_NET),
+        ..linux(
+            name,
+            mem_mib,
+            &format!("console=ttyAMA0 quiet rhyve.net2={name}"),
+        )
+    };
+    let server = VmDesc {
+        mac: Some(SERVER_MAC),
+        ..vm("server", 0)
+    };
+    [server, vm("client", 1)]
+}
+
+/// The checks of [`two_guests`]' transfer: the client's checksum is the server's, the cards
+/// have their addresses, both test inits finish.
+pub(super) fn check_two_guests(console: &Capture) -> Vec<String> {
+    let mut failures = Vec::new();
+    let server = vm_lines(console, "server");
+    let client = vm_lines(console, "client");
+    let after = |lines: &[String], m: &str| -> Option<Vec<String>> {
+        lines.iter().find_map(|l| {
+            l.split_once(m)
+                .map(|(_, v)| v.split_whitespace().map(String::from).collect())
+        })
+    };
+    let served = after(&server, "RHYVE-NET2-SERVED ");
+    let got = after(&client, "RHYVE-NET2-GOT ");
+    match (served.as_deref(), got.as_deref()) {
+        (Some([s, server_mac]), Some([g, mac])) => {
+            if s != g {
+                failures.push(format!("the client got SHA-256 {g}, the server served {s}"));
+            }
+            if *server_mac != SERVER_MAC.to_string() {
+                failures.push(format!(
+                    "the server's card has address {server_mac}, expected {SERVER_MAC} from its description"
+                ));
+            }
+            if mac != VM1_MAC {
+                failures.push(format!(
+                    "the client's card has address {mac}, expected VM 1's {VM1_MAC}"
+                ));
+            }
+        }
+        other => failures.push(format!(
+            "no transfer between the guests (server, client said {other:?})"
+        )),
+    }
+    for (name, lines) in [("server", &server), ("client", &client)] {
+        if !lines.iter().any(|l| l.contains("RHYVE-TEST-DONE")) {
+            failures.push(format!("the {name}'s test init did not finish"));
+        }
+    }
+    failures
 }
