@@ -1,8 +1,10 @@
 //! The NXP i.MX UART (`fsl,imx21-uart`, `fsl,imx6q-uart`, `fsl,imx8mp-uart`, ...; i.MX 8M
 //! reference manual, "UART"), polled for output, with receive interrupts for input.
 //!
-//! 32-bit registers. The firmware has set the line up (UCR2, UFCR, UBIR/UBMR): only the
-//! receive interrupt enables are changed.
+//! 32-bit registers. The firmware has set the line up (UFCR, UBIR/UBMR): only the receive
+//! interrupt enables are changed, and the receiver is turned on (UCR2.RXEN) if the firmware
+//! left it off, as a loader that only prints does (and QEMU's `-kernel`, which runs no
+//! firmware): without it no typed byte arrives.
 
 use crate::bus::Bus;
 use crate::console::Uart;
@@ -17,6 +19,8 @@ mod reg {
     pub const UTXD: usize = 0x40;
     /// UCR1.
     pub const UCR1: usize = 0x80;
+    /// UCR2.
+    pub const UCR2: usize = 0x84;
     /// UCR4.
     pub const UCR4: usize = 0x8c;
     /// USR1.
@@ -48,6 +52,13 @@ register_bitfields! {u32,
         RRDYEN OFFSET(9) NUMBITS(1) [],
         /// The UART is enabled.
         UARTEN OFFSET(0) NUMBITS(1) []
+    ],
+    /// Control register 2.
+    pub UCR2 [
+        /// The receiver is enabled.
+        RXEN OFFSET(1) NUMBITS(1) [],
+        /// Software reset, active low: written as read (1), or the UART resets.
+        SRST OFFSET(0) NUMBITS(1) []
     ],
     /// Control register 4.
     pub UCR4 [
@@ -117,6 +128,12 @@ impl<B: Bus> Uart for ImxUart<B> {
         let mut ucr1 = self.read::<UCR1::Register>(reg::UCR1);
         let mut ucr4 = self.read::<UCR4::Register>(reg::UCR4);
         if on {
+            let ucr2 = self.read::<UCR2::Register>(reg::UCR2);
+            if !ucr2.is_set(UCR2::RXEN) {
+                // Read-modify-write keeps SRST as read (1: out of reset).
+                self.bus
+                    .write(reg::UCR2, ucr2.get() | UCR2::RXEN::SET.value);
+            }
             ucr1.modify(UCR1::RRDYEN::SET);
             ucr4.modify(UCR4::DREN::SET);
         } else {
@@ -174,10 +191,33 @@ mod tests {
             (UCR1::UARTEN::SET + UCR1::RRDYEN::SET).value
         );
         assert_eq!(m.get(reg::UCR4), UCR4::DREN::SET.value);
+        assert_eq!(
+            m.get(reg::UCR2),
+            UCR2::RXEN::SET.value,
+            "the receiver turned on"
+        );
         ImxUart::new(&mut m).clear_rx_interrupt();
         assert_eq!(m.writes_to(reg::USR1), [USR1::AGTIM::SET.value]);
         ImxUart::new(&mut m).set_rx_interrupt(false);
         assert_eq!(m.get(reg::UCR1), UCR1::UARTEN::SET.value);
         assert_eq!(m.get(reg::UCR4), 0);
+        assert_eq!(m.get(reg::UCR2), UCR2::RXEN::SET.value, "left on");
+    }
+
+    #[test]
+    fn a_receiver_the_firmware_enabled_is_not_written() {
+        let mut m = Regs::default();
+        let firmware = (UCR2::SRST::SET + UCR2::RXEN::SET).value | 1 << 2;
+        m.set(reg::UCR2, firmware);
+        ImxUart::new(&mut m).set_rx_interrupt(true);
+        assert_eq!(m.writes_to(reg::UCR2), [0u32; 0]);
+        let mut off = Regs::default();
+        off.set(reg::UCR2, UCR2::SRST::SET.value);
+        ImxUart::new(&mut off).set_rx_interrupt(true);
+        assert_eq!(
+            off.writes_to(reg::UCR2),
+            [(UCR2::SRST::SET + UCR2::RXEN::SET).value],
+            "SRST written as read, so the UART is not reset"
+        );
     }
 }

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use crate::boot::GuestBoot;
 use crate::guest::GuestFiles;
-use crate::qemu::{self, Capture};
+use crate::qemu::{self, Capture, Input};
 use crate::{dtcorpus, qemu10};
 
 use super::common::vms::{self, linux_files, DeviceSet, VmDesc};
@@ -42,6 +42,10 @@ const VM: &str = "board";
 /// Its vCPUs and RAM.
 const VCPUS: u32 = 2;
 const MEM_MIB: u64 = 512;
+/// The interactive guest (no `rhyve.test`: init starts a shell).
+const SHELL_CMDLINE: &str = "console=ttyAMA0 quiet";
+/// Printed by tests/guest/init.sh just before it starts the shell.
+const SHELL_BANNER: &str = "rhyve busybox guest:";
 /// The test init's command line: the VM's PL011 is at QEMU virt's address on every board.
 const CMDLINE: &str = "console=ttyAMA0 earlycon=pl011,0x9000000 rhyve.test=1";
 /// The VM's devices: the UART and the RTC, which the VMM models without a device of the
@@ -52,6 +56,27 @@ const DEVICES: DeviceSet = DeviceSet::PL011.with(DeviceSet::PL031);
 /// RAM of each of `board-versal-net`'s two VMs (the board's 1 GiB holds two, rhyve and the
 /// bundle).
 const NET_MEM_MIB: u64 = 256;
+
+/// What rhyve must say about the i.MX 8M Plus EVK.
+const IMX8MP: &[(&str, &str)] = &[
+    (
+        "rhyve: console UART: i.MX UART at 0x30890000 (from the tree's stdout-path)",
+        "the console: UART2, which stdout-path names",
+    ),
+    (
+        "on 4 CPUs of \"NXP i.MX8MPlus EVK board\" (fsl,imx8mp-evk)",
+        "the board and its four Cortex-A53",
+    ),
+    ("rhyve: RAM 0x40000000..0xa0000000", "RAM as QEMU sized it"),
+    (
+        "rhyve: reserved 0x92400000..0x94400000",
+        "the DSP's no-map region",
+    ),
+    (
+        "rhyve: GICv3 at 0x38800000, 1 redistributor region",
+        "the GIC",
+    ),
+];
 
 /// Where the board's QEMU comes from.
 #[derive(Clone, Copy)]
@@ -78,8 +103,19 @@ struct Board {
     console_port: u32,
     /// rhyve's lines about the board, each a text its line must contain, in order.
     expect: &'static [(&'static str, &'static str)],
-    /// Two VMs on rhyve's switch (`virtio-net-two`'s) instead of one on 2 vCPUs.
-    net: bool,
+    /// What runs on the board.
+    run: Run,
+}
+
+/// What a board scenario runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// One VM, the test init on 2 vCPUs (`linux-smp`'s checks).
+    Smp,
+    /// Two VMs on rhyve's switch (`virtio-net-two`'s).
+    Net,
+    /// One VM's shell, typed into through the board's console UART and rhyve's monitor.
+    Console,
 }
 
 /// What rhyve must say about QEMU's Versal.
@@ -112,7 +148,7 @@ pub fn scenarios() -> Vec<Box<dyn Scenario>> {
             mem_mib: 1024,
             console_port: 0,
             expect: VERSAL,
-            net: false,
+            run: Run::Smp,
         }),
         Box::new(Board {
             name: "versal-net",
@@ -123,7 +159,7 @@ pub fn scenarios() -> Vec<Box<dyn Scenario>> {
             mem_mib: 1024,
             console_port: 0,
             expect: VERSAL,
-            net: true,
+            run: Run::Net,
         }),
         Box::new(Board {
             name: "imx8mp",
@@ -136,26 +172,22 @@ pub fn scenarios() -> Vec<Box<dyn Scenario>> {
             mem_mib: 1536,
             // UART2, the EVK's console, is QEMU's second serial port.
             console_port: 1,
-            expect: &[
-                (
-                    "rhyve: console UART: i.MX UART at 0x30890000 (from the tree's stdout-path)",
-                    "the console: UART2, which stdout-path names",
-                ),
-                (
-                    "on 4 CPUs of \"NXP i.MX8MPlus EVK board\" (fsl,imx8mp-evk)",
-                    "the board and its four Cortex-A53",
-                ),
-                ("rhyve: RAM 0x40000000..0xa0000000", "RAM as QEMU sized it"),
-                (
-                    "rhyve: reserved 0x92400000..0x94400000",
-                    "the DSP's no-map region",
-                ),
-                (
-                    "rhyve: GICv3 at 0x38800000, 1 redistributor region",
-                    "the GIC",
-                ),
-            ],
-            net: false,
+            expect: IMX8MP,
+            run: Run::Smp,
+        }),
+        Box::new(Board {
+            name: "imx8mp-console",
+            qemu: Qemu::WithMachine,
+            machine: "imx8mp-evk",
+            dtb: Some("freescale/imx8mp-evk.dtb"),
+            smp: 4,
+            // RAM 0x4000_0000..0xa000_0000: carving top-down from there would cross the DSP's
+            // no-map range at 0x9240_0000 if discovery missed it.
+            mem_mib: 1536,
+            // UART2, the EVK's console, is QEMU's second serial port.
+            console_port: 1,
+            expect: IMX8MP,
+            run: Run::Console,
         }),
     ]
 }
@@ -181,10 +213,14 @@ impl Scenario for Board {
     }
 
     fn vms(&self, guest: &GuestFiles) -> Option<VmsBoot> {
-        let config = if self.net {
-            vms::config(&virtio_net::two_guests(NET_MEM_MIB))
-        } else {
-            vms::config(&[self.vm()])
+        let config = match self.run {
+            Run::Smp => vms::config(&[self.vm()]),
+            Run::Net => vms::config(&virtio_net::two_guests(NET_MEM_MIB)),
+            Run::Console => vms::config(&[VmDesc {
+                vcpus: 1,
+                devices: DEVICES,
+                ..vms::linux(VM, MEM_MIB, SHELL_CMDLINE)
+            }]),
         };
         Some(VmsBoot {
             config,
@@ -228,13 +264,66 @@ impl Scenario for Board {
         Duration::from_secs(300)
     }
 
-    fn check(&self, console: &Capture) -> Vec<String> {
-        if self.net {
-            let mut failures = in_order(console, self.expect);
-            failures.extend(virtio_net::check_two_guests(console));
-            return failures;
+    fn inputs(&self) -> Vec<Input> {
+        if self.run != Run::Console {
+            return Vec::new();
         }
-        check(self.expect, console)
+        vec![
+            Input {
+                after: SHELL_BANNER,
+                delay: Duration::from_secs(2),
+                send: "echo typed-$((6*7))\n",
+            },
+            // The monitor: Ctrl-] m, then a command; Ctrl-] 0 back to the VM.
+            Input {
+                after: "typed-42",
+                delay: Duration::from_millis(500),
+                send: "\x1dm",
+            },
+            Input {
+                after: "rhyve: console: the monitor",
+                delay: Duration::from_millis(500),
+                send: "list\n",
+            },
+            Input {
+                after: "vCPU 0 on CPU",
+                delay: Duration::from_millis(500),
+                send: "\x1d0",
+            },
+            Input {
+                after: "rhyve: console: VM 0",
+                delay: Duration::from_millis(500),
+                send: "poweroff -f\n",
+            },
+        ]
+    }
+
+    fn check(&self, console: &Capture) -> Vec<String> {
+        let mut failures = in_order(console, self.expect);
+        match self.run {
+            Run::Smp => return check(self.expect, console),
+            Run::Net => failures.extend(virtio_net::check_two_guests(console)),
+            Run::Console => {
+                // The answer line alone: the echoed command shows `$((6*7))`, not 42.
+                if !console.lines.iter().any(|l| l.text.trim() == "typed-42") {
+                    failures.push(
+                        "the guest's shell never answered `echo typed-$((6*7))` typed on the board's console".into(),
+                    );
+                }
+                if !console
+                    .lines
+                    .iter()
+                    .any(|l| l.text.contains(&format!("VM 0 \"{VM}\": running")))
+                {
+                    failures
+                        .push("the monitor's `list` never answered on the board's console".into());
+                }
+                if console.find("rhyve: VM 0 stopped").is_none() {
+                    failures.push("the typed `poweroff -f` did not stop the VM".into());
+                }
+            }
+        }
+        failures
     }
 }
 
