@@ -78,22 +78,7 @@ fn prepare() -> Result<PathBuf> {
 
 /// Installs the missing [`TOOLS`] with apt, or says which to install.
 fn ensure_tools() -> Result<()> {
-    let mut missing: Vec<&str> = TOOLS
-        .iter()
-        .filter(|(prog, _)| sys::find_program(prog).is_none())
-        .map(|(_, pkg)| *pkg)
-        .collect();
-    missing.dedup();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    if !sys::can_apt_install() {
-        return Err(Error::Failed(format!(
-            "dt-corpus reads the trees with dtc; as root, run: apt-get install {}",
-            missing.join(" ")
-        )));
-    }
-    sys::apt_install(&missing)
+    sys::ensure_programs(TOOLS, "dt-corpus (reading the trees with dtc)")
 }
 
 /// Removes the kernel packages an older run left (60 MB each): only `keep` is used.

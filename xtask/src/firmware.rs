@@ -103,23 +103,7 @@ pub fn fetch() -> Result<Firmware> {
 
 /// Installs the missing [`HOST_TOOLS`] with apt, or says which to install.
 fn ensure_tools() -> Result<()> {
-    let mut missing: Vec<&str> = HOST_TOOLS
-        .iter()
-        .filter(|(prog, _)| sys::find_program(prog).is_none())
-        .map(|(_, pkg)| *pkg)
-        .collect();
-    missing.dedup();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    if !sys::can_apt_install() {
-        return Err(Error::Failed(format!(
-            "building the firmware disks needs {}; as root, run: apt-get install {}",
-            missing.join(", "),
-            missing.join(" ")
-        )));
-    }
-    sys::apt_install(&missing)
+    sys::ensure_programs(HOST_TOOLS, "building the firmware disks")
 }
 
 /// `pkg`'s [`Package::path`], from the package unpacked in `build/firmware/NAME/` (downloaded

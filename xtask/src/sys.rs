@@ -128,6 +128,28 @@ pub fn apt_update() -> Result<()> {
     run(apt_get().arg("update"))
 }
 
+/// Installs with apt the packages of `tools` (program, package) whose program is missing, or
+/// fails naming them when apt cannot be used; `needed_for` says what needs them.
+pub fn ensure_programs(tools: &[(&str, &str)], needed_for: &str) -> Result<()> {
+    let mut missing: Vec<&str> = tools
+        .iter()
+        .filter(|(prog, _)| find_program(prog).is_none())
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !can_apt_install() {
+        return Err(Error::Failed(format!(
+            "{needed_for} needs {}; as root, run: apt-get install {}",
+            missing.join(", "),
+            missing.join(" ")
+        )));
+    }
+    apt_install(&missing)
+}
+
 /// `apt-get install -y PKGS`; if that fails (a package unknown to stale lists), `apt-get
 /// update` and try once more.
 pub fn apt_install(pkgs: &[&str]) -> Result<()> {
