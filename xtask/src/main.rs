@@ -327,16 +327,8 @@ fn firmware_guest(mut args: Args, firmware: PathBuf) -> Result<boot::FirmwareBoo
             )));
         }
     }
-    let vcpus = args.number("--vcpus")?.unwrap_or(2);
-    let mem_mib = args
-        .value("--mem")?
-        .map(|m| args::parse_mem_mib(&m))
-        .transpose()?
-        .unwrap_or(512);
+    let (vcpus, mem_mib) = vcpus_and_mem(&mut args)?;
     args.finish()?;
-    if vcpus == 0 {
-        return Err(Error::Usage("--vcpus must be at least 1".into()));
-    }
     if !firmware.is_file() {
         return Err(Error::Usage(format!(
             "--firmware {}: no such file",
@@ -352,6 +344,20 @@ fn firmware_guest(mut args: Args, firmware: PathBuf) -> Result<boot::FirmwareBoo
     })
 }
 
+/// `run`'s `--vcpus` (at least 1; default 2) and `--mem` in MiB (default 512).
+fn vcpus_and_mem(args: &mut Args) -> Result<(u32, u64)> {
+    let vcpus = args.number("--vcpus")?.unwrap_or(2);
+    if vcpus == 0 {
+        return Err(Error::Usage("--vcpus must be at least 1".into()));
+    }
+    let mem_mib = args
+        .value("--mem")?
+        .map(|m| args::parse_mem_mib(&m))
+        .transpose()?
+        .unwrap_or(512);
+    Ok((vcpus, mem_mib))
+}
+
 /// The one guest `run`'s options describe, with the fetched guest as the default.
 fn single_guest(mut args: Args) -> Result<GuestBoot> {
     let kernel = args.value("--kernel")?.map(PathBuf::from);
@@ -359,16 +365,8 @@ fn single_guest(mut args: Args) -> Result<GuestBoot> {
     let cmdline = args
         .value("--cmdline")?
         .unwrap_or_else(|| DEFAULT_CMDLINE.into());
-    let vcpus = args.number("--vcpus")?.unwrap_or(2);
-    let mem_mib = args
-        .value("--mem")?
-        .map(|m| args::parse_mem_mib(&m))
-        .transpose()?
-        .unwrap_or(512);
+    let (vcpus, mem_mib) = vcpus_and_mem(&mut args)?;
     args.finish()?;
-    if vcpus == 0 {
-        return Err(Error::Usage("--vcpus must be at least 1".into()));
-    }
 
     let guest = if kernel.is_none() || initrd.is_none() {
         Some(guest::fetch()?)
